@@ -1,0 +1,183 @@
+//! Fault injection: what can go wrong in the simulated community, and scenario files that switch
+//! faults on and off on a timeline.
+//!
+//! Scenario file: one fault per line, `START_S DURATION_S FAULT [DEVICE]`, times in seconds from
+//! the simulator's start, `#` starts a comment. Example: `30 60 pump_trip` or `10 40 silent dma-flow`.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Kinds of fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FaultKind {
+    /// A DMA main leak: +2 m³/h inflow, PRV outlet pressure 0.02 MPa lower.
+    Leak,
+    /// Duty pump 1's VFD trips; the standby pump takes over.
+    PumpTrip,
+    /// Water on the pump-room floor.
+    PumpRoomFlooding,
+    /// LV supply at 85 % of nominal.
+    VoltageSag,
+    /// Phase C lost on the LV side of TX1.
+    PhaseLoss,
+    /// TX1 windings above the alarm set-point.
+    TransformerOvertemp,
+    /// Heating make-up at 3 % of circulation (a secondary-network leak).
+    HeatingMakeupSurge,
+    /// A device that stops answering (needs a device).
+    Silent,
+    /// A device that answers every read with exception 0x04 (needs a device).
+    Exception,
+    /// A device that answers 300 ms late (needs a device).
+    SlowReplies,
+}
+
+impl FaultKind {
+    pub const ALL: [FaultKind; 10] = [
+        FaultKind::Leak,
+        FaultKind::PumpTrip,
+        FaultKind::PumpRoomFlooding,
+        FaultKind::VoltageSag,
+        FaultKind::PhaseLoss,
+        FaultKind::TransformerOvertemp,
+        FaultKind::HeatingMakeupSurge,
+        FaultKind::Silent,
+        FaultKind::Exception,
+        FaultKind::SlowReplies,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::Leak => "leak",
+            FaultKind::PumpTrip => "pump_trip",
+            FaultKind::PumpRoomFlooding => "pump_room_flooding",
+            FaultKind::VoltageSag => "voltage_sag",
+            FaultKind::PhaseLoss => "phase_loss",
+            FaultKind::TransformerOvertemp => "transformer_overtemp",
+            FaultKind::HeatingMakeupSurge => "heating_makeup_surge",
+            FaultKind::Silent => "silent",
+            FaultKind::Exception => "exception",
+            FaultKind::SlowReplies => "slow_replies",
+        }
+    }
+
+    /// Whether the fault is about one device's communication rather than the physical plant.
+    pub fn needs_device(self) -> bool {
+        matches!(
+            self,
+            FaultKind::Silent | FaultKind::Exception | FaultKind::SlowReplies
+        )
+    }
+}
+
+impl FromStr for FaultKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        FaultKind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = FaultKind::ALL.iter().map(|k| k.name()).collect();
+                format!("unknown fault {s:?} (expected one of {names:?})")
+            })
+    }
+}
+
+/// An active fault, on one device or on the plant.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Fault {
+    pub kind: FaultKind,
+    pub device: Option<String>,
+}
+
+impl Fault {
+    pub fn plant(kind: FaultKind) -> Fault {
+        Fault { kind, device: None }
+    }
+
+    pub fn on(kind: FaultKind, device: &str) -> Fault {
+        Fault {
+            kind,
+            device: Some(device.to_string()),
+        }
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.device {
+            Some(device) => write!(f, "{} on {device}", self.kind.name()),
+            None => f.write_str(self.kind.name()),
+        }
+    }
+}
+
+/// One line of a scenario.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScenarioStep {
+    pub start: Duration,
+    pub duration: Duration,
+    pub fault: Fault,
+}
+
+/// Parses a scenario file's text.
+pub fn parse_scenario(text: &str) -> Result<Vec<ScenarioStep>, String> {
+    let mut steps = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let at = |e: String| format!("line {}: {e}", n + 1);
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let [start, duration, kind, rest @ ..] = words.as_slice() else {
+            return Err(at("expected START_S DURATION_S FAULT [DEVICE]".into()));
+        };
+        let seconds = |w: &str| {
+            w.parse::<u64>()
+                .map(Duration::from_secs)
+                .map_err(|_| at(format!("{w:?} is not a whole number of seconds")))
+        };
+        let kind: FaultKind = kind.parse().map_err(at)?;
+        let device = match (rest, kind.needs_device()) {
+            ([], true) => return Err(at(format!("{} needs a device id", kind.name()))),
+            ([device], _) => Some(device.to_string()),
+            ([], false) => None,
+            _ => return Err(at("too many words".into())),
+        };
+        steps.push(ScenarioStep {
+            start: seconds(start)?,
+            duration: seconds(duration)?,
+            fault: Fault { kind, device },
+        });
+    }
+    Ok(steps)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_plant_and_device_faults_with_comments() {
+        let steps =
+            parse_scenario("# demo\n30 60 pump_trip\n\n10 40 silent dma-flow # comm\n").unwrap();
+        assert_eq!(steps.len(), 2);
+        assert_eq!(steps[0].fault, Fault::plant(FaultKind::PumpTrip));
+        assert_eq!(steps[1].fault, Fault::on(FaultKind::Silent, "dma-flow"));
+        assert_eq!(steps[1].start, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn reports_the_line_of_a_bad_step() {
+        let err = parse_scenario("1 2 leak\n5 x leak\n").unwrap_err();
+        assert!(err.starts_with("line 2:"), "{err}");
+        assert!(parse_scenario("1 2 silent")
+            .unwrap_err()
+            .contains("needs a device"));
+        assert!(parse_scenario("1 2 meteor")
+            .unwrap_err()
+            .contains("unknown fault"));
+    }
+}

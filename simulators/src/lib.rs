@@ -1,0 +1,214 @@
+//! retrofit-sim: the simulated community of DOMAIN.md §3 as real Modbus servers, with realistic
+//! behaviour (diurnal demand with a night minimum, noise, pump frequency following demand, a
+//! heating weather curve, transformer load and temperature) and fault injection while running.
+//!
+//! # Layout
+//!
+//! - [`layout`]: which devices sit on which bus at which unit id.
+//! - [`devices`]: each device kind's register map and physics.
+//! - [`registers`]: encoding engineering values into register images, and the truth a correct
+//!   reader must recover.
+//! - [`world`]: the community state and its physics step.
+//! - [`faults`]: fault kinds and scenario files.
+//! - [`server`]: the Modbus TCP and RTU-over-TCP servers.
+//! - [`clock`], [`noise`]: simulated time and seeded measurement noise.
+
+pub mod clock;
+pub mod devices;
+pub mod faults;
+pub mod layout;
+pub mod noise;
+pub mod registers;
+pub mod server;
+pub mod world;
+
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use clock::SimClock;
+use faults::{Fault, ScenarioStep};
+use layout::{Layout, SimTransport};
+use server::{lock, BusService};
+use world::World;
+
+/// How the community runs.
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    /// Simulated seconds per real second.
+    pub speed: f64,
+    /// Simulated start time (Unix seconds); now when `None`.
+    pub start_unix_s: Option<f64>,
+    /// Noise seed; the same seed and start give the same run.
+    pub seed: u64,
+    /// How often the physics advances (real time).
+    pub tick: Duration,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        SimOptions {
+            speed: 1.0,
+            start_unix_s: None,
+            seed: 2021,
+            tick: Duration::from_millis(200),
+        }
+    }
+}
+
+/// A running simulated community. Dropping it stops its servers.
+pub struct Community {
+    world: Arc<Mutex<World>>,
+    addresses: BTreeMap<String, SocketAddr>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Community {
+    /// Binds every bus of `layout` and starts serving.
+    pub async fn start(layout: &Layout, options: SimOptions) -> io::Result<Community> {
+        let clock = match options.start_unix_s {
+            Some(start) => SimClock::new(start, options.speed),
+            None => {
+                let now = SimClock::real_time().now_unix_s();
+                SimClock::new(now, options.speed)
+            }
+        };
+        let world = Arc::new(Mutex::new(World::new(&layout.devices, clock, options.seed)));
+        let mut addresses = BTreeMap::new();
+        let mut tasks = Vec::new();
+        for bus in &layout.buses {
+            let listener = TcpListener::bind(bus.listen).await.map_err(|e| {
+                io::Error::new(e.kind(), format!("bus {} on {}: {e}", bus.id, bus.listen))
+            })?;
+            addresses.insert(bus.id.clone(), listener.local_addr()?);
+            let service = BusService {
+                world: Arc::clone(&world),
+                bus: Arc::from(bus.id.as_str()),
+            };
+            tasks.push(tokio::spawn(serve(listener, bus.transport, service)));
+        }
+        let ticking = Arc::clone(&world);
+        let tick = options.tick;
+        tasks.push(tokio::spawn(async move {
+            let mut interval = tokio::time::interval(tick);
+            loop {
+                interval.tick().await;
+                lock(&ticking).step();
+            }
+        }));
+        Ok(Community {
+            world,
+            addresses,
+            tasks,
+        })
+    }
+
+    /// The address a bus listens on.
+    pub fn address(&self, bus: &str) -> Option<SocketAddr> {
+        self.addresses.get(bus).copied()
+    }
+
+    pub fn addresses(&self) -> &BTreeMap<String, SocketAddr> {
+        &self.addresses
+    }
+
+    pub fn inject(&self, fault: Fault) {
+        tracing::info!(fault = %fault, "Injecting fault");
+        lock(&self.world).inject(fault);
+    }
+
+    pub fn clear(&self, fault: &Fault) {
+        tracing::info!(fault = %fault, "Clearing fault");
+        lock(&self.world).clear(fault);
+    }
+
+    pub fn active_faults(&self) -> Vec<Fault> {
+        lock(&self.world).faults().to_vec()
+    }
+
+    /// Stops (or restarts) the physics so that values hold still.
+    pub fn set_frozen(&self, frozen: bool) {
+        lock(&self.world).frozen = frozen;
+    }
+
+    /// The engineering values a correct reader decodes from a device's registers right now.
+    pub fn truth(&self, device: &str) -> Option<BTreeMap<String, f64>> {
+        lock(&self.world).truth(device)
+    }
+
+    /// Reads each device has answered so far.
+    pub fn reads(&self) -> HashMap<String, u64> {
+        lock(&self.world)
+            .devices
+            .iter()
+            .map(|d| (d.id.clone(), d.reads))
+            .collect()
+    }
+
+    /// Plays a scenario: each step's fault is injected at its start and cleared after its
+    /// duration, measured from now.
+    pub fn play(&self, steps: Vec<ScenarioStep>) -> JoinHandle<()> {
+        let world = Arc::clone(&self.world);
+        tokio::spawn(async move {
+            let started = tokio::time::Instant::now();
+            let mut events: Vec<(Duration, bool, Fault)> = steps
+                .into_iter()
+                .flat_map(|s| {
+                    [
+                        (s.start, true, s.fault.clone()),
+                        (s.start + s.duration, false, s.fault),
+                    ]
+                })
+                .collect();
+            events.sort_by_key(|(at, on, _)| (*at, *on));
+            for (at, on, fault) in events {
+                tokio::time::sleep_until(started + at).await;
+                if on {
+                    tracing::info!(fault = %fault, "Scenario injects fault");
+                    lock(&world).inject(fault);
+                } else {
+                    tracing::info!(fault = %fault, "Scenario clears fault");
+                    lock(&world).clear(&fault);
+                }
+            }
+        })
+    }
+}
+
+impl Drop for Community {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+async fn serve(listener: TcpListener, transport: SimTransport, service: BusService) {
+    let on_process_error = |e: io::Error| tracing::debug!(error = %e, "Simulator connection ended");
+    let result = match transport {
+        SimTransport::Tcp => {
+            let server = tokio_modbus::server::tcp::Server::new(listener);
+            let on_connected = |stream, _addr| {
+                let service = service.clone();
+                async move { Ok(Some((service, stream))) }
+            };
+            server.serve(&on_connected, on_process_error).await
+        }
+        SimTransport::RtuOverTcp => {
+            let server = tokio_modbus::server::rtu_over_tcp::Server::new(listener);
+            let on_connected = |stream, _addr| {
+                let service = service.clone();
+                async move { Ok(Some((service, stream))) }
+            };
+            server.serve(&on_connected, on_process_error).await
+        }
+    };
+    if let Err(e) = result {
+        tracing::error!(error = %e, bus = %service.bus, "Simulated bus stopped");
+    }
+}

@@ -1,0 +1,107 @@
+//! `retrofit-sim`: the simulated community as network servers on this machine.
+
+use std::net::IpAddr;
+use std::process::ExitCode;
+
+use retrofit_sim::faults::parse_scenario;
+use retrofit_sim::layout::Layout;
+use retrofit_sim::{Community, SimOptions};
+
+const USAGE: &str =
+    "usage: retrofit-sim [--bind ADDR] [--port-base N] [--speed X] [--seed N] [--scenario FILE]
+
+Serves the example community of DOMAIN.md on ADDR (default 127.0.0.1):
+  pump-room    RTU over TCP  port-base + 1   units 1 (booster set), 2 (break tank)
+  prv-chamber  Modbus TCP    port-base + 2   units 11, 12 (PRV pressures), 13 (DMA flowmeter)
+  substation   RTU over TCP  port-base + 3   units 20-22 (Acrel), 31-32 (DTSU666), 41-42 (TX temps)
+  heating      Modbus TCP    port-base + 4   unit 1 (heating substation PLC)
+Default port base 15020 matches config/demo.toml. --speed 60 runs an hour a minute.
+A scenario file has lines 'START_S DURATION_S FAULT [DEVICE]'.";
+
+struct Args {
+    bind: IpAddr,
+    port_base: u16,
+    options: SimOptions,
+    scenario: Option<String>,
+}
+
+fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
+    let mut parsed = Args {
+        bind: IpAddr::from([127, 0, 0, 1]),
+        port_base: 15020,
+        options: SimOptions::default(),
+        scenario: None,
+    };
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--bind" => parsed.bind = value()?.parse().map_err(|e| format!("--bind: {e}"))?,
+            "--port-base" => {
+                parsed.port_base = value()?.parse().map_err(|e| format!("--port-base: {e}"))?
+            }
+            "--speed" => {
+                parsed.options.speed = value()?.parse().map_err(|e| format!("--speed: {e}"))?
+            }
+            "--seed" => {
+                parsed.options.seed = value()?.parse().map_err(|e| format!("--seed: {e}"))?
+            }
+            "--scenario" => parsed.scenario = Some(value()?),
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(parsed)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber_init();
+    let args = match parse(std::env::args().skip(1)) {
+        Ok(args) => args,
+        Err(e) => {
+            if !e.is_empty() {
+                eprintln!("retrofit-sim: {e}");
+            }
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let steps = match &args.scenario {
+        Some(path) => match std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|text| parse_scenario(&text))
+        {
+            Ok(steps) => steps,
+            Err(e) => {
+                eprintln!("retrofit-sim: {path}: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => Vec::new(),
+    };
+    let layout = Layout::example_site(args.bind, args.port_base);
+    let community = match Community::start(&layout, args.options).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("retrofit-sim: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    for (bus, address) in community.addresses() {
+        println!("{bus:<12} {address}");
+    }
+    let _scenario = community.play(steps);
+    let _ = tokio::signal::ctrl_c().await;
+    ExitCode::SUCCESS
+}
+
+/// Logs injected and cleared faults to standard error; `RUST_LOG` adjusts the level.
+fn tracing_subscriber_init() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}

@@ -1,0 +1,190 @@
+//! The command-line commands as library functions: `run`, `check-config`, `plan`. (`demo` lives
+//! in [`crate::demo`].) Each returns what the process should print and its exit status, so tests
+//! drive them without spawning processes.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::sync::mpsc;
+
+use crate::config::{load, ConfigError, EnvOverlay, LoadedConfig};
+use crate::runtime::{termination_signal, Gateway, SAMPLE_CHANNEL_CAPACITY};
+use crate::sinks::line_file;
+use crate::sources::modbus::plan::{DevicePlan, PlanLimits};
+use crate::sources::modbus::timing::{inter_frame_gap, serial_baud, wire_time};
+
+/// How long shutdown may take before tasks are aborted (DESIGN.md: exit within 5 s).
+pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(4);
+
+/// Loads a config with the process environment overlay.
+pub fn load_config(path: &Path) -> Result<LoadedConfig, ConfigError> {
+    load(path, EnvOverlay::Process)
+}
+
+/// `check-config`: a one-line summary, or every problem.
+pub fn check_config(path: &Path) -> Result<String, ConfigError> {
+    let config = load_config(path)?;
+    let points: usize = config
+        .gateway
+        .device
+        .iter()
+        .filter_map(|d| config.profile_of(d))
+        .map(|p| p.points.len())
+        .sum();
+    Ok(format!(
+        "{}: ok ({} buses, {} devices, {} points, {} profiles)",
+        path.display(),
+        config.gateway.bus.len(),
+        config.gateway.device.len(),
+        points,
+        config.profiles.len()
+    ))
+}
+
+/// Cycles of a plan period listed by `plan` at most.
+const PLAN_CYCLES_LISTED: u64 = 100_000;
+
+/// `plan`: per bus, the requests of each distinct poll cycle and the estimated bus time.
+pub fn plan_report(config: &LoadedConfig) -> String {
+    let mut out = String::new();
+    let (mut total_points, mut total_requests) = (0usize, 0usize);
+    for bus in &config.gateway.bus {
+        let baud = serial_baud(bus);
+        let line = match baud {
+            Some(baud) => format!(
+                "{baud} baud, {}{}{}",
+                bus.data_bits,
+                match bus.parity {
+                    crate::config::Parity::None => 'N',
+                    crate::config::Parity::Even => 'E',
+                    crate::config::Parity::Odd => 'O',
+                },
+                bus.stop_bits
+            ),
+            None => "no serial line".to_string(),
+        };
+        let endpoint = bus
+            .address
+            .clone()
+            .or_else(|| bus.device.as_ref().map(|d| d.display().to_string()))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "bus {} ({} {endpoint}, {line}, inter-frame gap {:.2} ms, timeout {})",
+            bus.id,
+            bus.transport.name(),
+            inter_frame_gap(bus).as_secs_f64() * 1e3,
+            bus.timeout
+        );
+        let mut busy_per_second = 0.0f64;
+        for device in config.gateway.device.iter().filter(|d| d.bus == bus.id) {
+            let Some(profile) = config.profile_of(device) else {
+                continue;
+            };
+            let mut plan = DevicePlan::new(device, profile, PlanLimits::of(bus));
+            let shapes = plan.cycle_shapes(PLAN_CYCLES_LISTED);
+            let period = plan.period.min(PLAN_CYCLES_LISTED);
+            total_points += plan.points.len();
+            total_requests += plan.requests(0).len();
+            let _ = writeln!(
+                out,
+                "  {} unit {} ({}), every {}, {} points",
+                device.id,
+                device.unit,
+                device.profile,
+                device.interval,
+                plan.points.len()
+            );
+            let mut device_busy = 0.0;
+            for (count, requests) in &shapes {
+                let _ = writeln!(out, "    in {count} of {period} cycles:");
+                let mut cycle_time = 0.0;
+                for request in requests.iter() {
+                    let names: Vec<&str> = request
+                        .points
+                        .iter()
+                        .map(|i| &*plan.points[*i].name)
+                        .collect();
+                    let _ = writeln!(
+                        out,
+                        "      FC{} start {} count {}: {}",
+                        request.function.code(),
+                        request.start,
+                        request.count,
+                        names.join(", ")
+                    );
+                    if let Some(baud) = baud {
+                        cycle_time += wire_time(bus, baud, request).as_secs_f64();
+                    }
+                }
+                if baud.is_some() {
+                    let _ = writeln!(out, "      bus time {:.1} ms", cycle_time * 1e3);
+                }
+                device_busy += cycle_time * *count as f64 / period as f64;
+            }
+            busy_per_second += device_busy / device.interval.get().as_secs_f64();
+        }
+        if baud.is_some() {
+            let _ = writeln!(
+                out,
+                "  estimated wire time {:.0} ms per second ({:.1} % of the line), device turnaround not included",
+                busy_per_second * 1e3,
+                busy_per_second * 100.0
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "  bus time not estimated: Modbus TCP without a serial line behind it"
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "total: {total_points} points read with {total_requests} requests when every point is due"
+    );
+    out
+}
+
+/// `run`: polls until SIGTERM/SIGINT, writing line protocol where the config says.
+pub async fn run(config: LoadedConfig) -> anyhow::Result<()> {
+    let output = config
+        .gateway
+        .outputs
+        .line_protocol
+        .as_ref()
+        .map(|o| o.path.clone())
+        .context("no output configured (expected [outputs.line_protocol])")?;
+    let out = line_file::open(&output)
+        .await
+        .with_context(|| format!("cannot open the line-protocol output {output}"))?;
+    let (samples, receiver) = mpsc::channel(SAMPLE_CHANNEL_CAPACITY);
+    let writer = tokio::spawn(line_file::write_lines(receiver, out));
+    let gateway = Gateway::start(&config, samples);
+    tracing::info!(
+        gateway = %config.gateway.gateway.id,
+        buses = config.gateway.bus.len(),
+        devices = config.gateway.device.len(),
+        "Gateway started"
+    );
+    termination_signal().await;
+    tracing::info!("Stopping");
+    let status = std::sync::Arc::clone(&gateway.status);
+    gateway.stop(SHUTDOWN_DEADLINE).await;
+    let written = writer.await.context("output writer failed")??;
+    for (device, s) in status.snapshot() {
+        tracing::info!(
+            device = %device,
+            state = %s.state,
+            samples = s.samples,
+            transactions = s.transactions,
+            exceptions = s.exceptions,
+            timeouts = s.timeouts,
+            link_errors = s.link_errors,
+            "Device summary"
+        );
+    }
+    tracing::info!(lines = written.lines, "Gateway stopped");
+    Ok(())
+}

@@ -1,0 +1,271 @@
+//! Loading: read the TOML file, apply the `RGW__SECTION__KEY` environment overlay, deserialize
+//! with the key path of any type error, load the profiles the devices name, then validate.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use config::{Config, Environment, File, FileFormat};
+use serde::de::DeserializeOwned;
+
+use super::{validate, GatewayConfig, Profile};
+
+/// One problem found in a config or profile file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    /// The file, as the user named it (profiles: the profile's path).
+    pub file: String,
+    /// Key path such as `device[2].unit`; empty for problems with the file as a whole.
+    pub path: String,
+    /// What is wrong and, in parentheses, what was expected.
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}: {}", self.file, self.problem)
+        } else {
+            write!(f, "{}: {}: {}", self.file, self.path, self.problem)
+        }
+    }
+}
+
+/// Every problem that stops a config from loading.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub issues: Vec<ConfigIssue>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, issue) in self.issues.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{issue}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Where the environment overlay comes from.
+#[derive(Debug, Clone)]
+pub enum EnvOverlay {
+    /// The process environment (`RGW__GATEWAY__ID=…`).
+    Process,
+    /// A fixed set of variables, for tests and embedding.
+    Vars(HashMap<String, String>),
+    /// No overlay.
+    None,
+}
+
+/// A validated config with its profiles resolved.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    /// The config file as named by the user.
+    pub path: PathBuf,
+    pub gateway: GatewayConfig,
+    /// Profiles by name, each loaded once however many devices use it.
+    pub profiles: BTreeMap<String, Arc<Profile>>,
+}
+
+impl LoadedConfig {
+    /// The profile of a device; validation guarantees it exists.
+    pub fn profile_of(&self, device: &super::DeviceConfig) -> Option<&Arc<Profile>> {
+        self.profiles.get(&device.profile)
+    }
+}
+
+/// Loads and validates a gateway config file and the profiles it uses.
+pub fn load(path: &Path, env: EnvOverlay) -> Result<LoadedConfig, ConfigError> {
+    let file_label = path.display().to_string();
+    let fail = |path: String, problem: String| ConfigError {
+        issues: vec![ConfigIssue {
+            file: file_label.clone(),
+            path,
+            problem,
+        }],
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| fail(String::new(), format!("cannot read the file ({e})")))?;
+
+    let mut builder = Config::builder().add_source(File::from_str(&text, FileFormat::Toml));
+    let environment = || {
+        Environment::with_prefix("RGW")
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true)
+    };
+    builder = match env {
+        EnvOverlay::Process => builder.add_source(environment()),
+        EnvOverlay::Vars(vars) => builder.add_source(environment().source(Some(vars))),
+        EnvOverlay::None => builder,
+    };
+    let gateway: GatewayConfig = deserialize(builder, &file_label)?;
+
+    let base = path.parent().unwrap_or(Path::new("."));
+    let profile_dir = base.join(&gateway.gateway.profile_dir);
+    let mut issues = Vec::new();
+    let mut profiles = BTreeMap::new();
+    for (i, device) in gateway.device.iter().enumerate() {
+        if profiles.contains_key(&device.profile) {
+            continue;
+        }
+        if !is_profile_name(&device.profile) {
+            issues.push(ConfigIssue {
+                file: file_label.clone(),
+                path: format!("device[{i}].profile"),
+                problem: format!(
+                    "{:?} is not a profile name (expected letters, digits, '-' and '_')",
+                    device.profile
+                ),
+            });
+            continue;
+        }
+        let profile_path = profile_dir.join(format!("{}.toml", device.profile));
+        match load_profile(&profile_path) {
+            Ok(profile) => {
+                profiles.insert(device.profile.clone(), Arc::new(profile));
+            }
+            Err(ProfileLoadError::Missing) => issues.push(ConfigIssue {
+                file: file_label.clone(),
+                path: format!("device[{i}].profile"),
+                problem: format!(
+                    "no profile named {:?} (expected a file {})",
+                    device.profile,
+                    profile_path.display()
+                ),
+            }),
+            Err(ProfileLoadError::Invalid(e)) => issues.extend(e.issues),
+        }
+    }
+    for (name, profile) in &profiles {
+        let label = profile_dir
+            .join(format!("{name}.toml"))
+            .display()
+            .to_string();
+        issues.extend(validate::profile(&label, profile));
+    }
+    issues.extend(validate::gateway(&file_label, &gateway, &profiles));
+    if issues.is_empty() {
+        Ok(LoadedConfig {
+            path: path.to_path_buf(),
+            gateway,
+            profiles,
+        })
+    } else {
+        Err(ConfigError { issues })
+    }
+}
+
+enum ProfileLoadError {
+    Missing,
+    Invalid(ConfigError),
+}
+
+fn load_profile(path: &Path) -> Result<Profile, ProfileLoadError> {
+    let label = path.display().to_string();
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ProfileLoadError::Missing)
+        }
+        Err(e) => {
+            return Err(ProfileLoadError::Invalid(ConfigError {
+                issues: vec![ConfigIssue {
+                    file: label,
+                    path: String::new(),
+                    problem: format!("cannot read the file ({e})"),
+                }],
+            }))
+        }
+    };
+    let builder = Config::builder().add_source(File::from_str(&text, FileFormat::Toml));
+    deserialize(builder, &label).map_err(ProfileLoadError::Invalid)
+}
+
+fn is_profile_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// Builds the layered config and deserializes it, keeping the key path of the first type error.
+fn deserialize<T: DeserializeOwned>(
+    builder: config::ConfigBuilder<config::builder::DefaultState>,
+    file_label: &str,
+) -> Result<T, ConfigError> {
+    let issue = |path: String, problem: String| ConfigError {
+        issues: vec![ConfigIssue {
+            file: file_label.to_string(),
+            path,
+            problem,
+        }],
+    };
+    let built = builder
+        .build()
+        .map_err(|e| issue(String::new(), describe_syntax_error(&e.to_string())))?;
+    serde_path_to_error::deserialize(built).map_err(|e| {
+        let path = e.path().to_string();
+        let mut path = if path == "." { String::new() } else { path };
+        let mut problem = describe_serde_error(&e.into_inner());
+        // The config crate reports some missing keys itself, with their full path.
+        if let Some(full) = problem.strip_prefix("missing configuration field ") {
+            path = full.trim_matches('"').to_string();
+            problem = "is required but missing".to_string();
+        }
+        // serde reports a missing key at its parent; name the key itself.
+        if let Some(key) = problem.strip_suffix(" is required but missing") {
+            let key = key.trim_matches('`');
+            path = if path.is_empty() {
+                key.to_string()
+            } else {
+                format!("{path}.{key}")
+            };
+            problem = "is required but missing".to_string();
+        }
+        issue(path, problem)
+    })
+}
+
+/// One line out of the TOML parser's multi-line report: where, and what.
+fn describe_syntax_error(report: &str) -> String {
+    let lines: Vec<&str> = report.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let location = lines
+        .first()
+        .and_then(|l| l.find("at line ").map(|i| l[i..].to_string()))
+        .unwrap_or_default();
+    let reason = lines
+        .last()
+        .map(|l| l.trim_end_matches(')').to_string())
+        .unwrap_or_default();
+    format!("not valid TOML {location}: {reason}")
+}
+
+/// Turns serde's wording ("invalid type: string \"x\", expected u8") into ours, and drops the
+/// location suffix the config crate appends (we print the file and key path ourselves).
+fn describe_serde_error(error: &config::ConfigError) -> String {
+    let text = error.to_string();
+    let text = match text.find(" for key `") {
+        Some(cut) => text[..cut].to_string(),
+        None => text,
+    };
+    if let Some(rest) = text.strip_prefix("missing field ") {
+        return format!("{rest} is required but missing");
+    }
+    if let Some(rest) = text.strip_prefix("unknown field ") {
+        return match rest.split_once(", expected ") {
+            Some((key, expected)) => format!("unknown key {key} (expected {expected})"),
+            None => format!("unknown key {rest}"),
+        };
+    }
+    if let Some((what, expected)) = text.split_once(", expected ") {
+        return format!("{what} (expected {expected})");
+    }
+    text
+}

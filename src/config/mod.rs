@@ -1,0 +1,218 @@
+//! Typed configuration: the gateway file (`gateway`, `bus`, `device`, `outputs`) and the device
+//! profiles it names (register maps in `<profile_dir>/<name>.toml`).
+//!
+//! Everything is typed once and validated fully at load ([`load`]); the rest of the program never
+//! sees an unchecked value. Every struct denies unknown fields, so a misspelt key is an error and
+//! not a silently ignored setting. Errors carry the file and the key path
+//! (`gateway.toml: device[2].unit: …`) and all of them are reported at once.
+
+mod duration;
+mod load;
+mod named;
+mod profile;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+pub use duration::{parse_duration, ConfigDuration};
+pub use load::{load, ConfigError, ConfigIssue, EnvOverlay, LoadedConfig};
+pub use profile::{Function, PointConfig, PointType, Profile, Ratio, WordOrder};
+
+/// The whole gateway file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    pub gateway: GatewaySection,
+    #[serde(default)]
+    pub bus: Vec<BusConfig>,
+    #[serde(default)]
+    pub device: Vec<DeviceConfig>,
+    #[serde(default)]
+    pub outputs: OutputsConfig,
+}
+
+/// Identity of this gateway and where it keeps its files.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySection {
+    /// Becomes the `gateway` tag of every line.
+    pub id: String,
+    /// Becomes the `site` tag; the community's name, UTF-8 (Chinese names are normal).
+    pub site: String,
+    /// Durable state (the telemetry log and alarm outbox live here).
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Where device profiles are looked up; relative paths are relative to the config file.
+    #[serde(default = "default_profile_dir")]
+    pub profile_dir: PathBuf,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("/var/lib/retrofit-gateway")
+}
+
+fn default_profile_dir() -> PathBuf {
+    PathBuf::from("profiles")
+}
+
+/// How a bus reaches its devices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportKind {
+    /// Modbus TCP (MBAP header), including DTUs in "Modbus TCP gateway" mode.
+    Tcp,
+    /// Modbus RTU on a local serial port.
+    Rtu,
+    /// Raw RTU frames through a transparent serial server or DTU.
+    RtuOverTcp,
+}
+
+impl TransportKind {
+    pub fn name(self) -> &'static str {
+        named::name_of(TRANSPORTS, self)
+    }
+}
+
+const TRANSPORTS: &[(&str, TransportKind)] = &[
+    ("tcp", TransportKind::Tcp),
+    ("rtu", TransportKind::Rtu),
+    ("rtu_over_tcp", TransportKind::RtuOverTcp),
+];
+named::deserialize_by_name!(TransportKind, TRANSPORTS);
+
+/// Serial parity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Parity {
+    #[default]
+    None,
+    Even,
+    Odd,
+}
+
+const PARITIES: &[(&str, Parity)] = &[
+    ("none", Parity::None),
+    ("even", Parity::Even),
+    ("odd", Parity::Odd),
+];
+named::deserialize_by_name!(Parity, PARITIES);
+
+/// One bus: a serial port or one TCP endpoint. One task owns it; one transaction at a time.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BusConfig {
+    pub id: String,
+    pub transport: TransportKind,
+    /// `host:port` for `tcp` and `rtu_over_tcp`.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// Serial device path for `rtu`, e.g. `/dev/ttyUSB0`.
+    #[serde(default)]
+    pub device: Option<PathBuf>,
+    /// Serial line speed. For `tcp` it may describe the RS-485 line behind a Modbus TCP gateway,
+    /// which only the bus-time estimate of `plan` uses.
+    #[serde(default)]
+    pub baud: Option<u32>,
+    #[serde(default)]
+    pub parity: Parity,
+    #[serde(default = "default_data_bits")]
+    pub data_bits: u8,
+    #[serde(default = "default_stop_bits")]
+    pub stop_bits: u8,
+    /// How long one transaction may take before the link counts as failed.
+    #[serde(default = "default_timeout")]
+    pub timeout: ConfigDuration,
+    /// Silence kept between transactions; default 3.5 character times on serial lines
+    /// (1.75 ms above 19 200 baud), none on Modbus TCP.
+    #[serde(default)]
+    pub inter_frame_gap: Option<ConfigDuration>,
+    /// Largest run of unused registers the planner reads through to save a request.
+    #[serde(default = "default_max_gap")]
+    pub max_gap: u16,
+    /// Most registers in one read; 125 is the protocol limit, some devices accept fewer.
+    #[serde(default = "default_max_registers")]
+    pub max_registers: u16,
+    /// Longest pause before a failing device is probed again.
+    #[serde(default = "default_max_backoff")]
+    pub max_backoff: ConfigDuration,
+}
+
+fn default_data_bits() -> u8 {
+    8
+}
+fn default_stop_bits() -> u8 {
+    1
+}
+fn default_timeout() -> ConfigDuration {
+    ConfigDuration::from_millis(500)
+}
+fn default_max_gap() -> u16 {
+    8
+}
+fn default_max_registers() -> u16 {
+    125
+}
+fn default_max_backoff() -> ConfigDuration {
+    ConfigDuration::from_millis(60_000)
+}
+
+/// One field device.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceConfig {
+    pub id: String,
+    pub bus: String,
+    /// Modbus unit (slave) id, 1–247 (wider type so that 300 is reported as out of range).
+    pub unit: u16,
+    /// Profile name: `<profile_dir>/<profile>.toml`.
+    pub profile: String,
+    /// Poll interval; points may be polled less often, in whole multiples of it.
+    pub interval: ConfigDuration,
+    /// Extra tags for every line of this device (zone, building …).
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// Overrides the profile's `address_offset` (maps that document 1-based addresses).
+    #[serde(default)]
+    pub address_offset: Option<i32>,
+    /// Current-transformer ratio applied to points marked `ratio = "ct"` or `"pt_ct"`.
+    #[serde(default = "default_ratio")]
+    pub ct_ratio: f64,
+    /// Voltage-transformer ratio applied to points marked `ratio = "pt"` or `"pt_ct"`.
+    #[serde(default = "default_ratio")]
+    pub pt_ratio: f64,
+    /// Building geometry the pressure rules need (top-floor residual pressure, floor inlets).
+    #[serde(default)]
+    pub site: Option<SiteGeometry>,
+}
+
+fn default_ratio() -> f64 {
+    1.0
+}
+
+/// Building geometry of the zone a pressure sensor serves (DOMAIN.md §2).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteGeometry {
+    pub storeys: u32,
+    pub storey_height_m: f64,
+    /// Sensor height relative to ground floor level (negative: below, e.g. a basement pump room).
+    #[serde(default)]
+    pub sensor_elevation_m: f64,
+}
+
+/// Where samples go.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputsConfig {
+    #[serde(default)]
+    pub line_protocol: Option<LineProtocolOutput>,
+}
+
+/// InfluxDB line protocol written to a file or standard output.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LineProtocolOutput {
+    /// A file path (appended to), or `-` for standard output.
+    pub path: String,
+}

@@ -1,0 +1,415 @@
+//! Cross-field validation: everything serde cannot check on its own. Each check adds an issue with
+//! its key path and what was expected; nothing stops at the first problem.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{
+    ConfigDuration, ConfigIssue, Function, GatewayConfig, PointType, Profile, TransportKind,
+};
+
+/// Tags the gateway sets itself; a device or profile may not override them.
+const RESERVED_TAGS: [&str; 3] = ["site", "gateway", "device"];
+
+struct Issues<'a> {
+    file: &'a str,
+    list: Vec<ConfigIssue>,
+}
+
+impl Issues<'_> {
+    fn add(&mut self, path: String, problem: impl Into<String>) {
+        self.list.push(ConfigIssue {
+            file: self.file.to_string(),
+            path,
+            problem: problem.into(),
+        });
+    }
+
+    fn positive(&mut self, path: String, d: ConfigDuration) {
+        if d.get().is_zero() {
+            self.add(
+                path,
+                "0s is not allowed (expected a duration greater than zero)",
+            );
+        }
+    }
+
+    fn text(&mut self, path: String, value: &str) {
+        if value.trim().is_empty() {
+            self.add(path, "is empty (expected a non-empty name)");
+        } else if value.chars().any(char::is_control) {
+            self.add(
+                path,
+                "contains a control character (expected printable text)",
+            );
+        }
+    }
+
+    fn tags(&mut self, prefix: &str, tags: &BTreeMap<String, String>) {
+        for (key, value) in tags {
+            let path = format!("{prefix}.{key}");
+            if RESERVED_TAGS.contains(&key.as_str()) {
+                self.add(
+                    path,
+                    format!("{key:?} is set by the gateway (expected another tag name)"),
+                );
+            } else if !is_identifier(key) {
+                self.add(
+                    path,
+                    "is not a tag name (expected lower-case letters, digits and '_')",
+                );
+            } else {
+                self.text(path, value);
+            }
+        }
+    }
+}
+
+/// Field and tag names: lower-case ASCII words, so that queries never need quoting.
+fn is_identifier(name: &str) -> bool {
+    name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// Validates a profile on its own.
+pub fn profile(file: &str, profile: &Profile) -> Vec<ConfigIssue> {
+    let mut issues = Issues {
+        file,
+        list: Vec::new(),
+    };
+    if !is_identifier(&profile.kind) {
+        issues.add(
+            "kind".into(),
+            format!(
+                "{:?} is not a measurement name (expected lower-case letters, digits and '_', e.g. \"pump_station\")",
+                profile.kind
+            ),
+        );
+    }
+    issues.tags("tags", &profile.tags);
+    if profile.points.is_empty() {
+        issues.add(
+            "point".into(),
+            "no points (expected at least one [[point]])",
+        );
+    }
+    let mut names = HashSet::new();
+    for (i, point) in profile.points.iter().enumerate() {
+        let at = |key: &str| format!("point[{i}].{key}");
+        if !is_identifier(&point.name) {
+            issues.add(
+                at("name"),
+                format!(
+                    "{:?} is not a field name (expected lower-case letters, digits and '_', e.g. \"outlet_pressure_mpa\")",
+                    point.name
+                ),
+            );
+        } else if !names.insert(point.name.as_str()) {
+            issues.add(
+                at("name"),
+                format!(
+                    "{:?} is used twice (expected unique point names)",
+                    point.name
+                ),
+            );
+        }
+        let Some(function) = Function::from_code(point.fc) else {
+            issues.add(
+                at("fc"),
+                format!(
+                    "{} is not a read function (expected 1, 2, 3 or 4)",
+                    point.fc
+                ),
+            );
+            continue;
+        };
+        match (point.kind, function.reads_bits()) {
+            (PointType::Bool, false) => issues.add(
+                at("type"),
+                format!(
+                    "bool needs a bit read (expected fc 1 or 2, or type \"bit\" with fc {})",
+                    point.fc
+                ),
+            ),
+            (kind, true) if kind != PointType::Bool => issues.add(
+                at("type"),
+                format!("fc {} reads single bits (expected type \"bool\")", point.fc),
+            ),
+            _ => {}
+        }
+        match (point.kind, point.bit) {
+            (PointType::Bit, None) => {
+                issues.add(at("bit"), "missing for type \"bit\" (expected 0–15)")
+            }
+            (PointType::Bit, Some(bit)) if bit > 15 => {
+                issues.add(at("bit"), format!("{bit} is out of range (expected 0–15)"))
+            }
+            (kind, Some(_)) if kind != PointType::Bit => {
+                issues.add(at("bit"), "only applies to type \"bit\"")
+            }
+            _ => {}
+        }
+        match (point.kind, point.length) {
+            (PointType::String, None) => issues.add(
+                at("length"),
+                "missing for type \"string\" (expected 1–125 registers)",
+            ),
+            (PointType::String, Some(n)) if n == 0 || n > 125 => issues.add(
+                at("length"),
+                format!("{n} is out of range (expected 1–125 registers)"),
+            ),
+            (kind, Some(_)) if kind != PointType::String => {
+                issues.add(at("length"), "only applies to type \"string\"")
+            }
+            _ => {}
+        }
+        let width = u32::from(point.kind.width(point.length));
+        let start = i64::from(point.address) + i64::from(profile.address_offset);
+        if start < 0 || start + i64::from(width) > 65_536 {
+            issues.add(
+                at("address"),
+                format!(
+                    "{} with address_offset {} and {} register(s) leaves the address space (expected 0–65535)",
+                    point.address, profile.address_offset, width
+                ),
+            );
+        }
+        if !point.scale.is_finite() || point.scale == 0.0 {
+            issues.add(
+                at("scale"),
+                format!(
+                    "{} is not usable (expected a finite non-zero number)",
+                    point.scale
+                ),
+            );
+        }
+        if !point.offset.is_finite() {
+            issues.add(at("offset"), "is not finite (expected a number)");
+        }
+        let scaled = point.scale != 1.0 || point.offset != 0.0 || point.ratio.is_some();
+        if scaled && !point.kind.is_numeric() {
+            issues.add(
+                at("scale"),
+                "scale, offset and ratio only apply to numeric types (expected none for bool, bit and string)",
+            );
+        }
+        if let Some(interval) = point.interval {
+            issues.positive(at("interval"), interval);
+        }
+    }
+    issues.list
+}
+
+/// Validates the gateway file against itself and its (already validated) profiles.
+pub fn gateway(
+    file: &str,
+    config: &GatewayConfig,
+    profiles: &BTreeMap<String, Arc<Profile>>,
+) -> Vec<ConfigIssue> {
+    let mut issues = Issues {
+        file,
+        list: Vec::new(),
+    };
+    issues.text("gateway.id".into(), &config.gateway.id);
+    issues.text("gateway.site".into(), &config.gateway.site);
+
+    let mut buses: HashMap<&str, TransportKind> = HashMap::new();
+    for (i, bus) in config.bus.iter().enumerate() {
+        let at = |key: &str| format!("bus[{i}].{key}");
+        issues.text(at("id"), &bus.id);
+        if buses.insert(bus.id.as_str(), bus.transport).is_some() {
+            issues.add(
+                at("id"),
+                format!("{:?} is used twice (expected unique bus ids)", bus.id),
+            );
+        }
+        let transport = bus.transport.name();
+        match bus.transport {
+            TransportKind::Tcp | TransportKind::RtuOverTcp => {
+                match &bus.address {
+                    None => issues.add(
+                        at("address"),
+                        format!("missing for transport {transport:?} (expected \"host:port\")"),
+                    ),
+                    Some(address) if !is_host_port(address) => issues.add(
+                        at("address"),
+                        format!("{address:?} is not an address (expected \"host:port\")"),
+                    ),
+                    Some(_) => {}
+                }
+                if bus.device.is_some() {
+                    issues.add(
+                        at("device"),
+                        format!("a serial device does not apply to transport {transport:?} (expected address)"),
+                    );
+                }
+            }
+            TransportKind::Rtu => {
+                if bus.device.is_none() {
+                    issues.add(
+                        at("device"),
+                        "missing for transport \"rtu\" (expected a serial port such as \"/dev/ttyUSB0\")",
+                    );
+                }
+                if bus.address.is_some() {
+                    issues.add(
+                        at("address"),
+                        "a network address does not apply to transport \"rtu\" (expected device)",
+                    );
+                }
+            }
+        }
+        if let Some(baud) = bus.baud {
+            if !(300..=921_600).contains(&baud) {
+                issues.add(
+                    at("baud"),
+                    format!("{baud} is out of range (expected 300–921600)"),
+                );
+            }
+        }
+        if !matches!(bus.data_bits, 7 | 8) {
+            issues.add(
+                at("data_bits"),
+                format!("{} (expected 7 or 8)", bus.data_bits),
+            );
+        }
+        if !matches!(bus.stop_bits, 1 | 2) {
+            issues.add(
+                at("stop_bits"),
+                format!("{} (expected 1 or 2)", bus.stop_bits),
+            );
+        }
+        issues.positive(at("timeout"), bus.timeout);
+        issues.positive(at("max_backoff"), bus.max_backoff);
+        if !(1..=125).contains(&bus.max_registers) {
+            issues.add(
+                at("max_registers"),
+                format!("{} is out of range (expected 1–125)", bus.max_registers),
+            );
+        }
+    }
+
+    let mut device_ids = HashSet::new();
+    let mut units: HashSet<(&str, u16)> = HashSet::new();
+    for (i, device) in config.device.iter().enumerate() {
+        let at = |key: &str| format!("device[{i}].{key}");
+        issues.text(at("id"), &device.id);
+        if !device_ids.insert(device.id.as_str()) {
+            issues.add(
+                at("id"),
+                format!("{:?} is used twice (expected unique device ids)", device.id),
+            );
+        }
+        if !buses.contains_key(device.bus.as_str()) {
+            let known: Vec<&str> = config.bus.iter().map(|b| b.id.as_str()).collect();
+            issues.add(
+                at("bus"),
+                format!("no bus named {:?} (expected one of {known:?})", device.bus),
+            );
+        }
+        if !(1..=247).contains(&device.unit) {
+            issues.add(
+                at("unit"),
+                format!("{} is out of range (expected 1–247)", device.unit),
+            );
+        } else if !units.insert((device.bus.as_str(), device.unit)) {
+            issues.add(
+                at("unit"),
+                format!(
+                    "unit {} is already used on bus {:?} (expected one device per unit id)",
+                    device.unit, device.bus
+                ),
+            );
+        }
+        issues.positive(at("interval"), device.interval);
+        issues.tags(&at("tags"), &device.tags);
+        for (key, ratio) in [("ct_ratio", device.ct_ratio), ("pt_ratio", device.pt_ratio)] {
+            if !ratio.is_finite() || ratio <= 0.0 {
+                issues.add(at(key), format!("{ratio} (expected a positive number)"));
+            }
+        }
+        if let Some(site) = &device.site {
+            if site.storeys == 0 || site.storeys > 100 {
+                issues.add(
+                    at("site.storeys"),
+                    format!("{} (expected 1–100)", site.storeys),
+                );
+            }
+            if !(site.storey_height_m > 1.5 && site.storey_height_m < 10.0) {
+                issues.add(
+                    at("site.storey_height_m"),
+                    format!("{} (expected metres, 1.5–10)", site.storey_height_m),
+                );
+            }
+            if !site.sensor_elevation_m.is_finite() {
+                issues.add(
+                    at("site.sensor_elevation_m"),
+                    "is not finite (expected metres)",
+                );
+            }
+        }
+        let Some(profile) = profiles.get(&device.profile) else {
+            continue;
+        };
+        let offset = device.address_offset.unwrap_or(profile.address_offset);
+        let mut not_multiples: Vec<(&str, ConfigDuration)> = Vec::new();
+        for point in &profile.points {
+            let start = i64::from(point.address) + i64::from(offset);
+            let width = i64::from(point.kind.width(point.length));
+            // A profile's own offset is checked with the profile; only an override is checked here.
+            if device.address_offset.is_some() && (start < 0 || start + width > 65_536) {
+                issues.add(
+                    at("address_offset"),
+                    format!(
+                        "{offset} moves point {:?} (address {}) out of the address space (expected 0–65535)",
+                        point.name, point.address
+                    ),
+                );
+            }
+            if let Some(interval) = point.interval {
+                if !is_whole_multiple(interval.get(), device.interval.get()) {
+                    not_multiples.push((point.name.as_str(), interval));
+                }
+            }
+        }
+        if !not_multiples.is_empty() && !device.interval.get().is_zero() {
+            let listed: Vec<String> = not_multiples
+                .iter()
+                .map(|(name, interval)| format!("{name} ({interval})"))
+                .collect();
+            issues.add(
+                at("interval"),
+                format!(
+                    "{} does not divide the interval of {} (expected a device interval that divides every point interval of profile {:?})",
+                    device.interval,
+                    listed.join(", "),
+                    device.profile
+                ),
+            );
+        }
+    }
+    if let Some(output) = &config.outputs.line_protocol {
+        if output.path.trim().is_empty() {
+            issues.add(
+                "outputs.line_protocol.path".into(),
+                "is empty (expected a file path or \"-\" for standard output)",
+            );
+        }
+    }
+    issues.list
+}
+
+fn is_whole_multiple(value: Duration, base: Duration) -> bool {
+    let (value, base) = (value.as_millis(), base.as_millis());
+    base > 0 && value >= base && value % base == 0
+}
+
+fn is_host_port(address: &str) -> bool {
+    match address.rsplit_once(':') {
+        Some((host, port)) => !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0),
+        None => false,
+    }
+}

@@ -1,0 +1,184 @@
+//! `retrofit-gateway demo`: the simulated community and the gateway in one process, no external
+//! services. The simulator's buses listen on free loopback ports; the demo config's bus addresses
+//! are pointed at them. A built-in scenario injects faults while it runs, and a digest of the
+//! latest readings and each device's communication state is printed every few seconds.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use retrofit_sim::faults::{Fault, FaultKind, ScenarioStep};
+use retrofit_sim::layout::Layout;
+use retrofit_sim::{Community, SimOptions};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+
+use crate::commands::{load_config, SHUTDOWN_DEADLINE};
+use crate::config::LoadedConfig;
+use crate::model::Sample;
+use crate::runtime::{termination_signal, Gateway, SAMPLE_CHANNEL_CAPACITY};
+use crate::sinks::influx::line_protocol;
+use crate::sources::modbus::status::StatusBoard;
+
+/// What `demo` does.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    pub config: PathBuf,
+    /// Stop after this long; run until Ctrl-C when `None`.
+    pub duration: Option<Duration>,
+    /// Print every sample as line protocol instead of the digest.
+    pub print_lines: bool,
+    /// Play the built-in fault scenario.
+    pub faults: bool,
+}
+
+/// The built-in scenario: one fault of each physical kind and a silent device, spaced out.
+pub fn demo_scenario() -> Vec<ScenarioStep> {
+    let step = |start: u64, duration: u64, fault: Fault| ScenarioStep {
+        start: Duration::from_secs(start),
+        duration: Duration::from_secs(duration),
+        fault,
+    };
+    vec![
+        step(10, 20, Fault::on(FaultKind::Silent, "prv-outlet")),
+        step(20, 20, Fault::plant(FaultKind::PumpTrip)),
+        step(45, 15, Fault::plant(FaultKind::VoltageSag)),
+        step(65, 20, Fault::plant(FaultKind::TransformerOvertemp)),
+        step(90, 20, Fault::plant(FaultKind::Leak)),
+        step(115, 20, Fault::plant(FaultKind::HeatingMakeupSurge)),
+    ]
+}
+
+/// Points the demo config's buses at a running community.
+pub fn attach_to(config: &mut LoadedConfig, community: &Community) -> anyhow::Result<()> {
+    for bus in &mut config.gateway.bus {
+        let address = community
+            .address(&bus.id)
+            .with_context(|| format!("the simulated community has no bus {:?}", bus.id))?;
+        bus.address = Some(address.to_string());
+    }
+    Ok(())
+}
+
+/// Runs the demo.
+pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
+    let mut config = load_config(&options.config)?;
+    let layout = Layout::example_site(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
+    let community = Community::start(&layout, SimOptions::default())
+        .await
+        .context("cannot start the simulated community")?;
+    attach_to(&mut config, &community)?;
+    if config.gateway.device.is_empty() {
+        bail!("{} has no devices", options.config.display());
+    }
+    println!(
+        "Simulated community {} ({} devices) on {}",
+        config.gateway.gateway.site,
+        config.gateway.device.len(),
+        community
+            .addresses()
+            .iter()
+            .map(|(bus, a)| format!("{bus}={a}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let (samples, receiver) = mpsc::channel(SAMPLE_CHANNEL_CAPACITY);
+    let gateway = Gateway::start(&config, samples);
+    let scenario = options.faults.then(|| community.play(demo_scenario()));
+    let status = Arc::clone(&gateway.status);
+    let printer = tokio::spawn(print(receiver, Arc::clone(&status), options.print_lines));
+    match options.duration {
+        Some(limit) => {
+            tokio::select! {
+                _ = tokio::time::sleep(limit) => {}
+                _ = termination_signal() => {}
+            }
+        }
+        None => termination_signal().await,
+    }
+    if let Some(scenario) = scenario {
+        scenario.abort();
+    }
+    gateway.stop(SHUTDOWN_DEADLINE).await;
+    printer.await.context("printer failed")??;
+    println!("\nDevice summary:");
+    println!(
+        "  {:<12} {:<9} {:>7} {:>9} {:>6} {:>8}",
+        "device", "state", "samples", "requests", "exc.", "timeouts"
+    );
+    for (device, s) in status.snapshot() {
+        println!(
+            "  {device:<12} {:<9} {:>7} {:>9} {:>6} {:>8}",
+            s.state.to_string(),
+            s.samples,
+            s.transactions,
+            s.exceptions,
+            s.timeouts
+        );
+    }
+    Ok(())
+}
+
+/// How often the digest is printed.
+const DIGEST_EVERY: Duration = Duration::from_secs(5);
+/// Fields shown per device in the digest.
+const DIGEST_FIELDS: usize = 4;
+
+async fn print(
+    mut receiver: mpsc::Receiver<Sample>,
+    status: Arc<StatusBoard>,
+    lines: bool,
+) -> std::io::Result<()> {
+    let mut stdout = tokio::io::stdout();
+    let mut latest: BTreeMap<Arc<str>, Sample> = BTreeMap::new();
+    let mut count = 0u64;
+    let mut digest = tokio::time::interval(DIGEST_EVERY);
+    digest.tick().await;
+    loop {
+        tokio::select! {
+            sample = receiver.recv() => {
+                let Some(sample) = sample else { break };
+                count += 1;
+                if lines {
+                    let mut line = String::new();
+                    line_protocol::encode(&sample, &mut line);
+                    stdout.write_all(line.as_bytes()).await?;
+                }
+                latest.insert(Arc::clone(&sample.device), sample);
+            }
+            _ = digest.tick(), if !lines => {
+                let text = render_digest(&latest, &status, count);
+                stdout.write_all(text.as_bytes()).await?;
+            }
+        }
+    }
+    stdout.flush().await
+}
+
+fn render_digest(latest: &BTreeMap<Arc<str>, Sample>, status: &StatusBoard, count: u64) -> String {
+    use std::fmt::Write as _;
+    let states = status.snapshot();
+    let mut out = format!("\n{count} samples so far\n");
+    for (device, s) in &states {
+        let values = latest
+            .get(device.as_str())
+            .map(|sample| {
+                sample
+                    .fields
+                    .iter()
+                    .take(DIGEST_FIELDS)
+                    .map(|f| match f.value.as_f64() {
+                        Some(v) => format!("{}={}", f.name, (v * 1000.0).round() / 1000.0),
+                        None => format!("{}={:?}", f.name, f.value),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default();
+        let _ = writeln!(out, "  {device:<12} {:<9} {values}", s.state.to_string());
+    }
+    out
+}

@@ -1,0 +1,26 @@
+//! retrofit-gateway: the edge daemon that watches the utility networks of renovated residential
+//! communities. It polls pump stations, PRV stations, substations and heating substations over
+//! Modbus, checks readings against the renovation plan's requirements and forwards time series.
+//!
+//! # Layout
+//!
+//! - [`config`]: typed config and device profiles, loaded with an environment overlay and
+//!   validated fully at start (every error with its file and key path).
+//! - [`model`]: [`model::Sample`] and [`model::Value`], the types that cross stage boundaries.
+//! - [`sources::modbus`]: transports (TCP, RTU, RTU-over-TCP), the read planner, the register
+//!   decoder and the bus scheduler (one task per bus, per-device backoff).
+//! - [`sinks::influx`]: the InfluxDB line-protocol encoder; [`sinks::line_file`] writes lines to a
+//!   file or standard output.
+//! - [`runtime`]: wires sources to sinks and shuts everything down on a signal.
+//! - [`commands`]: `run`, `check-config` and `plan` as library functions.
+//! - [`demo`]: the simulated community and the gateway in one process.
+//! - [`backoff`]: jittered exponential backoff on the monotonic clock.
+
+pub mod backoff;
+pub mod commands;
+pub mod config;
+pub mod demo;
+pub mod model;
+pub mod runtime;
+pub mod sinks;
+pub mod sources;

@@ -1,0 +1,139 @@
+//! `retrofit-gateway`: parses the command line and calls into the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use retrofit_gateway::commands;
+use retrofit_gateway::config::parse_duration;
+use retrofit_gateway::demo::{self, DemoOptions};
+
+const USAGE: &str = "usage:
+  retrofit-gateway run -c FILE           poll the configured devices until SIGTERM/SIGINT
+  retrofit-gateway check-config -c FILE  validate a config; print every problem
+  retrofit-gateway plan -c FILE          print the Modbus requests of each poll cycle
+  retrofit-gateway demo [-c FILE] [--duration 2m] [--lines] [--no-faults]
+                                         the simulated community and the gateway in one process";
+
+enum Command {
+    Run(PathBuf),
+    CheckConfig(PathBuf),
+    Plan(PathBuf),
+    Demo(DemoOptions),
+}
+
+fn parse(args: Vec<String>) -> Result<Command, String> {
+    let mut args = args.into_iter();
+    let command = args.next().ok_or_else(String::new)?;
+    let mut config: Option<PathBuf> = None;
+    let mut demo = DemoOptions {
+        config: PathBuf::from("config/demo.toml"),
+        duration: None,
+        print_lines: false,
+        faults: true,
+    };
+    while let Some(flag) = args.next() {
+        match flag.as_str() {
+            "-c" | "--config" => {
+                config = Some(args.next().ok_or("-c needs a file")?.into());
+            }
+            "--duration" if command == "demo" => {
+                let text = args.next().ok_or("--duration needs a value such as 2m")?;
+                demo.duration =
+                    Some(parse_duration(&text).map_err(|e| format!("--duration: {e}"))?);
+            }
+            "--lines" if command == "demo" => demo.print_lines = true,
+            "--no-faults" if command == "demo" => demo.faults = false,
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    let required = |config: Option<PathBuf>| config.ok_or(format!("{command} needs -c FILE"));
+    match command.as_str() {
+        "run" => Ok(Command::Run(required(config)?)),
+        "check-config" => Ok(Command::CheckConfig(required(config)?)),
+        "plan" => Ok(Command::Plan(required(config)?)),
+        "demo" => {
+            if let Some(config) = config {
+                demo.config = config;
+            }
+            Ok(Command::Demo(demo))
+        }
+        "-h" | "--help" => Err(String::new()),
+        other => Err(format!("unknown command {other:?}")),
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+fn main() -> ExitCode {
+    let command = match parse(std::env::args().skip(1).collect()) {
+        Ok(command) => command,
+        Err(e) => {
+            if !e.is_empty() {
+                eprintln!("retrofit-gateway: {e}");
+            }
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging();
+    match command {
+        Command::CheckConfig(path) => match commands::check_config(&path) {
+            Ok(summary) => {
+                println!("{summary}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(1)
+            }
+        },
+        Command::Plan(path) => match commands::load_config(&path) {
+            Ok(config) => {
+                print!("{}", commands::plan_report(&config));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(1)
+            }
+        },
+        Command::Run(path) => {
+            let config = match commands::load_config(&path) {
+                Ok(config) => config,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(1);
+                }
+            };
+            exit_with(runtime().and_then(|rt| rt.block_on(commands::run(config))))
+        }
+        Command::Demo(options) => {
+            exit_with(runtime().and_then(|rt| rt.block_on(demo::run(options))))
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn exit_with(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("retrofit-gateway: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

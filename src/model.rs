@@ -1,0 +1,71 @@
+//! The types that cross stage boundaries: a [`Sample`] is one device's answer to one poll, already
+//! decoded into engineering units and tagged for the time-series schema of DESIGN.md.
+//!
+//! Samples are immutable once built; every stage after the source only reads them.
+
+use std::sync::Arc;
+
+/// One decoded field value. Integers stay integers so status words keep their bits and InfluxDB
+/// keeps one field type per field; anything scaled becomes a float.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Float(f64),
+    Int(i64),
+    UInt(u64),
+    Bool(bool),
+    Text(String),
+}
+
+impl Value {
+    /// The value as a number, for comparisons and rules; text has none.
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::Float(v) => Some(*v),
+            Value::Int(v) => Some(*v as f64),
+            Value::UInt(v) => Some(*v as f64),
+            Value::Bool(v) => Some(if *v { 1.0 } else { 0.0 }),
+            Value::Text(_) => None,
+        }
+    }
+}
+
+/// A named field of a sample, e.g. `outlet_pressure_mpa = 0.471`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Field {
+    pub name: Arc<str>,
+    pub value: Value,
+}
+
+/// The tag set of one device: `site`, `gateway`, `device` plus profile and device tags, sorted by
+/// key so the line-protocol encoder can write them as they are. Shared by every sample of a device.
+pub type TagSet = Arc<[(String, String)]>;
+
+/// One device's answer to one poll.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// The device kind, which is the InfluxDB measurement (`pump_station`, `power_meter`, …).
+    pub measurement: Arc<str>,
+    /// The configured device id; also present in `tags` as `device`.
+    pub device: Arc<str>,
+    pub tags: TagSet,
+    pub fields: Vec<Field>,
+    /// Wall clock when the device answered, nanoseconds since the Unix epoch; never rewritten.
+    pub time_ns: i64,
+}
+
+impl Sample {
+    /// The value of a field by name.
+    pub fn field(&self, name: &str) -> Option<&Value> {
+        self.fields
+            .iter()
+            .find(|f| &*f.name == name)
+            .map(|f| &f.value)
+    }
+}
+
+/// Nanoseconds since the Unix epoch for a wall-clock instant; a clock before 1970 reads as 0.
+pub fn unix_nanos(at: std::time::SystemTime) -> i64 {
+    at.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

@@ -1,0 +1,205 @@
+//! InfluxDB line protocol: `measurement,tag=v,… field=v,… timestamp_ns`.
+//!
+//! Escaping follows the InfluxDB reference: in measurements, commas and spaces; in tag keys, tag
+//! values and field keys, commas, equals signs and spaces; in string field values, double quotes
+//! and backslashes. Line breaks cannot be carried in any of them and are written as spaces. Tags
+//! with empty values are left out (the protocol has no empty tag value). Integers carry `i`
+//! (unsigned ones too, as InfluxDB 1.x has no `u` by default; above i64::MAX they become floats);
+//! NaN and infinities are never written: such fields are skipped and counted.
+
+use std::fmt::Write as _;
+
+use crate::model::{Sample, Value};
+
+/// What encoding one sample produced.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Encoded {
+    /// Fields written.
+    pub fields: usize,
+    /// Fields skipped because they were not finite.
+    pub skipped: usize,
+}
+
+/// Appends the sample's line (with a trailing newline) to `out`. A sample without a writable
+/// field writes nothing.
+pub fn encode(sample: &Sample, out: &mut String) -> Encoded {
+    let mut result = Encoded::default();
+    let mut line = String::with_capacity(64 + sample.fields.len() * 24);
+    escape_into(&mut line, &sample.measurement, &[',', ' ']);
+    for (key, value) in sample.tags.iter() {
+        if value.is_empty() {
+            continue;
+        }
+        line.push(',');
+        escape_into(&mut line, key, &[',', '=', ' ']);
+        line.push('=');
+        escape_into(&mut line, value, &[',', '=', ' ']);
+    }
+    let mut separator = ' ';
+    for field in &sample.fields {
+        if let Value::Float(v) = field.value {
+            if !v.is_finite() {
+                result.skipped += 1;
+                continue;
+            }
+        }
+        line.push(separator);
+        separator = ',';
+        escape_into(&mut line, &field.name, &[',', '=', ' ']);
+        line.push('=');
+        write_value(&mut line, &field.value);
+        result.fields += 1;
+    }
+    if result.fields > 0 {
+        let _ = write!(line, " {}", sample.time_ns);
+        out.push_str(&line);
+        out.push('\n');
+    }
+    result
+}
+
+fn write_value(line: &mut String, value: &Value) {
+    let _ = match value {
+        Value::Float(v) => write!(line, "{v}"),
+        Value::Int(v) => write!(line, "{v}i"),
+        Value::UInt(v) => match i64::try_from(*v) {
+            Ok(v) => write!(line, "{v}i"),
+            Err(_) => write!(line, "{}", *v as f64),
+        },
+        Value::Bool(v) => write!(line, "{v}"),
+        Value::Text(text) => {
+            line.push('"');
+            for c in text.chars() {
+                match c {
+                    '"' | '\\' => {
+                        line.push('\\');
+                        line.push(c);
+                    }
+                    '\n' | '\r' => line.push(' '),
+                    c => line.push(c),
+                }
+            }
+            line.push('"');
+            Ok(())
+        }
+    };
+}
+
+fn escape_into(line: &mut String, text: &str, special: &[char]) {
+    for c in text.chars() {
+        if c == '\n' || c == '\r' {
+            line.push(' ');
+            continue;
+        }
+        if special.contains(&c) {
+            line.push('\\');
+        }
+        line.push(c);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::model::Field;
+
+    fn sample(tags: &[(&str, &str)], fields: Vec<(&str, Value)>) -> Sample {
+        Sample {
+            measurement: Arc::from("pump_station"),
+            device: Arc::from("booster-1"),
+            tags: tags
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<Vec<_>>()
+                .into(),
+            fields: fields
+                .into_iter()
+                .map(|(n, value)| Field {
+                    name: Arc::from(n),
+                    value,
+                })
+                .collect(),
+            time_ns: 1_764_150_000_000_000_000,
+        }
+    }
+
+    #[test]
+    fn writes_tags_fields_and_nanosecond_timestamp() {
+        let mut out = String::new();
+        let s = sample(
+            &[
+                ("device", "booster-1"),
+                ("site", "幸福小区"),
+                ("zone", "high"),
+            ],
+            vec![
+                ("outlet_pressure_mpa", Value::Float(0.471)),
+                ("run_status", Value::UInt(17)),
+                ("offset", Value::Int(-3)),
+                ("pump1_running", Value::Bool(true)),
+            ],
+        );
+        assert_eq!(encode(&s, &mut out).fields, 4);
+        assert_eq!(
+            out,
+            "pump_station,device=booster-1,site=幸福小区,zone=high outlet_pressure_mpa=0.471,run_status=17i,offset=-3i,pump1_running=true 1764150000000000000\n"
+        );
+    }
+
+    #[test]
+    fn escapes_every_special_character_where_it_matters() {
+        let mut out = String::new();
+        let mut s = sample(
+            &[("building", "9,10"), ("name", "a=b c")],
+            vec![("label", Value::Text("say \"hi\" \\ bye".into()))],
+        );
+        s.measurement = Arc::from("pump station,x");
+        encode(&s, &mut out);
+        assert_eq!(
+            out,
+            "pump\\ station\\,x,building=9\\,10,name=a\\=b\\ c label=\"say \\\"hi\\\" \\\\ bye\" 1764150000000000000\n"
+        );
+    }
+
+    #[test]
+    fn skips_non_finite_fields_and_empty_tags() {
+        let mut out = String::new();
+        let s = sample(
+            &[("zone", "")],
+            vec![
+                ("a", Value::Float(f64::NAN)),
+                ("b", Value::Float(1.5)),
+                ("c", Value::Float(f64::INFINITY)),
+            ],
+        );
+        assert_eq!(
+            encode(&s, &mut out),
+            Encoded {
+                fields: 1,
+                skipped: 2
+            }
+        );
+        assert_eq!(out, "pump_station b=1.5 1764150000000000000\n");
+    }
+
+    #[test]
+    fn a_sample_with_nothing_writable_writes_no_line() {
+        let mut out = String::new();
+        let s = sample(&[], vec![("a", Value::Float(f64::NAN))]);
+        assert_eq!(encode(&s, &mut out).fields, 0);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn huge_unsigned_values_become_floats() {
+        let mut out = String::new();
+        let s = sample(&[], vec![("e", Value::UInt(u64::MAX))]);
+        encode(&s, &mut out);
+        assert_eq!(
+            out,
+            "pump_station e=18446744073709552000 1764150000000000000\n"
+        );
+    }
+}

@@ -1,0 +1,4 @@
+//! Where samples go.
+
+pub mod influx;
+pub mod line_file;
