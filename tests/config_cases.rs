@@ -36,7 +36,10 @@ fn outcome(case: &Path) -> Result<String, String> {
 #[test]
 fn every_golden_case_reports_exactly_its_expected_text() {
     let cases = cases();
-    let broken = cases.iter().filter(|c| c.join("error.txt").is_file()).count();
+    let broken = cases
+        .iter()
+        .filter(|c| c.join("error.txt").is_file())
+        .count();
     assert!(broken >= 10, "only {broken} broken golden configs");
     let mut failures = Vec::new();
     for case in &cases {
@@ -75,7 +78,8 @@ fn every_error_line_names_the_file_and_a_key_path() {
                 if !line.contains("not valid TOML") {
                     let path = parts.next().unwrap_or_default();
                     assert!(
-                        path.chars().all(|c| c.is_ascii_alphanumeric() || "._[]".contains(c))
+                        path.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "._[]".contains(c))
                             && !path.is_empty(),
                         "no key path in {line:?}"
                     );

@@ -80,7 +80,9 @@ impl<'de> Deserialize<'de> for ConfigDuration {
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
                 parse_duration(v).map(ConfigDuration).map_err(|e| {
-                    E::custom(format!("{e} (expected a duration such as \"500ms\", \"2s\" or \"5m\")"))
+                    E::custom(format!(
+                        "{e} (expected a duration such as \"500ms\", \"2s\" or \"5m\")"
+                    ))
                 })
             }
         }

@@ -235,7 +235,11 @@ fn deserialize<T: DeserializeOwned>(
 
 /// One line out of the TOML parser's multi-line report: where, and what.
 fn describe_syntax_error(report: &str) -> String {
-    let lines: Vec<&str> = report.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let lines: Vec<&str> = report
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
     let location = lines
         .first()
         .and_then(|l| l.find("at line ").map(|i| l[i..].to_string()))

@@ -18,7 +18,10 @@ pub fn by_name<T: Copy>(table: &[(&'static str, T)], name: &str) -> Result<T, St
         .map(|(_, v)| *v)
         .ok_or_else(|| {
             let names: Vec<String> = table.iter().map(|(n, _)| format!("\"{n}\"")).collect();
-            format!("{name:?} is not allowed (expected one of {})", names.join(", "))
+            format!(
+                "{name:?} is not allowed (expected one of {})",
+                names.join(", ")
+            )
         })
 }
 

@@ -1,0 +1,169 @@
+//! End to end against the simulated community on loopback: every device of `config/demo.toml`
+//! is polled at its interval, decodes to the simulator's own values, and a device that stops
+//! answering does not slow its healthy neighbours on a shared bus.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use common::{collect_for, count_by_device, example_site, intervals, start_gateway};
+use retrofit_gateway::config::ConfigDuration;
+use retrofit_gateway::sources::modbus::status::CommState;
+use retrofit_sim::faults::{Fault, FaultKind};
+
+const WARM_UP_BOUND: Duration = Duration::from_secs(10);
+const WINDOW: Duration = Duration::from_secs(10);
+
+/// Samples a device at `interval` must produce in `window`: the window holds window/interval
+/// poll instants, give or take the one at either edge.
+fn expected_range(interval: Duration) -> std::ops::RangeInclusive<usize> {
+    let n = (WINDOW.as_secs_f64() / interval.as_secs_f64()).round() as usize;
+    n.saturating_sub(1)..=n + 1
+}
+
+fn close(decoded: f64, truth: f64) -> bool {
+    (decoded - truth).abs() <= 1e-6 * truth.abs().max(1.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_device_reports_every_interval_with_the_simulators_values() {
+    let site = example_site().await;
+    // Hold the physics still so that what the gateway decodes can be compared with what the
+    // simulator serves.
+    site.community.set_frozen(true);
+    let (gateway, mut rx) = start_gateway(&site.config);
+    let devices: Vec<String> = site
+        .config
+        .gateway
+        .device
+        .iter()
+        .map(|d| d.id.clone())
+        .collect();
+    let names: Vec<&str> = devices.iter().map(String::as_str).collect();
+    let first = common::until_each_device_reported(&mut rx, &names, WARM_UP_BOUND).await;
+    let window = collect_for(&mut rx, WINDOW).await;
+    gateway.stop(Duration::from_secs(4)).await;
+
+    let counts = count_by_device(&window);
+    let intervals = intervals(&site.config);
+    for device in &devices {
+        let count = counts.get(device.as_str()).copied().unwrap_or(0);
+        let range = expected_range(intervals[device]);
+        assert!(
+            range.contains(&count),
+            "{device} every {:?}: {count} samples in {WINDOW:?}, expected {range:?}",
+            intervals[device]
+        );
+    }
+
+    // Every point of every profile arrives (slow points in the first cycle) and equals the
+    // engineering value the simulator encoded.
+    for device in &site.config.gateway.device {
+        let profile = site.config.profile_of(device).expect("profile loaded");
+        let truth = site.community.truth(&device.id).expect("simulated device");
+        let mut seen = BTreeSet::new();
+        for sample in first
+            .iter()
+            .chain(&window)
+            .filter(|s| *s.device == *device.id)
+        {
+            assert_eq!(&*sample.measurement, profile.kind.as_str());
+            for field in &sample.fields {
+                let value = field.value.as_f64().expect("numeric field");
+                let expected = truth
+                    .get(&*field.name)
+                    .unwrap_or_else(|| panic!("{}: simulator has no {}", device.id, field.name));
+                assert!(
+                    close(value, *expected),
+                    "{}.{}: decoded {value}, simulator serves {expected}",
+                    device.id,
+                    field.name
+                );
+                seen.insert(field.name.to_string());
+            }
+        }
+        let all: BTreeSet<String> = profile.points.iter().map(|p| p.name.clone()).collect();
+        assert_eq!(seen, all, "{}: points never reported", device.id);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_device_does_not_change_the_sample_rate_of_its_bus_neighbours() {
+    let mut site = example_site().await;
+    // A long timeout, as 4G DTUs need, makes every unanswered read expensive: three of them
+    // (one poll of a silent meter, read by read) would outlast the 2 s poll interval.
+    for bus in &mut site.config.gateway.bus {
+        bus.timeout = ConfigDuration::from_millis(900);
+    }
+    // One silent device on a Modbus TCP bus and two on a shared RTU-over-TCP connection, where a
+    // timeout also tears down the connection the healthy devices use. Without backoff the two
+    // would take 3 s of timeouts out of every 2 s poll cycle of that bus.
+    let silent = ["prv-outlet", "tx2-meter", "feeder-2"];
+    for device in silent {
+        site.community.inject(Fault::on(FaultKind::Silent, device));
+    }
+    let (gateway, mut rx) = start_gateway(&site.config);
+    let healthy = [
+        "prv-inlet",
+        "dma-flow",
+        "hv-meter",
+        "tx1-meter",
+        "feeder-1",
+        "tx1-temp",
+        "tx2-temp",
+    ];
+    common::until_each_device_reported(&mut rx, &healthy, WARM_UP_BOUND).await;
+    let window = collect_for(&mut rx, WINDOW).await;
+    let status = gateway.status.snapshot();
+    gateway.stop(Duration::from_secs(4)).await;
+
+    let counts = count_by_device(&window);
+    let intervals = intervals(&site.config);
+    for device in healthy {
+        let count = counts.get(device).copied().unwrap_or(0);
+        let range = expected_range(intervals[device]);
+        assert!(
+            range.contains(&count),
+            "{device} every {:?}: {count} samples in {WINDOW:?} beside a silent device, expected {range:?}",
+            intervals[device]
+        );
+        assert_eq!(status[device].skipped_polls, 0, "{device} skipped polls");
+    }
+    for device in silent {
+        assert_eq!(counts.get(device), None, "{device} is silent");
+        assert_eq!(status[device].state, CommState::Offline, "{device}");
+        assert!(
+            status[device].timeouts >= 3,
+            "{device}: {:?}",
+            status[device]
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exceptions_and_slow_replies_are_told_apart_from_link_failures() {
+    let site = example_site().await;
+    site.community
+        .inject(Fault::on(FaultKind::Exception, "dma-flow"));
+    site.community
+        .inject(Fault::on(FaultKind::SlowReplies, "break-tank"));
+    let (gateway, mut rx) = start_gateway(&site.config);
+    common::until_each_device_reported(&mut rx, &["prv-inlet", "break-tank"], WARM_UP_BOUND).await;
+    let window = collect_for(&mut rx, Duration::from_secs(4)).await;
+    let status = gateway.status.snapshot();
+    gateway.stop(Duration::from_secs(4)).await;
+
+    let counts: BTreeMap<_, _> = count_by_device(&window);
+    let refused = &status["dma-flow"];
+    assert!(refused.exceptions >= 2, "{refused:?}");
+    assert_eq!(refused.timeouts + refused.link_errors, 0, "{refused:?}");
+    assert_eq!(refused.state, CommState::Degraded);
+    assert_eq!(counts.get("dma-flow"), None);
+
+    // 300 ms late is within the 500 ms timeout: late but answered.
+    let slow = &status["break-tank"];
+    assert_eq!(slow.timeouts, 0, "{slow:?}");
+    assert_eq!(slow.state, CommState::Online);
+    assert!(counts.get("break-tank").copied().unwrap_or(0) >= 1);
+}

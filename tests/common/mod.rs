@@ -1,0 +1,96 @@
+//! Shared fixtures for integration tests: the simulated example community on free loopback ports
+//! and the gateway polling it with `config/demo.toml`.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use retrofit_gateway::config::{load, EnvOverlay, LoadedConfig};
+use retrofit_gateway::demo::attach_to;
+use retrofit_gateway::model::Sample;
+use retrofit_gateway::runtime::Gateway;
+use retrofit_sim::layout::Layout;
+use retrofit_sim::{Community, SimOptions};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+pub struct Site {
+    pub community: Community,
+    pub config: LoadedConfig,
+}
+
+/// The example community, started, and the demo config pointed at it.
+pub async fn example_site() -> Site {
+    let layout = Layout::example_site(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
+    let community = Community::start(&layout, SimOptions::default())
+        .await
+        .expect("simulated community starts on loopback");
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/demo.toml");
+    let mut config = load(&demo, EnvOverlay::None).unwrap_or_else(|e| panic!("{e}"));
+    attach_to(&mut config, &community).expect("every demo bus is simulated");
+    Site { community, config }
+}
+
+/// The gateway started on `config`, with the receiving end of its samples.
+pub fn start_gateway(config: &LoadedConfig) -> (Gateway, mpsc::Receiver<Sample>) {
+    let (tx, rx) = mpsc::channel(4096);
+    (Gateway::start(config, tx), rx)
+}
+
+/// Receives samples until every device in `devices` has produced one, or panics after `bound`.
+pub async fn until_each_device_reported(
+    rx: &mut mpsc::Receiver<Sample>,
+    devices: &[&str],
+    bound: Duration,
+) -> Vec<Sample> {
+    let deadline = Instant::now() + bound;
+    let mut seen: Vec<Sample> = Vec::new();
+    while !devices
+        .iter()
+        .all(|d| seen.iter().any(|s| &*s.device == *d))
+    {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(sample)) => seen.push(sample),
+            Ok(None) => panic!("sample channel closed"),
+            Err(_) => {
+                let missing: Vec<&&str> = devices
+                    .iter()
+                    .filter(|d| !seen.iter().any(|s| &*s.device == **d))
+                    .collect();
+                panic!("no sample within {bound:?} from {missing:?}");
+            }
+        }
+    }
+    seen
+}
+
+/// Every sample received during `window`, measured from now.
+pub async fn collect_for(rx: &mut mpsc::Receiver<Sample>, window: Duration) -> Vec<Sample> {
+    let end = Instant::now() + window;
+    let mut samples = Vec::new();
+    while let Ok(Some(sample)) = tokio::time::timeout_at(end, rx.recv()).await {
+        samples.push(sample);
+    }
+    samples
+}
+
+/// Samples per device.
+pub fn count_by_device(samples: &[Sample]) -> BTreeMap<Arc<str>, usize> {
+    let mut counts = BTreeMap::new();
+    for s in samples {
+        *counts.entry(Arc::clone(&s.device)).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// The poll interval of each configured device.
+pub fn intervals(config: &LoadedConfig) -> BTreeMap<String, Duration> {
+    config
+        .gateway
+        .device
+        .iter()
+        .map(|d| (d.id.clone(), d.interval.get()))
+        .collect()
+}

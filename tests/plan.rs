@@ -1,0 +1,56 @@
+//! `plan` on the shipped demo config: coalescing saves requests, and the report names every bus
+//! and device with its reads.
+
+use std::path::Path;
+
+use retrofit_gateway::commands::plan_report;
+use retrofit_gateway::config::{load, EnvOverlay};
+use retrofit_gateway::sources::modbus::plan::{DevicePlan, PlanLimits};
+
+#[test]
+fn the_demo_plan_issues_fewer_requests_than_there_are_points() {
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/demo.toml");
+    let config = load(&demo, EnvOverlay::None).unwrap_or_else(|e| panic!("{e}"));
+    let (mut points, mut requests) = (0, 0);
+    for device in &config.gateway.device {
+        let bus = config
+            .gateway
+            .bus
+            .iter()
+            .find(|b| b.id == device.bus)
+            .expect("validated bus");
+        let profile = config.profile_of(device).expect("validated profile");
+        let mut plan = DevicePlan::new(device, profile, PlanLimits::of(bus));
+        let first = plan.requests(0);
+        // Every point is served exactly once in the first cycle.
+        let mut served: Vec<usize> = first.iter().flat_map(|r| r.points.clone()).collect();
+        served.sort_unstable();
+        assert_eq!(
+            served,
+            (0..plan.points.len()).collect::<Vec<_>>(),
+            "{}",
+            device.id
+        );
+        points += plan.points.len();
+        requests += first.len();
+    }
+    assert_eq!(points, 184);
+    assert!(
+        requests * 4 < points,
+        "{requests} requests for {points} points"
+    );
+
+    let report = plan_report(&config);
+    for bus in &config.gateway.bus {
+        assert!(report.contains(&format!("bus {} (", bus.id)), "{report}");
+    }
+    for device in &config.gateway.device {
+        assert!(
+            report.contains(&format!("  {} unit {} ", device.id, device.unit)),
+            "{report}"
+        );
+    }
+    assert!(report.contains(&format!(
+        "total: {points} points read with {requests} requests"
+    )));
+}
