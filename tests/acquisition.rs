@@ -7,7 +7,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use common::{collect_for, count_by_device, example_site, intervals, start_gateway};
+use common::{collect_for, count_by_device, example_site, intervals, same_value, start_gateway};
 use retrofit_gateway::config::ConfigDuration;
 use retrofit_gateway::sources::modbus::status::CommState;
 use retrofit_sim::faults::{Fault, FaultKind};
@@ -20,10 +20,6 @@ const WINDOW: Duration = Duration::from_secs(10);
 fn expected_range(interval: Duration) -> std::ops::RangeInclusive<usize> {
     let n = (WINDOW.as_secs_f64() / interval.as_secs_f64()).round() as usize;
     n.saturating_sub(1)..=n + 1
-}
-
-fn close(decoded: f64, truth: f64) -> bool {
-    (decoded - truth).abs() <= 1e-6 * truth.abs().max(1.0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,7 +71,7 @@ async fn every_device_reports_every_interval_with_the_simulators_values() {
                     .get(&*field.name)
                     .unwrap_or_else(|| panic!("{}: simulator has no {}", device.id, field.name));
                 assert!(
-                    close(value, *expected),
+                    same_value(value, *expected),
                     "{}.{}: decoded {value}, simulator serves {expected}",
                     device.id,
                     field.name

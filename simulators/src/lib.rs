@@ -108,6 +108,22 @@ impl Community {
         })
     }
 
+    /// Also serves the devices of `bus` as Modbus RTU on a serial port (an RS-485 adapter, or
+    /// one end of a pseudo-terminal pair in tests).
+    pub fn serve_serial(&mut self, bus: &str, port: tokio_serial::SerialStream) {
+        let service = BusService {
+            world: Arc::clone(&self.world),
+            bus: Arc::from(bus),
+        };
+        let bus = bus.to_string();
+        self.tasks.push(tokio::spawn(async move {
+            let server = tokio_modbus::server::rtu::Server::new(port);
+            if let Err(e) = server.serve_forever(service).await {
+                tracing::error!(error = %e, bus = %bus, "Simulated serial bus stopped");
+            }
+        }));
+    }
+
     /// The address a bus listens on.
     pub fn address(&self, bus: &str) -> Option<SocketAddr> {
         self.addresses.get(bus).copied()

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use retrofit_sim::faults::parse_scenario;
 use retrofit_sim::layout::Layout;
 use retrofit_sim::{Community, SimOptions};
+use tokio_serial::SerialPortBuilderExt;
 
 const USAGE: &str =
     "usage: retrofit-sim [--bind ADDR] [--port-base N] [--speed X] [--seed N] [--scenario FILE]
@@ -16,13 +17,16 @@ Serves the example community of DOMAIN.md on ADDR (default 127.0.0.1):
   substation   RTU over TCP  port-base + 3   units 20-22 (Acrel), 31-32 (DTSU666), 41-42 (TX temps)
   heating      Modbus TCP    port-base + 4   unit 1 (heating substation PLC)
 Default port base 15020 matches config/demo.toml. --speed 60 runs an hour a minute.
-A scenario file has lines 'START_S DURATION_S FAULT [DEVICE]'.";
+A scenario file has lines 'START_S DURATION_S FAULT [DEVICE]'.
+--serial also serves a bus as Modbus RTU on a serial device (e.g. pump-room=/dev/ttyUSB0).";
 
 struct Args {
     bind: IpAddr,
     port_base: u16,
     options: SimOptions,
     scenario: Option<String>,
+    serial: Vec<(String, String)>,
+    baud: u32,
 }
 
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
@@ -31,6 +35,8 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         port_base: 15020,
         options: SimOptions::default(),
         scenario: None,
+        serial: Vec::new(),
+        baud: 9600,
     };
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -46,6 +52,14 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
                 parsed.options.seed = value()?.parse().map_err(|e| format!("--seed: {e}"))?
             }
             "--scenario" => parsed.scenario = Some(value()?),
+            "--serial" => {
+                let text = value()?;
+                let (bus, device) = text
+                    .split_once('=')
+                    .ok_or_else(|| format!("--serial {text:?}: expected BUS=DEVICE"))?;
+                parsed.serial.push((bus.to_string(), device.to_string()));
+            }
+            "--baud" => parsed.baud = value()?.parse().map_err(|e| format!("--baud: {e}"))?,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -80,7 +94,7 @@ async fn main() -> ExitCode {
         None => Vec::new(),
     };
     let layout = Layout::example_site(args.bind, args.port_base);
-    let community = match Community::start(&layout, args.options).await {
+    let mut community = match Community::start(&layout, args.options).await {
         Ok(c) => c,
         Err(e) => {
             eprintln!("retrofit-sim: {e}");
@@ -89,6 +103,19 @@ async fn main() -> ExitCode {
     };
     for (bus, address) in community.addresses() {
         println!("{bus:<12} {address}");
+    }
+    for (bus, device) in &args.serial {
+        let port = tokio_serial::new(device, args.baud).open_native_async();
+        match port {
+            Ok(port) => {
+                community.serve_serial(bus, port);
+                println!("{bus:<12} {device} (RTU, {} baud)", args.baud);
+            }
+            Err(e) => {
+                eprintln!("retrofit-sim: {device}: {e}");
+                return ExitCode::from(1);
+            }
+        }
     }
     let _scenario = community.play(steps);
     let _ = tokio::signal::ctrl_c().await;

@@ -216,11 +216,14 @@ pub fn gateway(
     issues.text("gateway.id".into(), &config.gateway.id);
     issues.text("gateway.site".into(), &config.gateway.site);
 
-    let mut buses: HashMap<&str, TransportKind> = HashMap::new();
+    let mut buses: HashMap<&str, (TransportKind, u16)> = HashMap::new();
     for (i, bus) in config.bus.iter().enumerate() {
         let at = |key: &str| format!("bus[{i}].{key}");
         issues.text(at("id"), &bus.id);
-        if buses.insert(bus.id.as_str(), bus.transport).is_some() {
+        if buses
+            .insert(bus.id.as_str(), (bus.transport, bus.max_registers))
+            .is_some()
+        {
             issues.add(
                 at("id"),
                 format!("{:?} is used twice (expected unique bus ids)", bus.id),
@@ -354,6 +357,24 @@ pub fn gateway(
         let Some(profile) = profiles.get(&device.profile) else {
             continue;
         };
+        if let Some((_, max_registers)) = buses.get(device.bus.as_str()) {
+            let too_wide: Vec<String> = profile
+                .points
+                .iter()
+                .filter(|p| p.fc >= 3 && p.kind.width(p.length) > *max_registers)
+                .map(|p| format!("{} ({})", p.name, p.kind.width(p.length)))
+                .collect();
+            if !too_wide.is_empty() {
+                issues.add(
+                    at("profile"),
+                    format!(
+                        "points wider than bus {:?} reads at once: {} (expected at most max_registers = {max_registers} registers per point)",
+                        device.bus,
+                        too_wide.join(", ")
+                    ),
+                );
+            }
+        }
         let offset = device.address_offset.unwrap_or(profile.address_offset);
         let mut not_multiples: Vec<(&str, ConfigDuration)> = Vec::new();
         for point in &profile.points {

@@ -1,6 +1,9 @@
 //! Shared fixtures for integration tests: the simulated example community on free loopback ports
 //! and the gateway polling it with `config/demo.toml`.
 
+// Each integration test crate compiles this module and uses a different part of it.
+#![allow(dead_code)]
+
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
@@ -93,4 +96,9 @@ pub fn intervals(config: &LoadedConfig) -> BTreeMap<String, Duration> {
         .iter()
         .map(|d| (d.id.clone(), d.interval.get()))
         .collect()
+}
+
+/// Whether a decoded value equals the simulator's: the same number up to float formatting.
+pub fn same_value(decoded: f64, truth: f64) -> bool {
+    (decoded - truth).abs() <= 1e-6 * truth.abs().max(1.0)
 }

@@ -190,3 +190,91 @@ fn zero_gap_splits_at_every_hole_and_offsets_shift_addresses() {
         vec![(1, 6, 1), (1, 101, 1), (3, 1, 4), (3, 11, 2), (4, 1, 1)]
     );
 }
+
+mod properties {
+    use super::*;
+    use crate::config::{PointConfig, PointType, WordOrder};
+    use proptest::prelude::*;
+
+    fn point_strategy() -> impl Strategy<Value = PlannedPoint> {
+        let types = prop_oneof![
+            Just(PointType::U16),
+            Just(PointType::U32),
+            Just(PointType::F64),
+            Just(PointType::Bit),
+            Just(PointType::Bool),
+        ];
+        (types, 0u16..2000, 1u32..4, any::<bool>()).prop_map(|(kind, address, every, input)| {
+            let fc = match (kind, input) {
+                (PointType::Bool, false) => 1,
+                (PointType::Bool, true) => 2,
+                (_, false) => 3,
+                (_, true) => 4,
+            };
+            let config = PointConfig {
+                name: "p".into(),
+                unit: None,
+                fc,
+                address,
+                kind,
+                order: WordOrder::ABCD,
+                bit: (kind == PointType::Bit).then_some(3),
+                length: None,
+                scale: 1.0,
+                offset: 0.0,
+                ratio: None,
+                interval: None,
+            };
+            PlannedPoint {
+                name: "p".into(),
+                function: Function::from_code(fc).unwrap_or(Function::ReadHoldingRegisters),
+                address,
+                width: kind.width(None),
+                every,
+                decoder: PointDecoder::new(&config, 1.0, 1.0),
+            }
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn every_due_point_is_read_once_within_protocol_limits(
+            points in prop::collection::vec(point_strategy(), 1..60),
+            max_registers in 4u16..=125,
+            max_gap in 0u16..20,
+            cycle in 0u64..12,
+        ) {
+            let limits = PlanLimits { max_registers, max_gap };
+            let due: Vec<usize> = (0..points.len())
+                .filter(|i| cycle % u64::from(points[*i].every) == 0)
+                .collect();
+            let requests = coalesce(&points, &due, limits);
+            let mut served: Vec<usize> = requests.iter().flat_map(|r| r.points.clone()).collect();
+            served.sort_unstable();
+            prop_assert_eq!(&served, &due);
+            for r in &requests {
+                let limit = if r.function.reads_bits() { 2000 } else { max_registers };
+                // Validation refuses points wider than max_registers, so 4 is the floor here.
+                prop_assert!(r.count >= 1 && r.count <= limit, "{:?}", r);
+                for &p in &r.points {
+                    let point = &points[p];
+                    prop_assert_eq!(point.function, r.function);
+                    prop_assert!(point.address >= r.start);
+                    prop_assert!(u32::from(point.address) + u32::from(point.width)
+                        <= u32::from(r.start) + u32::from(r.count));
+                }
+            }
+        }
+
+        #[test]
+        fn decoding_arbitrary_replies_never_panics(
+            point in point_strategy(),
+            words in prop::collection::vec(any::<u16>(), 0..8),
+            at in 0usize..10,
+        ) {
+            let _ = point.decoder.decode_words(&words, at);
+            let bits: Vec<bool> = words.iter().map(|w| w & 1 == 1).collect();
+            let _ = point.decoder.decode_bits(&bits, at);
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! The `retrofit-gateway` binary as an operator runs it: `run -c FILE` writes line protocol for
+//! every device and stops cleanly within 5 s of SIGTERM; `demo` runs with no services at all.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::example_site;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_retrofit-gateway");
+
+/// Waits for a child to exit, up to `bound`.
+fn wait_for_exit(
+    child: &mut std::process::Child,
+    bound: Duration,
+) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + bound;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+/// Checks one line of line protocol and returns its device tag.
+fn device_of_line(line: &str) -> String {
+    let mut parts = line.splitn(3, ' ');
+    let series = parts.next().unwrap_or_default();
+    let fields = parts.next().unwrap_or_default();
+    let timestamp: i64 = parts
+        .next()
+        .unwrap_or_default()
+        .parse()
+        .expect("a timestamp");
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0);
+    assert!(
+        (now - timestamp).abs() < 60_000_000_000,
+        "timestamp off: {line}"
+    );
+    assert!(!fields.is_empty() && fields.contains('='), "{line}");
+    assert!(series.contains(",site=幸福小区"), "{line}");
+    assert!(series.contains(",gateway=shuocheng-xingfu-01"), "{line}");
+    series
+        .split(',')
+        .find_map(|tag| tag.strip_prefix("device="))
+        .expect("a device tag")
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_writes_every_device_and_stops_on_sigterm_within_five_seconds() {
+    let site = example_site().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let output = dir.path().join("lines.txt");
+    let profiles = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/profiles");
+    let mut text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/demo.toml"))
+            .expect("demo config");
+    for (bus, address) in site.community.addresses() {
+        let port = 15021
+            + ["pump-room", "prv-chamber", "substation", "heating"]
+                .iter()
+                .position(|b| b == bus)
+                .expect("known bus") as u16;
+        text = text.replace(&format!("127.0.0.1:{port}"), &address.to_string());
+    }
+    text = text.replace(
+        "data_dir = \"/tmp/retrofit-gateway-demo\"",
+        &format!("data_dir = {:?}\nprofile_dir = {:?}", dir.path(), profiles),
+    );
+    text = text.replace("path = \"-\"", &format!("path = {output:?}"));
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(&config, text).expect("config written");
+
+    let mut child = Command::new(BINARY)
+        .args(["run", "-c"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("gateway starts");
+    let expected: Vec<String> = site
+        .config
+        .gateway
+        .device
+        .iter()
+        .map(|d| d.id.clone())
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let lines = std::fs::read_to_string(&output).unwrap_or_default();
+        let seen: Vec<String> = lines.lines().map(device_of_line).collect();
+        if expected.iter().all(|d| seen.contains(d)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every device written: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let signalled = Instant::now();
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(kill.success());
+    let status = wait_for_exit(&mut child, Duration::from_secs(5)).unwrap_or_else(|| {
+        let _ = child.kill();
+        panic!("still running 5 s after SIGTERM")
+    });
+    assert!(status.success(), "exit status {status:?}");
+    let lines = std::fs::read_to_string(&output).expect("output");
+    assert!(lines.ends_with('\n'), "a torn last line");
+    for line in lines.lines() {
+        device_of_line(line);
+    }
+    eprintln!("stopped {:?} after SIGTERM", signalled.elapsed());
+}
+
+#[test]
+fn demo_runs_with_no_external_services() {
+    let output = Command::new(BINARY)
+        .args(["demo", "--duration", "4s", "--no-faults"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("demo runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary = stdout
+        .split("Device summary:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no summary in {stdout}"));
+    let online = summary.lines().filter(|l| l.contains(" online ")).count();
+    assert_eq!(online, 13, "{summary}");
+}
