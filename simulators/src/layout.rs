@@ -144,9 +144,10 @@ impl Layout {
         Layout { buses, devices }
     }
 
-    /// `count` booster controllers on Modbus TCP buses of `per_bus` units each (free ports),
-    /// named `pump-0001` … on buses `fleet-01` …, for load tests.
-    pub fn pump_fleet(host: IpAddr, count: usize, per_bus: usize) -> Layout {
+    /// `count` booster controllers on Modbus TCP buses of `per_bus` units each, named
+    /// `pump-0001` … on buses `fleet-01` …, for load tests. Bus `i` (from 0) listens on
+    /// `port_base + 1 + i`, or on a free port when `port_base` is 0.
+    pub fn pump_fleet(host: IpAddr, port_base: u16, count: usize, per_bus: usize) -> Layout {
         let per_bus = per_bus.clamp(1, 247);
         let mut layout = Layout {
             buses: Vec::new(),
@@ -155,10 +156,18 @@ impl Layout {
         for n in 0..count {
             let bus = format!("fleet-{:02}", n / per_bus + 1);
             if n % per_bus == 0 {
+                let index = (n / per_bus) as u16;
                 layout.buses.push(BusSpec {
                     id: bus.clone(),
                     transport: SimTransport::Tcp,
-                    listen: SocketAddr::new(host, 0),
+                    listen: SocketAddr::new(
+                        host,
+                        if port_base == 0 {
+                            0
+                        } else {
+                            port_base + 1 + index
+                        },
+                    ),
                 });
             }
             layout.devices.push(DeviceSpec {

@@ -18,7 +18,9 @@ Serves the example community of DOMAIN.md on ADDR (default 127.0.0.1):
   heating      Modbus TCP    port-base + 4   unit 1 (heating substation PLC)
 Default port base 15020 matches config/demo.toml. --speed 60 runs an hour a minute.
 A scenario file has lines 'START_S DURATION_S FAULT [DEVICE]'.
---serial also serves a bus as Modbus RTU on a serial device (e.g. pump-room=/dev/ttyUSB0).";
+--serial also serves a bus as Modbus RTU on a serial device (e.g. pump-room=/dev/ttyUSB0).
+--fleet serves N booster controllers instead (pump-0001…, units 1-M on Modbus TCP buses
+fleet-01… at port-base + 1, + 2 …), for load tests.";
 
 struct Args {
     bind: IpAddr,
@@ -27,6 +29,7 @@ struct Args {
     scenario: Option<String>,
     serial: Vec<(String, String)>,
     baud: u32,
+    fleet: Option<(usize, usize)>,
 }
 
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
@@ -37,6 +40,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         scenario: None,
         serial: Vec::new(),
         baud: 9600,
+        fleet: None,
     };
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -60,6 +64,14 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
                 parsed.serial.push((bus.to_string(), device.to_string()));
             }
             "--baud" => parsed.baud = value()?.parse().map_err(|e| format!("--baud: {e}"))?,
+            "--fleet" => {
+                let count = value()?.parse().map_err(|e| format!("--fleet: {e}"))?;
+                parsed.fleet = Some((count, parsed.fleet.map_or(10, |(_, per_bus)| per_bus)));
+            }
+            "--per-bus" => {
+                let per_bus = value()?.parse().map_err(|e| format!("--per-bus: {e}"))?;
+                parsed.fleet = Some((parsed.fleet.map_or(0, |(count, _)| count), per_bus));
+            }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -93,7 +105,10 @@ async fn main() -> ExitCode {
         },
         None => Vec::new(),
     };
-    let layout = Layout::example_site(args.bind, args.port_base);
+    let layout = match args.fleet {
+        Some((count, per_bus)) => Layout::pump_fleet(args.bind, args.port_base, count, per_bus),
+        None => Layout::example_site(args.bind, args.port_base),
+    };
     let mut community = match Community::start(&layout, args.options).await {
         Ok(c) => c,
         Err(e) => {
