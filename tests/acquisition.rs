@@ -29,13 +29,7 @@ async fn every_device_reports_every_interval_with_the_simulators_values() {
     // simulator serves.
     site.community.set_frozen(true);
     let (gateway, mut rx) = start_gateway(&site.config);
-    let devices: Vec<String> = site
-        .config
-        .gateway
-        .device
-        .iter()
-        .map(|d| d.id.clone())
-        .collect();
+    let devices = site.device_ids();
     let names: Vec<&str> = devices.iter().map(String::as_str).collect();
     let first = common::until_each_device_reported(&mut rx, &names, WARM_UP_BOUND).await;
     let window = collect_for(&mut rx, WINDOW).await;

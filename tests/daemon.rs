@@ -79,20 +79,15 @@ async fn run_writes_every_device_and_stops_on_sigterm_within_five_seconds() {
     let config = dir.path().join("gateway.toml");
     std::fs::write(&config, text).expect("config written");
 
+    let log = dir.path().join("gateway.log");
     let mut child = Command::new(BINARY)
         .args(["run", "-c"])
         .arg(&config)
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(std::fs::File::create(&log).expect("log file"))
         .spawn()
         .expect("gateway starts");
-    let expected: Vec<String> = site
-        .config
-        .gateway
-        .device
-        .iter()
-        .map(|d| d.id.clone())
-        .collect();
+    let expected = site.device_ids();
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let lines = std::fs::read_to_string(&output).unwrap_or_default();
@@ -116,7 +111,11 @@ async fn run_writes_every_device_and_stops_on_sigterm_within_five_seconds() {
         let _ = child.kill();
         panic!("still running 5 s after SIGTERM")
     });
-    assert!(status.success(), "exit status {status:?}");
+    assert!(
+        status.success(),
+        "exit status {status:?}\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
     let lines = std::fs::read_to_string(&output).expect("output");
     assert!(lines.ends_with('\n'), "a torn last line");
     for line in lines.lines() {

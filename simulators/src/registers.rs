@@ -66,6 +66,11 @@ impl Reg {
         }
     }
 
+    /// A float register rounded to `decimals` of its raw value.
+    pub const fn float(name: &'static str, address: u16, order: Order, decimals: i32) -> Reg {
+        Reg::new(name, address, Encoding::F32 { order, decimals })
+    }
+
     pub const fn scaled(mut self, scale: f64) -> Reg {
         self.scale = scale;
         self

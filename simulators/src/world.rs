@@ -152,3 +152,78 @@ impl World {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use super::*;
+    use crate::layout::Layout;
+
+    /// 03:00 in Shuozhou on 2025-11-27 (night minimum), with time standing still.
+    fn night_world() -> World {
+        let layout = Layout::example_site(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
+        World::new(&layout.devices, SimClock::new(1_764_183_600.0, 0.0), 7)
+    }
+
+    fn value(world: &World, device: &str, name: &str) -> f64 {
+        world.truth(device).expect("device")[name]
+    }
+
+    #[test]
+    fn each_plant_fault_moves_the_registers_it_should_and_clearing_restores_them() {
+        let mut world = night_world();
+        let flow = value(&world, "dma-flow", "flow_rate_m3h");
+        // DOMAIN.md §4.2: the site's minimum night flow is about 2.4 m³/h.
+        assert!((2.0..2.8).contains(&flow), "night flow {flow}");
+
+        type Visible<'a> = dyn Fn(&World) -> bool + 'a;
+        let cases: [(FaultKind, &Visible); 7] = [
+            (FaultKind::Leak, &|w| {
+                value(w, "dma-flow", "flow_rate_m3h") > flow + 1.8
+                    && value(w, "prv-outlet", "pressure_mpa") < 0.25
+            }),
+            (FaultKind::PumpTrip, &|w| {
+                value(w, "booster-1", "vfd1_fault") == 1.0
+                    && value(w, "booster-1", "vfd1_fault_code") == 7.0
+            }),
+            (FaultKind::PumpRoomFlooding, &|w| {
+                value(w, "booster-1", "pump_room_flooded") == 1.0
+            }),
+            (FaultKind::VoltageSag, &|w| {
+                let ua = value(w, "tx1-meter", "ua_v");
+                (190.0..200.0).contains(&ua) && value(w, "feeder-1", "ub_v") < 200.0
+            }),
+            (FaultKind::PhaseLoss, &|w| {
+                value(w, "tx1-meter", "uc_v") == 0.0
+                    && value(w, "tx2-meter", "uc_v") > 200.0
+                    && value(w, "booster-1", "phase_loss") == 1.0
+            }),
+            (FaultKind::TransformerOvertemp, &|w| {
+                value(w, "tx1-temp", "winding_a_c") >= 155.0
+                    && value(w, "tx1-temp", "overtemp_alarm") == 1.0
+                    && value(w, "tx2-temp", "overtemp_alarm") == 0.0
+            }),
+            (FaultKind::HeatingMakeupSurge, &|w| {
+                value(w, "heating-plc", "makeup_flow_m3h") > 3.0
+            }),
+        ];
+        for (kind, shows) in cases {
+            assert!(!shows(&world), "{kind:?} visible before injection");
+            world.inject(Fault::plant(kind));
+            assert!(shows(&world), "{kind:?} not visible after injection");
+            world.clear(&Fault::plant(kind));
+            assert!(!shows(&world), "{kind:?} still visible after clearing");
+        }
+    }
+
+    #[test]
+    fn communication_faults_apply_to_their_device_only() {
+        let mut world = night_world();
+        world.inject(Fault::on(FaultKind::Silent, "dma-flow"));
+        world.inject(Fault::on(FaultKind::SlowReplies, "booster-1"));
+        assert_eq!(world.behaviour("dma-flow"), Behaviour::Silent);
+        assert_eq!(world.behaviour("booster-1"), Behaviour::Slow);
+        assert_eq!(world.behaviour("prv-inlet"), Behaviour::Normal);
+    }
+}

@@ -24,6 +24,18 @@ pub struct Site {
     pub config: LoadedConfig,
 }
 
+impl Site {
+    /// The ids of every configured device.
+    pub fn device_ids(&self) -> Vec<String> {
+        self.config
+            .gateway
+            .device
+            .iter()
+            .map(|d| d.id.clone())
+            .collect()
+    }
+}
+
 /// The example community, started, and the demo config pointed at it.
 pub async fn example_site() -> Site {
     let layout = Layout::example_site(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);

@@ -12,14 +12,7 @@ const CIRCULATION_M3H: f64 = 120.0;
 const DESIGN_OUTDOOR_C: f64 = -20.0;
 
 const fn float(name: &'static str, address: u16) -> Reg {
-    Reg::new(
-        name,
-        address,
-        Encoding::F32 {
-            order: Order::Abcd,
-            decimals: 3,
-        },
-    )
+    Reg::float(name, address, Order::Abcd, 3)
 }
 
 pub const PLC_MAP: &[Reg] = &[

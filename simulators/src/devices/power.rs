@@ -52,35 +52,13 @@ pub fn acrel_map(feed: &Feed) -> Vec<Reg> {
 }
 
 const fn float(name: &'static str, address: u16, scale: f64) -> Reg {
-    Reg::new(
-        name,
-        address,
-        Encoding::F32 {
-            order: Order::Abcd,
-            decimals: 0,
-        },
-    )
-    .scaled(scale)
+    Reg::float(name, address, Order::Abcd, 0).scaled(scale)
 }
 
 /// CHINT DTSU666: ABCD floats in 0.1 V, 0.001 A, 0.1 W units; energies in kWh.
 pub const DTSU666_MAP: &[Reg] = &[
-    Reg::new(
-        "import_energy_kwh",
-        0x101E,
-        Encoding::F32 {
-            order: Order::Abcd,
-            decimals: 2,
-        },
-    ),
-    Reg::new(
-        "export_energy_kwh",
-        0x1028,
-        Encoding::F32 {
-            order: Order::Abcd,
-            decimals: 2,
-        },
-    ),
+    Reg::float("import_energy_kwh", 0x101E, Order::Abcd, 2),
+    Reg::float("export_energy_kwh", 0x1028, Order::Abcd, 2),
     float("uab_v", 0x2000, 0.1),
     float("ubc_v", 0x2002, 0.1),
     float("uca_v", 0x2004, 0.1),

@@ -17,14 +17,7 @@ const BOOSTER_SETPOINT_MPA: f64 = 0.47;
 const BOOSTER_DESIGN_FLOW_M3H: f64 = 12.0;
 
 const fn f32_cdab(name: &'static str, address: u16) -> Reg {
-    Reg::new(
-        name,
-        address,
-        Encoding::F32 {
-            order: Order::Cdab,
-            decimals: 4,
-        },
-    )
+    Reg::float(name, address, Order::Cdab, 4)
 }
 
 const fn bit(name: &'static str, word: &'static str, bit: u8) -> Reg {
@@ -89,15 +82,7 @@ pub const LEVEL_TRANSMITTER_MAP: &[Reg] = &[
 ];
 
 const fn f32_abcd_input(name: &'static str, address: u16) -> Reg {
-    Reg::new(
-        name,
-        address,
-        Encoding::F32 {
-            order: Order::Abcd,
-            decimals: 3,
-        },
-    )
-    .input()
+    Reg::float(name, address, Order::Abcd, 3).input()
 }
 
 /// DMA inlet electromagnetic flowmeter, unit 13, FC4, split integer/fraction totalisers.
