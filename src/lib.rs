@@ -15,8 +15,10 @@
 //! - [`commands`]: `run`, `check-config` and `plan` as library functions.
 //! - [`demo`]: the simulated community and the gateway in one process.
 //! - [`backoff`]: jittered exponential backoff on the monotonic clock.
+//! - [`buffer`]: the durable segmented telemetry log (design, format and recovery rules inside).
 
 pub mod backoff;
+pub mod buffer;
 pub mod commands;
 pub mod config;
 pub mod demo;
