@@ -59,7 +59,7 @@ impl Gateway {
     }
 }
 
-async fn join_all(tasks: Vec<JoinHandle<()>>) {
+async fn join_all<T>(tasks: Vec<JoinHandle<T>>) {
     for task in tasks {
         let _ = task.await;
     }
@@ -85,5 +85,157 @@ pub async fn termination_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// The output stages: the durable InfluxDB path and/or a line-protocol file, fed by one sample
+/// channel (tee'd when both are configured).
+pub struct Outputs {
+    /// Where the sources send samples.
+    pub samples: Option<mpsc::Sender<Sample>>,
+    stages: Vec<JoinHandle<()>>,
+    forwarder: Option<(JoinHandle<()>, watch::Sender<bool>)>,
+    pub forwarder_status: Option<Arc<crate::sinks::influx::forwarder::ForwarderStatus>>,
+    pub log: Option<crate::sinks::influx::forwarder::SharedLog>,
+}
+
+impl Outputs {
+    /// Opens the telemetry log (recovering it), starts the forwarder and the writers.
+    pub fn start(config: &LoadedConfig) -> anyhow::Result<Outputs> {
+        use crate::buffer::{LogOptions, SegmentLog};
+        use crate::sinks::influx::forwarder::{Forwarder, ForwarderOptions};
+        use crate::sinks::influx::write::WriteEndpoint;
+        use anyhow::Context as _;
+
+        let outputs = &config.gateway.outputs;
+        let mut senders = Vec::new();
+        let mut stages = Vec::new();
+        let mut forwarder = None;
+        let mut forwarder_status = None;
+        let mut shared_log = None;
+        if let Some(influx) = &outputs.influxdb {
+            let data_dir = &config.gateway.gateway.data_dir;
+            let buffer = &config.gateway.buffer;
+            let options = LogOptions {
+                segment_bytes: buffer.segment_size_mb << 20,
+                max_bytes: buffer.max_size_mb << 20,
+                sync_interval: buffer.sync_interval.get(),
+                ..LogOptions::default()
+            };
+            let dir = data_dir.join("telemetry");
+            let (log, report) = SegmentLog::open(&dir, options)
+                .with_context(|| format!("cannot open the telemetry log in {}", dir.display()))?;
+            let damaged = report.corrupted + report.quarantined + report.lost > 0
+                || report.torn_bytes > 0
+                || report.cursor_reset;
+            if damaged {
+                tracing::warn!(?report, dir = %dir.display(), "Telemetry log recovered with damage");
+            } else {
+                tracing::info!(
+                    pending = report.pending,
+                    segments = report.segments,
+                    "Telemetry log opened"
+                );
+            }
+            let log = Arc::new(std::sync::Mutex::new(log));
+            let endpoint = WriteEndpoint::new(influx).context("InfluxDB output")?;
+            let appended = Arc::new(tokio::sync::Notify::new());
+            let forwarder_task = Forwarder::new(
+                endpoint,
+                Arc::clone(&log),
+                Arc::clone(&appended),
+                ForwarderOptions {
+                    batch_lines: influx.batch_lines,
+                    batch_bytes: influx.batch_bytes,
+                    flush_interval: influx.flush_interval.get(),
+                    min_backoff: Duration::from_secs(1),
+                    max_backoff: Duration::from_secs(60),
+                    dead_letter: data_dir.join("dead-letter.lp"),
+                },
+            );
+            forwarder_status = Some(Arc::clone(&forwarder_task.status));
+            let (stop, stopped) = watch::channel(false);
+            forwarder = Some((tokio::spawn(forwarder_task.run(stopped)), stop));
+            let (tx, rx) = mpsc::channel(SAMPLE_CHANNEL_CAPACITY);
+            senders.push(tx);
+            let sync_interval = buffer.sync_interval.get();
+            let stage_log = Arc::clone(&log);
+            stages.push(tokio::spawn(async move {
+                let counts = crate::sinks::telemetry_log::append_samples(
+                    rx,
+                    stage_log,
+                    appended,
+                    sync_interval,
+                )
+                .await;
+                tracing::info!(
+                    lines = counts.lines,
+                    refused = counts.refused,
+                    "Telemetry log closed"
+                );
+            }));
+            shared_log = Some(log);
+        }
+        if let Some(file) = &outputs.line_protocol {
+            let path = file.path.clone();
+            let (tx, rx) = mpsc::channel(SAMPLE_CHANNEL_CAPACITY);
+            senders.push(tx);
+            stages.push(tokio::spawn(async move {
+                let written = match crate::sinks::line_file::open(&path).await {
+                    Ok(out) => crate::sinks::line_file::write_lines(rx, out).await,
+                    Err(e) => Err(e),
+                };
+                match written {
+                    Ok(w) => tracing::info!(lines = w.lines, "Line-protocol output closed"),
+                    Err(e) => {
+                        tracing::error!(error = %e, path = %path, "Line-protocol output failed")
+                    }
+                }
+            }));
+        }
+        let samples = match senders.len() {
+            0 => anyhow::bail!(
+                "no output configured (expected [outputs.influxdb] or [outputs.line_protocol])"
+            ),
+            1 => senders.pop(),
+            _ => {
+                let (tx, mut rx) = mpsc::channel::<Sample>(SAMPLE_CHANNEL_CAPACITY);
+                stages.push(tokio::spawn(async move {
+                    while let Some(sample) = rx.recv().await {
+                        for sender in &senders {
+                            let _ = sender.send(sample.clone()).await;
+                        }
+                    }
+                }));
+                Some(tx)
+            }
+        };
+        Ok(Outputs {
+            samples,
+            stages,
+            forwarder,
+            forwarder_status,
+            log: shared_log,
+        })
+    }
+
+    /// After the sources have stopped (and dropped their senders): drains the writers, syncs the
+    /// log, then stops the forwarder. Unsent readings stay in the log for the next start.
+    pub async fn finish(mut self, deadline: Duration) {
+        drop(self.samples.take());
+        let stages = join_all(std::mem::take(&mut self.stages));
+        if tokio::time::timeout(deadline, stages).await.is_err() {
+            tracing::warn!("Output stages did not drain in time");
+        }
+        if let Some((task, stop)) = self.forwarder.take() {
+            let _ = stop.send(true);
+            let abort = task.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(1), task)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
     }
 }

@@ -32,6 +32,43 @@ pub struct GatewayConfig {
     pub device: Vec<DeviceConfig>,
     #[serde(default)]
     pub outputs: OutputsConfig,
+    #[serde(default)]
+    pub buffer: BufferConfig,
+}
+
+/// The telemetry log on disk (under `data_dir/telemetry`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BufferConfig {
+    /// All segments together, MiB; beyond it the oldest segment is dropped and counted.
+    #[serde(default = "default_max_size_mb")]
+    pub max_size_mb: u64,
+    /// One segment file, MiB.
+    #[serde(default = "default_segment_size_mb")]
+    pub segment_size_mb: u64,
+    /// Longest time an accepted reading waits for fdatasync (what power loss can cost).
+    #[serde(default = "default_sync_interval")]
+    pub sync_interval: ConfigDuration,
+}
+
+impl Default for BufferConfig {
+    fn default() -> Self {
+        BufferConfig {
+            max_size_mb: default_max_size_mb(),
+            segment_size_mb: default_segment_size_mb(),
+            sync_interval: default_sync_interval(),
+        }
+    }
+}
+
+fn default_max_size_mb() -> u64 {
+    1024
+}
+fn default_segment_size_mb() -> u64 {
+    8
+}
+fn default_sync_interval() -> ConfigDuration {
+    ConfigDuration::from_millis(1000)
 }
 
 /// Identity of this gateway and where it keeps its files.
@@ -207,6 +244,82 @@ pub struct SiteGeometry {
 pub struct OutputsConfig {
     #[serde(default)]
     pub line_protocol: Option<LineProtocolOutput>,
+    #[serde(default)]
+    pub influxdb: Option<InfluxOutput>,
+}
+
+/// Which InfluxDB write API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InfluxApi {
+    /// `/api/v2/write` (InfluxDB 2.x, VictoriaMetrics): org, bucket, token.
+    V2,
+    /// `/write` (InfluxDB 1.x): database, retention policy, user and password.
+    V1,
+}
+
+const INFLUX_APIS: &[(&str, InfluxApi)] = &[("v2", InfluxApi::V2), ("v1", InfluxApi::V1)];
+named::deserialize_by_name!(InfluxApi, INFLUX_APIS);
+
+/// The central InfluxDB. Every reading goes through the telemetry log first.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InfluxOutput {
+    /// Base URL, `http://` or `https://` (TLS via rustls with the system's trust store).
+    pub url: String,
+    pub api: InfluxApi,
+    /// v2: organisation and bucket.
+    #[serde(default)]
+    pub org: Option<String>,
+    #[serde(default)]
+    pub bucket: Option<String>,
+    /// v2: the token, read from this file (first line) …
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// … or from this environment variable. Never logged.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// v1: database and optional retention policy.
+    #[serde(default)]
+    pub database: Option<String>,
+    #[serde(default)]
+    pub retention_policy: Option<String>,
+    /// v1: user, with the password from a file or an environment variable.
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// Per request.
+    #[serde(default = "default_influx_timeout")]
+    pub timeout: ConfigDuration,
+    /// Readings wait at most this long before they are sent.
+    #[serde(default = "default_flush_interval")]
+    pub flush_interval: ConfigDuration,
+    /// Lines per request (at most 5000).
+    #[serde(default = "default_batch_lines")]
+    pub batch_lines: usize,
+    /// Bytes of line protocol per request before compression (at most 1 MiB).
+    #[serde(default = "default_batch_bytes")]
+    pub batch_bytes: usize,
+    #[serde(default = "default_gzip")]
+    pub gzip: bool,
+}
+
+fn default_influx_timeout() -> ConfigDuration {
+    ConfigDuration::from_millis(10_000)
+}
+fn default_flush_interval() -> ConfigDuration {
+    ConfigDuration::from_millis(5_000)
+}
+fn default_batch_lines() -> usize {
+    5000
+}
+fn default_batch_bytes() -> usize {
+    1 << 20
+}
+fn default_gzip() -> bool {
+    true
 }
 
 /// InfluxDB line protocol written to a file or standard output.

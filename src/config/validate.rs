@@ -412,6 +412,31 @@ pub fn gateway(
             );
         }
     }
+    if let Some(influx) = &config.outputs.influxdb {
+        influxdb(&mut issues, influx);
+    }
+    let buffer = &config.buffer;
+    if !(1..=256).contains(&buffer.segment_size_mb) {
+        issues.add(
+            "buffer.segment_size_mb".into(),
+            format!(
+                "{} is out of range (expected 1–256)",
+                buffer.segment_size_mb
+            ),
+        );
+    }
+    if buffer.max_size_mb < 2 * buffer.segment_size_mb {
+        issues.add(
+            "buffer.max_size_mb".into(),
+            format!(
+                "{} is less than two segments of {} MiB (expected at least {})",
+                buffer.max_size_mb,
+                buffer.segment_size_mb,
+                2 * buffer.segment_size_mb
+            ),
+        );
+    }
+    issues.positive("buffer.sync_interval".into(), buffer.sync_interval);
     if let Some(output) = &config.outputs.line_protocol {
         if output.path.trim().is_empty() {
             issues.add(
@@ -421,6 +446,63 @@ pub fn gateway(
         }
     }
     issues.list
+}
+
+fn influxdb(issues: &mut Issues, influx: &super::InfluxOutput) {
+    let at = |key: &str| format!("outputs.influxdb.{key}");
+    if !(influx.url.starts_with("http://") || influx.url.starts_with("https://")) {
+        issues.add(
+            at("url"),
+            format!(
+                "{:?} is not an http(s) URL (expected e.g. \"https://influx.example.cn:8086\")",
+                influx.url
+            ),
+        );
+    }
+    let required = |issues: &mut Issues, key: &str, value: &Option<String>, api: &str| {
+        if value.as_deref().is_none_or(|v| v.trim().is_empty()) {
+            issues.add(
+                at(key),
+                format!("missing for api = {api:?} (expected a name)"),
+            );
+        }
+    };
+    match influx.api {
+        super::InfluxApi::V2 => {
+            required(issues, "org", &influx.org, "v2");
+            required(issues, "bucket", &influx.bucket, "v2");
+        }
+        super::InfluxApi::V1 => required(issues, "database", &influx.database, "v1"),
+    }
+    if influx.token_file.is_some() && influx.token_env.is_some() {
+        issues.add(
+            at("token_env"),
+            "set together with token_file (expected one of them)",
+        );
+    }
+    if influx.password_file.is_some() && influx.password_env.is_some() {
+        issues.add(
+            at("password_env"),
+            "set together with password_file (expected one of them)",
+        );
+    }
+    issues.positive(at("timeout"), influx.timeout);
+    issues.positive(at("flush_interval"), influx.flush_interval);
+    if !(1..=5000).contains(&influx.batch_lines) {
+        issues.add(
+            at("batch_lines"),
+            format!("{} is out of range (expected 1–5000)", influx.batch_lines),
+        );
+    }
+    if !(1024..=1 << 20).contains(&influx.batch_bytes) {
+        issues.add(
+            at("batch_bytes"),
+            format!(
+                "{} is out of range (expected 1024–1048576)",
+                influx.batch_bytes
+            ),
+        );
+    }
 }
 
 fn is_whole_multiple(value: Duration, base: Duration) -> bool {

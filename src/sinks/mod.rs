@@ -1,4 +1,7 @@
-//! Where samples go.
+//! Where samples go: line protocol to a file or standard output ([`line_file`]), and the durable
+//! path to InfluxDB: [`telemetry_log`] appends every sample to the disk log, and
+//! [`influx::forwarder`] delivers the log to InfluxDB.
 
 pub mod influx;
 pub mod line_file;
+pub mod telemetry_log;

@@ -4,6 +4,8 @@
 // Each integration test crate compiles this module and uses a different part of it.
 #![allow(dead_code)]
 
+pub mod http_script;
+
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;

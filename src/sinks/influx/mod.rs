@@ -1,4 +1,12 @@
-//! InfluxDB output. For now only the line-protocol encoder; the durable write path comes with the
-//! store-and-forward work.
+//! InfluxDB output: the line-protocol encoder, one write request ([`write`]), what to do with
+//! the answer ([`verdict`], DESIGN.md's response table) and the loop that drains the telemetry log
+//! into InfluxDB ([`forwarder`]).
+//!
+//! Owns: batching (≤ 5 000 lines, ≤ 1 MiB, at least every `flush_interval`), gzip, retries with
+//! jittered backoff, Retry-After, splitting and bisecting refused batches, the dead-letter file.
+//! Does not own: durability (the telemetry log in [`crate::buffer`]) or what a sample is.
 
+pub mod forwarder;
 pub mod line_protocol;
+pub mod verdict;
+pub mod write;

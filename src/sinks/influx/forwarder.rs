@@ -1,0 +1,324 @@
+//! The forwarder: reads batches from the telemetry log in order, writes them to InfluxDB and
+//! acknowledges them in the log only when the whole batch is resolved (delivered, or refused
+//! lines moved to the dead-letter file). Nothing is acknowledged on a failure, so a batch that
+//! is in flight when the process dies is read again after the restart (InfluxDB absorbs the
+//! duplicate: same series and timestamp overwrite).
+//!
+//! Sending happens when `flush_interval` ticks, or at once when a full batch is waiting; after an
+//! outage the backlog drains in full batches, oldest first, while new readings keep being
+//! appended behind it. Every wait between attempts is a jittered backoff (or Retry-After) and is
+//! cut short by shutdown.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{watch, Notify};
+
+use crate::backoff::Backoff;
+use crate::buffer::record::Record;
+use crate::buffer::SegmentLog;
+
+use super::verdict::{classify, Verdict};
+use super::write::WriteEndpoint;
+
+/// The log, shared by the stage that appends and the forwarder that reads and acknowledges.
+pub type SharedLog = Arc<Mutex<SegmentLog>>;
+
+/// Runs `f` on the log on a blocking-capable thread (fsync can take a while on an SD card).
+pub async fn with_log<T: Send + 'static>(
+    log: &SharedLog,
+    f: impl FnOnce(&mut SegmentLog) -> T + Send + 'static,
+) -> T {
+    let log = Arc::clone(log);
+    let run = move || f(&mut log.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+    match tokio::task::spawn_blocking(run).await {
+        Ok(value) => value,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// Batching and retry settings.
+#[derive(Debug, Clone)]
+pub struct ForwarderOptions {
+    pub batch_lines: usize,
+    pub batch_bytes: usize,
+    pub flush_interval: Duration,
+    /// First retry delay; doubles to `max_backoff`.
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Refused lines are appended here with a comment saying why.
+    pub dead_letter: PathBuf,
+}
+
+/// Counters of the forwarder, shared with whoever reports on them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ForwarderStats {
+    /// Lines InfluxDB accepted.
+    pub sent_lines: u64,
+    pub requests_2xx: u64,
+    pub requests_4xx: u64,
+    pub requests_5xx: u64,
+    /// Requests without an HTTP answer (connect error, timeout).
+    pub request_failures: u64,
+    pub dead_lettered: u64,
+    /// Waits before a retry, and the last one's length.
+    pub retries: u64,
+    pub last_retry_delay_ms: u64,
+    /// InfluxDB refused the credentials or the bucket/database (401/403/404) on the last try.
+    pub unauthorized: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct ForwarderStatus {
+    stats: Mutex<ForwarderStats>,
+}
+
+impl ForwarderStatus {
+    fn update(&self, change: impl FnOnce(&mut ForwarderStats)) {
+        change(&mut self.stats.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    pub fn snapshot(&self) -> ForwarderStats {
+        self.stats.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// Stopped while waiting to retry: the batch stays unacknowledged in the log.
+struct Stopped;
+
+pub struct Forwarder {
+    endpoint: WriteEndpoint,
+    log: SharedLog,
+    appended: Arc<Notify>,
+    options: ForwarderOptions,
+    backoff: Backoff,
+    pub status: Arc<ForwarderStatus>,
+}
+
+impl Forwarder {
+    pub fn new(
+        endpoint: WriteEndpoint,
+        log: SharedLog,
+        appended: Arc<Notify>,
+        options: ForwarderOptions,
+    ) -> Forwarder {
+        let backoff = Backoff::new(options.min_backoff, options.max_backoff);
+        Forwarder {
+            endpoint,
+            log,
+            appended,
+            options,
+            backoff,
+            status: Arc::new(ForwarderStatus::default()),
+        }
+    }
+
+    /// Forwards until `shutdown` turns true.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(self.options.flush_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = self.appended.notified() => {
+                    let lines = self.options.batch_lines as u64;
+                    if with_log(&self.log, |log| log.pending()).await < lines {
+                        continue;
+                    }
+                }
+                _ = shutdown.changed() => return,
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+            loop {
+                let (lines, bytes) = (self.options.batch_lines, self.options.batch_bytes);
+                let batch = match with_log(&self.log, move |log| log.read(lines, bytes)).await {
+                    Ok(batch) => batch,
+                    Err(e) => {
+                        tracing::error!(error = %e, "Cannot read the telemetry log");
+                        break;
+                    }
+                };
+                let Some(last) = batch.last().map(|r| r.seq) else {
+                    break;
+                };
+                let size: usize = batch.iter().map(|r| r.payload.len() + 1).sum();
+                let full = batch.len() >= lines || size >= bytes;
+                if self.deliver(batch, &mut shutdown).await.is_err() {
+                    return;
+                }
+                if let Err(e) = with_log(&self.log, move |log| log.ack(last + 1)).await {
+                    tracing::error!(error = %e, "Cannot persist the telemetry log cursor");
+                }
+                if !full {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Resolves one batch: delivered, or split, or refused lines dead-lettered.
+    async fn deliver(
+        &mut self,
+        batch: Vec<Record>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), Stopped> {
+        let mut work: VecDeque<Vec<Record>> = VecDeque::from([batch]);
+        while let Some(chunk) = work.pop_front() {
+            let lines: Vec<&str> = chunk
+                .iter()
+                .map(|r| std::str::from_utf8(&r.payload).unwrap_or(""))
+                .collect();
+            let mut body = Vec::with_capacity(chunk.iter().map(|r| r.payload.len() + 1).sum());
+            for line in &lines {
+                body.extend_from_slice(line.as_bytes());
+                body.push(b'\n');
+            }
+            loop {
+                let verdict = match self.endpoint.write(&body).await {
+                    Ok(response) => {
+                        self.status.update(|s| match response.status {
+                            200..=299 => s.requests_2xx += 1,
+                            400..=499 => s.requests_4xx += 1,
+                            _ => s.requests_5xx += 1,
+                        });
+                        let verdict = classify(&response, &lines);
+                        if verdict != Verdict::Delivered {
+                            tracing::warn!(
+                                status = response.status,
+                                body = %excerpt(&response.body),
+                                lines = lines.len(),
+                                "InfluxDB did not accept a batch"
+                            );
+                        }
+                        (verdict, response.status, response.body)
+                    }
+                    Err(e) => {
+                        self.status.update(|s| s.request_failures += 1);
+                        tracing::warn!(error = %e, "InfluxDB write failed");
+                        (Verdict::Failed, 0, e.to_string())
+                    }
+                };
+                match verdict {
+                    (Verdict::Delivered, ..) => {
+                        let n = chunk.len() as u64;
+                        self.status.update(|s| {
+                            s.sent_lines += n;
+                            s.unauthorized = false;
+                        });
+                        self.backoff.reset();
+                        break;
+                    }
+                    (Verdict::Rejected(refused), status, reason) => {
+                        let refused_lines: Vec<&str> = refused.iter().map(|i| lines[*i]).collect();
+                        self.dead_letter(&refused_lines, status, &reason).await;
+                        let rest: Vec<Record> = chunk
+                            .iter()
+                            .enumerate()
+                            .filter(|(i, _)| !refused.contains(i))
+                            .map(|(_, r)| r.clone())
+                            .collect();
+                        if !rest.is_empty() {
+                            work.push_front(rest);
+                        }
+                        break;
+                    }
+                    (Verdict::RejectedUnknown | Verdict::TooLarge, status, reason) => {
+                        if chunk.len() == 1 {
+                            self.dead_letter(&lines, status, &reason).await;
+                        } else {
+                            let mut first = chunk.clone();
+                            let second = first.split_off(chunk.len() / 2);
+                            work.push_front(second);
+                            work.push_front(first);
+                        }
+                        break;
+                    }
+                    (Verdict::Unauthorized, status, _) => {
+                        let was = self.status.snapshot().unauthorized;
+                        self.status.update(|s| s.unauthorized = true);
+                        if !was {
+                            tracing::error!(
+                                status,
+                                "InfluxDB refuses the credentials or the bucket/database; keeping every reading and retrying at the longest backoff"
+                            );
+                        }
+                        let wait = self.options.max_backoff;
+                        self.wait(wait, shutdown).await?;
+                    }
+                    (Verdict::Throttled(retry_after), ..) => {
+                        let wait = retry_after
+                            .unwrap_or_default()
+                            .max(self.backoff.next_delay());
+                        self.wait(wait, shutdown).await?;
+                    }
+                    (Verdict::Failed, ..) => {
+                        let wait = self.backoff.next_delay();
+                        self.wait(wait, shutdown).await?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn wait(
+        &self,
+        delay: Duration,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), Stopped> {
+        self.status.update(|s| {
+            s.retries += 1;
+            s.last_retry_delay_ms = delay.as_millis() as u64;
+        });
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => Ok(()),
+            _ = shutdown.changed() => Err(Stopped),
+        }
+    }
+
+    async fn dead_letter(&self, lines: &[&str], status: u16, reason: &str) {
+        let now_ms = crate::model::unix_nanos(std::time::SystemTime::now()) / 1_000_000;
+        let mut text = format!("# {now_ms} HTTP {status}: {}\n", excerpt(reason));
+        for line in lines {
+            text.push_str(line);
+            text.push('\n');
+        }
+        let written = async {
+            let mut file = tokio::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.options.dead_letter)
+                .await?;
+            file.write_all(text.as_bytes()).await?;
+            file.sync_data().await
+        }
+        .await;
+        let n = lines.len() as u64;
+        self.status.update(|s| s.dead_lettered += n);
+        match written {
+            Ok(()) => tracing::error!(
+                lines = n,
+                file = %self.options.dead_letter.display(),
+                "InfluxDB refused lines; moved to the dead-letter file"
+            ),
+            Err(e) => tracing::error!(
+                lines = n,
+                error = %e,
+                "InfluxDB refused lines and the dead-letter file cannot be written; they are lost"
+            ),
+        }
+    }
+}
+
+/// The first 200 characters of a body, on one line.
+fn excerpt(text: &str) -> String {
+    text.chars()
+        .take(200)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}

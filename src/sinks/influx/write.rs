@@ -1,0 +1,289 @@
+//! One write request to InfluxDB: v2 `/api/v2/write` or v1 `/write`, gzip-compressed line
+//! protocol, nanosecond precision, a timeout on every request. Secrets (token, password) are
+//! read once from a file or an environment variable and never printed.
+
+use std::fmt;
+use std::io::Write as _;
+use std::time::Duration;
+
+use base64_free::basic_auth;
+use thiserror::Error;
+
+use crate::config::{InfluxApi, InfluxOutput};
+
+/// Largest error body kept for classification and the dead-letter note.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// Why the endpoint could not be set up.
+#[derive(Debug, Error)]
+pub enum EndpointError {
+    #[error("cannot read {what} from {source_name}: {reason}")]
+    Secret {
+        what: &'static str,
+        source_name: String,
+        reason: String,
+    },
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+}
+
+/// A secret that never shows in logs or debug output.
+#[derive(Clone)]
+struct Secret(String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(…)")
+    }
+}
+
+fn read_secret(
+    what: &'static str,
+    file: &Option<std::path::PathBuf>,
+    env: &Option<String>,
+) -> Result<Option<Secret>, EndpointError> {
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path).map_err(|e| EndpointError::Secret {
+            what,
+            source_name: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let first = text.lines().next().unwrap_or("").trim().to_string();
+        if first.is_empty() {
+            return Err(EndpointError::Secret {
+                what,
+                source_name: path.display().to_string(),
+                reason: "the file is empty".into(),
+            });
+        }
+        return Ok(Some(Secret(first)));
+    }
+    if let Some(name) = env {
+        return match std::env::var(name) {
+            Ok(value) if !value.trim().is_empty() => Ok(Some(Secret(value.trim().to_string()))),
+            _ => Err(EndpointError::Secret {
+                what,
+                source_name: format!("environment variable {name}"),
+                reason: "not set or empty".into(),
+            }),
+        };
+    }
+    Ok(None)
+}
+
+/// Percent-encodes a query value (RFC 3986 unreserved characters pass).
+fn encode_query(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// The answer to a write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteResponse {
+    pub status: u16,
+    pub retry_after: Option<String>,
+    /// The start of the body (error bodies are small; the rest is not needed).
+    pub body: String,
+}
+
+/// The request did not get an HTTP answer.
+#[derive(Debug, Error)]
+#[error("{0}")]
+pub struct TransportError(pub String);
+
+/// Where and how writes go.
+#[derive(Debug)]
+pub struct WriteEndpoint {
+    client: reqwest::Client,
+    url: String,
+    authorization: Option<Secret>,
+    gzip: bool,
+}
+
+impl WriteEndpoint {
+    pub fn new(config: &InfluxOutput) -> Result<WriteEndpoint, EndpointError> {
+        // reqwest is built without a crypto provider; rustls uses ring (no aws-lc, no cmake).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let base = config.url.trim_end_matches('/');
+        let (url, authorization) = match config.api {
+            InfluxApi::V2 => {
+                let token =
+                    read_secret("the InfluxDB token", &config.token_file, &config.token_env)?;
+                (
+                    format!(
+                        "{base}/api/v2/write?org={}&bucket={}&precision=ns",
+                        encode_query(config.org.as_deref().unwrap_or_default()),
+                        encode_query(config.bucket.as_deref().unwrap_or_default())
+                    ),
+                    token.map(|t| Secret(format!("Token {}", t.0))),
+                )
+            }
+            InfluxApi::V1 => {
+                let mut url = format!(
+                    "{base}/write?db={}&precision=ns",
+                    encode_query(config.database.as_deref().unwrap_or_default())
+                );
+                if let Some(rp) = &config.retention_policy {
+                    url.push_str(&format!("&rp={}", encode_query(rp)));
+                }
+                let password = read_secret(
+                    "the InfluxDB password",
+                    &config.password_file,
+                    &config.password_env,
+                )?;
+                let authorization = config.username.as_ref().map(|user| {
+                    let password = password.as_ref().map(|p| p.0.as_str()).unwrap_or("");
+                    Secret(basic_auth(user, password))
+                });
+                (url, authorization)
+            }
+        };
+        let client = reqwest::Client::builder()
+            .timeout(config.timeout.get())
+            .connect_timeout(config.timeout.get().min(Duration::from_secs(10)))
+            .build()
+            .map_err(|e| EndpointError::Client(e.to_string()))?;
+        Ok(WriteEndpoint {
+            client,
+            url,
+            authorization,
+            gzip: config.gzip,
+        })
+    }
+
+    /// Sends one body of line protocol.
+    pub async fn write(&self, lines: &[u8]) -> Result<WriteResponse, TransportError> {
+        let mut request = self
+            .client
+            .post(&self.url)
+            .header("Content-Type", "text/plain; charset=utf-8");
+        if let Some(auth) = &self.authorization {
+            request = request.header("Authorization", &auth.0);
+        }
+        let body = if self.gzip {
+            request = request.header("Content-Encoding", "gzip");
+            let mut encoder = flate2::write::GzEncoder::new(
+                Vec::with_capacity(lines.len() / 4),
+                flate2::Compression::fast(),
+            );
+            encoder
+                .write_all(lines)
+                .and_then(|()| encoder.finish())
+                .map_err(|e| TransportError(format!("gzip: {e}")))?
+        } else {
+            lines.to_vec()
+        };
+        let mut response = request
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| TransportError(describe(&e)))?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("Retry-After")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let mut body = Vec::new();
+        while body.len() < MAX_ERROR_BODY {
+            match response.chunk().await {
+                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                Ok(None) => break,
+                Err(e) => return Err(TransportError(describe(&e))),
+            }
+        }
+        body.truncate(MAX_ERROR_BODY);
+        Ok(WriteResponse {
+            status,
+            retry_after,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        })
+    }
+}
+
+/// An error without the URL (which may carry a database name, never a secret, but is long).
+fn describe(error: &reqwest::Error) -> String {
+    let kind = if error.is_timeout() {
+        "timeout"
+    } else if error.is_connect() {
+        "cannot connect"
+    } else {
+        "request failed"
+    };
+    let mut text = kind.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// HTTP basic authorization without a base64 dependency.
+mod base64_free {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+    pub fn basic_auth(user: &str, password: &str) -> String {
+        format!("Basic {}", encode(format!("{user}:{password}").as_bytes()))
+    }
+
+    fn encode(bytes: &[u8]) -> String {
+        let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+        for chunk in bytes.chunks(3) {
+            let b = [
+                chunk[0],
+                chunk.get(1).copied().unwrap_or(0),
+                chunk.get(2).copied().unwrap_or(0),
+            ];
+            let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn encodes_the_rfc_7617_example() {
+            // RFC 7617 §2: "Aladdin:open sesame".
+            assert_eq!(
+                super::basic_auth("Aladdin", "open sesame"),
+                "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
+            );
+            assert_eq!(super::encode(b"ab"), "YWI=");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_are_percent_encoded() {
+        assert_eq!(
+            encode_query("water bucket/幸福"),
+            "water%20bucket%2F%E5%B9%B8%E7%A6%8F"
+        );
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug_output() {
+        let secret = Secret("Token s3cr3t".into());
+        assert_eq!(format!("{secret:?}"), "Secret(…)");
+    }
+}

@@ -1,0 +1,89 @@
+//! The stage between the sources and the InfluxDB forwarder: every sample becomes one line of
+//! line protocol appended to the telemetry log ("accepted"), synced every `sync_interval`, and
+//! the forwarder is woken. The log absorbs uplink outages; a source never waits on the network.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, Notify};
+
+use crate::model::Sample;
+
+use super::influx::forwarder::{with_log, SharedLog};
+use super::influx::line_protocol;
+
+/// Counters of the stage.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub lines: u64,
+    /// Fields not written because they were not finite.
+    pub skipped_fields: u64,
+    /// Samples the log refused (I/O error, oversized): lost, and logged.
+    pub refused: u64,
+}
+
+/// Appends samples until the channel closes, then syncs once more.
+pub async fn append_samples(
+    mut samples: mpsc::Receiver<Sample>,
+    log: SharedLog,
+    appended: Arc<Notify>,
+    sync_interval: Duration,
+) -> Appended {
+    let mut counts = Appended::default();
+    let mut sync = tokio::time::interval(sync_interval);
+    sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let first = tokio::select! {
+            sample = samples.recv() => match sample {
+                Some(sample) => sample,
+                None => break,
+            },
+            _ = sync.tick() => {
+                if let Err(e) = with_log(&log, |log| log.sync_if_due()).await {
+                    tracing::error!(error = %e, "Cannot sync the telemetry log");
+                }
+                continue;
+            }
+        };
+        let mut lines: Vec<(u64, String)> = Vec::new();
+        let mut next = Some(first);
+        while let Some(sample) = next {
+            let mut line = String::new();
+            let encoded = line_protocol::encode(&sample, &mut line);
+            counts.skipped_fields += encoded.skipped as u64;
+            if encoded.fields > 0 {
+                line.pop(); // the log stores lines without their newline
+                lines.push(((sample.time_ns / 1_000_000).max(0) as u64, line));
+            }
+            next = if lines.len() < 512 {
+                samples.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        let result = with_log(&log, move |log| {
+            let mut outcome = (0u64, 0u64);
+            for (time_ms, line) in &lines {
+                match log.append(*time_ms, line.as_bytes()) {
+                    Ok(_) => outcome.0 += 1,
+                    Err(e) => {
+                        outcome.1 += 1;
+                        tracing::error!(error = %e, "Telemetry log refused a reading; it is lost");
+                    }
+                }
+            }
+            if let Err(e) = log.sync_if_due() {
+                tracing::error!(error = %e, "Cannot sync the telemetry log");
+            }
+            outcome
+        })
+        .await;
+        counts.lines += result.0;
+        counts.refused += result.1;
+        appended.notify_one();
+    }
+    if let Err(e) = with_log(&log, |log| log.sync()).await {
+        tracing::error!(error = %e, "Cannot sync the telemetry log at shutdown");
+    }
+    counts
+}
