@@ -1,9 +1,96 @@
 #!/usr/bin/env bash
-# The README's test command: format and lint gates, then every test of the workspace.
-# Services that tests need (none yet: the Modbus simulators run inside the tests) are installed
-# from Debian packages and started on loopback here, and stopped again on exit.
+# The README's test command: format and lint gates, then every test of the workspace against real
+# services. InfluxDB 1.x and VictoriaMetrics come from Debian packages (installed if missing) and
+# are started here on loopback, on free ports, with their data in a temporary directory; the
+# tests find them through RGW_TEST_* variables and fail (never skip) when those are missing.
+# Everything started here is stopped again by PID on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do
+    kill "$pid" 2>/dev/null || true
+  done
+  for pid in "${pids[@]}"; do
+    wait "$pid" 2>/dev/null || true
+  done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# Installs Debian packages whose command is missing.
+need() {
+  local missing=()
+  while [ $# -gt 0 ]; do
+    command -v "$1" >/dev/null 2>&1 || missing+=("$2")
+    shift 2
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "== installing ${missing[*]}"
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+  fi
+}
+
+# A free TCP port on 127.0.0.1.
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# Waits until a URL answers with the expected text, or fails after 30 s.
+wait_for() {
+  local url=$1 expect=$2 name=$3
+  for _ in $(seq 1 300); do
+    if curl -s -i "$url" 2>/dev/null | grep -q "$expect"; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  echo "$name did not start; its log:" >&2
+  cat "$work/$name.log" >&2 || true
+  exit 1
+}
+
+need influxd influxdb victoria-metrics victoria-metrics curl curl
+
+echo "== starting InfluxDB 1.x"
+influx_port=$(free_port)
+influx_rpc=$(free_port)
+mkdir -p "$work/influxdb"
+cat > "$work/influxdb.conf" <<EOF
+reporting-disabled = true
+bind-address = "127.0.0.1:$influx_rpc"
+[meta]
+  dir = "$work/influxdb/meta"
+[data]
+  dir = "$work/influxdb/data"
+  wal-dir = "$work/influxdb/wal"
+  query-log-enabled = false
+[http]
+  bind-address = "127.0.0.1:$influx_port"
+  log-enabled = false
+[monitor]
+  store-enabled = false
+EOF
+influxd -config "$work/influxdb.conf" > "$work/influxdb.log" 2>&1 &
+pids+=($!)
+wait_for "http://127.0.0.1:$influx_port/ping" "204 No Content" influxdb
+
+echo "== starting VictoriaMetrics"
+vm_port=$(free_port)
+victoria-metrics -storageDataPath "$work/victoria-metrics" -httpListenAddr "127.0.0.1:$vm_port" \
+  -retentionPeriod 100y > "$work/victoria-metrics.log" 2>&1 &
+pids+=($!)
+wait_for "http://127.0.0.1:$vm_port/health" "OK" victoria-metrics
+
+export RGW_TEST_INFLUXDB1_URL="http://127.0.0.1:$influx_port"
+export RGW_TEST_VICTORIA_URL="http://127.0.0.1:$vm_port"
+# For tests that stop and restart a server of their own (outages).
+RGW_TEST_VICTORIA_BIN=$(command -v victoria-metrics)
+export RGW_TEST_VICTORIA_BIN
+export RGW_TEST_SERVICES=1
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

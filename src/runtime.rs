@@ -222,11 +222,22 @@ impl Outputs {
     /// After the sources have stopped (and dropped their senders): drains the writers, syncs the
     /// log, then stops the forwarder. Unsent readings stay in the log for the next start.
     pub async fn finish(mut self, deadline: Duration) {
+        self.close_input(deadline).await;
+        self.stop_forwarder().await;
+    }
+
+    /// Drops the sample channel and waits (up to `deadline`) for the writers to drain; the
+    /// telemetry log is synced when its stage ends.
+    pub async fn close_input(&mut self, deadline: Duration) {
         drop(self.samples.take());
         let stages = join_all(std::mem::take(&mut self.stages));
         if tokio::time::timeout(deadline, stages).await.is_err() {
             tracing::warn!("Output stages did not drain in time");
         }
+    }
+
+    /// Stops the forwarder (within 1 s, aborting an in-flight request).
+    pub async fn stop_forwarder(&mut self) {
         if let Some((task, stop)) = self.forwarder.take() {
             let _ = stop.send(true);
             let abort = task.abort_handle();

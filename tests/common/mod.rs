@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod http_script;
+pub mod services;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};

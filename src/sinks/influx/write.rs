@@ -71,8 +71,8 @@ fn read_secret(
     Ok(None)
 }
 
-/// Percent-encodes a query value (RFC 3986 unreserved characters pass).
-fn encode_query(value: &str) -> String {
+/// Percent-encodes a query or form value (RFC 3986 unreserved characters pass).
+pub fn encode_query(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for byte in value.bytes() {
         if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {

@@ -1,0 +1,211 @@
+//! Store-and-forward against real servers started by `scripts/test.sh`: InfluxDB 1.x through the
+//! v1 `/write` API and VictoriaMetrics through `/api/v2/write`. Every sample the simulated
+//! community produced must arrive, counted by querying the server; an outage of the server must
+//! leave no gap in any series.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::services::{
+    always_present_fields, eventually, influx_count, influxql, service_url, victoria_timestamps,
+    OwnVictoria,
+};
+use common::{example_site, Site};
+use retrofit_gateway::config::{ConfigDuration, InfluxApi, InfluxOutput};
+use retrofit_gateway::runtime::{Gateway, Outputs};
+use retrofit_gateway::sinks::influx::forwarder::with_log;
+use retrofit_gateway::sources::modbus::status::DeviceStatus;
+use tokio::time::Instant;
+
+const DATABASE: &str = "retrofit_tests";
+
+fn influx(url: String, api: InfluxApi) -> InfluxOutput {
+    InfluxOutput {
+        url,
+        api,
+        org: Some("water".into()),
+        bucket: Some("community".into()),
+        token_file: None,
+        token_env: None,
+        database: Some(DATABASE.into()),
+        retention_policy: None,
+        username: None,
+        password_file: None,
+        password_env: None,
+        timeout: ConfigDuration::from_millis(2000),
+        flush_interval: ConfigDuration::from_millis(500),
+        batch_lines: 5000,
+        batch_bytes: 1 << 20,
+        gzip: true,
+    }
+}
+
+/// A gateway id no other test run shares, so counts only see this run's lines.
+fn unique_gateway(name: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("it-{name}-{}-{nanos}", std::process::id())
+}
+
+struct Pipeline {
+    gateway: Gateway,
+    outputs: Outputs,
+    _data: tempfile::TempDir,
+}
+
+fn start(site: &mut Site, name: &str, output: InfluxOutput) -> (Pipeline, String) {
+    let data = tempfile::tempdir().expect("temp dir");
+    let id = unique_gateway(name);
+    let config = &mut site.config.gateway;
+    config.gateway.id = id.clone();
+    config.gateway.data_dir = data.path().to_path_buf();
+    config.outputs.line_protocol = None;
+    config.outputs.influxdb = Some(output);
+    let mut outputs = Outputs::start(&site.config).expect("outputs start");
+    let samples = outputs.samples.take().expect("a sample channel");
+    let gateway = Gateway::start(&site.config, samples);
+    (
+        Pipeline {
+            gateway,
+            outputs,
+            _data: data,
+        },
+        id,
+    )
+}
+
+impl Pipeline {
+    /// Stops polling, waits until everything accepted is delivered, stops; returns what each
+    /// device produced.
+    async fn stop_when_delivered(mut self, bound: Duration) -> BTreeMap<String, DeviceStatus> {
+        let status = std::sync::Arc::clone(&self.gateway.status);
+        self.gateway.stop(Duration::from_secs(2)).await;
+        self.outputs.close_input(Duration::from_secs(5)).await;
+        let log = self
+            .outputs
+            .log
+            .clone()
+            .expect("the InfluxDB path has a log");
+        let deadline = Instant::now() + bound;
+        loop {
+            let pending = with_log(&log, |log| log.pending()).await;
+            if pending == 0 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{pending} readings undelivered after {bound:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.outputs.stop_forwarder().await;
+        status.snapshot()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_sample_arrives_in_influxdb_1_through_the_v1_api() {
+    let Some(url) = service_url("RGW_TEST_INFLUXDB1_URL") else {
+        return;
+    };
+    influxql(&url, DATABASE, &format!("CREATE DATABASE {DATABASE}")).await;
+    let mut site = example_site().await;
+    let (pipeline, gateway) = start(&mut site, "influx1", influx(url.clone(), InfluxApi::V1));
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let produced = pipeline.stop_when_delivered(Duration::from_secs(30)).await;
+
+    for (device, (measurement, field)) in always_present_fields(&site.config) {
+        let expected = produced[&device].samples;
+        assert!(expected >= 2, "{device} produced {expected}");
+        let arrived = eventually(expected, Duration::from_secs(10), || {
+            influx_count(&url, DATABASE, &measurement, &field, &gateway, &device)
+        })
+        .await;
+        assert_eq!(arrived, expected, "{device}: {measurement}.{field}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_sample_arrives_in_victoria_metrics_through_the_v2_api() {
+    let Some(url) = service_url("RGW_TEST_VICTORIA_URL") else {
+        return;
+    };
+    let mut site = example_site().await;
+    let (pipeline, gateway) = start(&mut site, "vm", influx(url.clone(), InfluxApi::V2));
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let produced = pipeline.stop_when_delivered(Duration::from_secs(30)).await;
+
+    for (device, (measurement, field)) in always_present_fields(&site.config) {
+        let expected = produced[&device].samples;
+        assert!(expected >= 2, "{device} produced {expected}");
+        let series = format!("{measurement}_{field}");
+        let arrived = eventually(expected, Duration::from_secs(15), || async {
+            victoria_timestamps(&url, &series, &gateway, &device)
+                .await
+                .len() as u64
+        })
+        .await;
+        assert_eq!(arrived, expected, "{device}: {series}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_of_the_server_leaves_no_gap_in_any_series() {
+    let Some(binary) = service_url("RGW_TEST_VICTORIA_BIN") else {
+        return;
+    };
+    let outage = std::env::var("RGW_TEST_OUTAGE_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    let mut vm = OwnVictoria::start(binary).await;
+    let mut site = example_site().await;
+    let (pipeline, gateway) = start(&mut site, "outage", influx(vm.url(), InfluxApi::V2));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    vm.stop();
+    tokio::time::sleep(Duration::from_secs(outage)).await;
+    vm.restart().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let produced = pipeline.stop_when_delivered(Duration::from_secs(90)).await;
+
+    let intervals: BTreeMap<String, Duration> = site
+        .config
+        .gateway
+        .device
+        .iter()
+        .map(|d| (d.id.clone(), d.interval.get()))
+        .collect();
+    for (device, (measurement, field)) in always_present_fields(&site.config) {
+        let expected = produced[&device].samples;
+        let series = format!("{measurement}_{field}");
+        let mut stamps = Vec::new();
+        let arrived = eventually(expected, Duration::from_secs(15), || {
+            let (url, series, gateway, device) =
+                (vm.url(), series.clone(), gateway.clone(), device.clone());
+            async move {
+                victoria_timestamps(&url, &series, &gateway, &device)
+                    .await
+                    .len() as u64
+            }
+        })
+        .await;
+        assert_eq!(
+            arrived, expected,
+            "{device}: {series} after a {outage} s outage"
+        );
+        stamps.extend(victoria_timestamps(&vm.url(), &series, &gateway, &device).await);
+        // No gap: consecutive samples are about one interval apart all the way through.
+        let limit = (intervals[&device].as_millis() as i64) * 2 + 500;
+        for pair in stamps.windows(2) {
+            assert!(
+                pair[1] - pair[0] <= limit,
+                "{device}: gap of {} ms in {series}",
+                pair[1] - pair[0]
+            );
+        }
+    }
+}
