@@ -45,6 +45,7 @@ impl BusService {
             return (Ok(None), Duration::ZERO);
         };
         let behaviour = world.behaviour(&world.devices[index].id.clone());
+        let frozen = world.frozen;
         let device = &mut world.devices[index];
         match behaviour {
             Behaviour::Silent => return (Ok(None), Duration::ZERO),
@@ -54,7 +55,7 @@ impl BusService {
             }
             Behaviour::Normal | Behaviour::Slow => {}
         }
-        device.reads += 1;
+        device.answered(frozen);
         let delay = if behaviour == Behaviour::Slow {
             SLOW_REPLY_DELAY
         } else {

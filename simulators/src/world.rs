@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::clock::SimClock;
-use crate::devices::{electrical_load_shape, water_use_shape, Env, Kind, Values};
+use crate::devices::{electrical_load_shape, water_use_shape, Env, Kind, Values, POLL_COUNTER};
 use crate::faults::{Fault, FaultKind};
 use crate::layout::DeviceSpec;
 use crate::noise::Noise;
@@ -23,6 +23,20 @@ pub struct SimDevice {
     pub image: RegisterImage,
     /// Reads this device has answered (with data or an exception).
     pub reads: u64,
+}
+
+impl SimDevice {
+    /// Counts one answered read, in the poll counter if the device has one (not while the world
+    /// is frozen, so that frozen values stay comparable).
+    pub fn answered(&mut self, frozen: bool) {
+        self.reads += 1;
+        if frozen || !self.map.iter().any(|r| r.name == POLL_COUNTER) {
+            return;
+        }
+        let count = self.values.get(POLL_COUNTER).copied().unwrap_or(0.0) + 1.0;
+        self.values.insert(POLL_COUNTER, count);
+        self.image = RegisterImage::encode(&self.map, &self.values);
+    }
 }
 
 /// How a device answers right now.

@@ -68,8 +68,14 @@ pub async fn influx_count(
         .unwrap_or(0)
 }
 
-/// Timestamps (ms) of a series in VictoriaMetrics, via /api/v1/export (raw samples).
-pub async fn victoria_timestamps(url: &str, series: &str, gateway: &str, device: &str) -> Vec<i64> {
+/// (timestamp ms, value) of every raw sample of a series in VictoriaMetrics (/api/v1/export),
+/// oldest first.
+pub async fn victoria_values(
+    url: &str,
+    series: &str,
+    gateway: &str,
+    device: &str,
+) -> Vec<(i64, f64)> {
     let client = http();
     let _ = client
         .get(format!("{url}/internal/force_flush"))
@@ -90,18 +96,30 @@ pub async fn victoria_timestamps(url: &str, series: &str, gateway: &str, device:
         .text()
         .await
         .expect("text");
-    let mut stamps: Vec<i64> = text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .flat_map(|v| {
-            v["timestamps"]
-                .as_array()
-                .map(|a| a.iter().filter_map(|t| t.as_i64()).collect::<Vec<_>>())
-                .unwrap_or_default()
-        })
-        .collect();
-    stamps.sort_unstable();
-    stamps
+    let mut samples: Vec<(i64, f64)> = Vec::new();
+    for line in text.lines() {
+        let Ok(json) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let stamps = json["timestamps"].as_array().cloned().unwrap_or_default();
+        let values = json["values"].as_array().cloned().unwrap_or_default();
+        for (t, v) in stamps.iter().zip(&values) {
+            if let (Some(t), Some(v)) = (t.as_i64(), v.as_f64()) {
+                samples.push((t, v));
+            }
+        }
+    }
+    samples.sort_by_key(|(t, _)| *t);
+    samples
+}
+
+/// Timestamps (ms) of a series in VictoriaMetrics, oldest first.
+pub async fn victoria_timestamps(url: &str, series: &str, gateway: &str, device: &str) -> Vec<i64> {
+    victoria_values(url, series, gateway, device)
+        .await
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect()
 }
 
 /// Polls `count` until it reaches `expected` or `bound` passes; returns the last count.

@@ -11,6 +11,9 @@ use crate::faults::{Fault, FaultKind};
 use crate::noise::Noise;
 use crate::registers::Reg;
 
+/// The register a device counts its answered reads in, if its map has one.
+pub const POLL_COUNTER: &str = "poll_counter";
+
 /// Values of one device, in engineering units, by register-map name.
 pub type Values = BTreeMap<&'static str, f64>;
 

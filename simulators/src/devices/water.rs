@@ -41,6 +41,9 @@ pub const BOOSTER_MAP: &[Reg] = &[
     Reg::new("run_status", 0x18, Encoding::U16),
     Reg::new("fault_word", 0x19, Encoding::U16),
     Reg::new("vfd1_fault_code", 0x1A, Encoding::U16),
+    // Not part of a real cabinet: counts the reads the controller has answered, so that a test
+    // can see every poll (a gap in the series is a lost reading).
+    Reg::new(super::POLL_COUNTER, 0x1C, Encoding::U32(Order::Cdab)),
     Reg::new("runtime_pump1_h", 0x20, Encoding::U32(Order::Cdab)),
     Reg::new("runtime_pump2_h", 0x22, Encoding::U32(Order::Cdab)),
     Reg::new("runtime_pump3_h", 0x24, Encoding::U32(Order::Cdab)),
