@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use retrofit_gateway::buffer::{LogOptions, SegmentLog};
 use retrofit_gateway::config::{ConfigDuration, InfluxApi, InfluxOutput};
 use retrofit_gateway::model::{Field, Sample, Value};
-use retrofit_gateway::sinks::influx::forwarder::{with_log, Forwarder, ForwarderOptions, SharedLog};
+use retrofit_gateway::sinks::influx::forwarder::{
+    with_log, Forwarder, ForwarderOptions, SharedLog,
+};
 use retrofit_gateway::sinks::influx::line_protocol;
 use retrofit_gateway::sinks::influx::write::WriteEndpoint;
 use tokio::sync::{watch, Notify};
@@ -75,7 +77,9 @@ async fn main() {
     let bytes = {
         let mut log = log.lock().expect("lock");
         let mut line = String::new();
-        (0..samples).map(|i| append(&mut log, i, run, &mut line)).sum::<usize>()
+        (0..samples)
+            .map(|i| append(&mut log, i, run, &mut line))
+            .sum::<usize>()
     };
     let append_s = started.elapsed().as_secs_f64();
     println!(

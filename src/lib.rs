@@ -15,6 +15,7 @@
 //! - [`commands`]: `run`, `check-config` and `plan` as library functions.
 //! - [`demo`]: the simulated community and the gateway in one process.
 //! - [`backoff`]: jittered exponential backoff on the monotonic clock.
+//! - [`metrics`]: metric names, published from the stages' counters.
 //! - [`buffer`]: the durable segmented telemetry log (design, format and recovery rules inside).
 
 pub mod backoff;
@@ -22,6 +23,7 @@ pub mod buffer;
 pub mod commands;
 pub mod config;
 pub mod demo;
+pub mod metrics;
 pub mod model;
 pub mod runtime;
 pub mod sinks;

@@ -101,6 +101,18 @@ pub fn decode(bytes: &[u8]) -> Found {
     )
 }
 
+/// Sequence number, append time and payload length from a header, without checking the CRC
+/// (for figures such as the oldest unsent age, never for data).
+pub fn peek_header(header: &[u8; HEADER_LEN]) -> Option<(u64, u64, usize)> {
+    (header[..2] == MAGIC).then(|| {
+        (
+            u64_at(header, 10),
+            u64_at(header, 18),
+            u32_at(header, 2) as usize,
+        )
+    })
+}
+
 /// The offset of the next valid record at or after `from`, if any.
 pub fn resync(bytes: &[u8], from: usize) -> Option<usize> {
     (from..bytes.len().saturating_sub(1))

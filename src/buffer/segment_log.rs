@@ -110,6 +110,8 @@ pub struct SegmentLog {
     last_sync: Instant,
     stats: LogStats,
     scratch: Vec<u8>,
+    /// Append time of the oldest unacknowledged record, once looked up: (sequence, time ms).
+    oldest: Option<(u64, u64)>,
 }
 
 fn segment_name(base: u64) -> String {
@@ -222,6 +224,7 @@ impl SegmentLog {
             last_sync: Instant::now(),
             stats,
             scratch: Vec::new(),
+            oldest: None,
         };
         if !cursor_ok {
             log.write_cursor()?;
@@ -401,6 +404,44 @@ impl SegmentLog {
 
     pub fn stats(&self) -> &LogStats {
         &self.stats
+    }
+
+    /// Append time (Unix ms) of the oldest unacknowledged record, `None` when nothing is
+    /// pending. Reads one header at the read position in the usual case (everything read so far
+    /// acknowledged); otherwise scans headers from the start of the record's segment.
+    pub fn oldest_pending_time_ms(&mut self) -> io::Result<Option<u64>> {
+        if self.acked >= self.next_seq {
+            return Ok(None);
+        }
+        if let Some((seq, time)) = self.oldest {
+            if seq == self.acked {
+                return Ok(Some(time));
+            }
+        }
+        let Some(position) = self.locate(self.acked) else {
+            return Ok(None);
+        };
+        let offset = match self.read_at {
+            Some(at) if at.base == position.base && self.read_seq == self.acked => at.offset,
+            _ => 0,
+        };
+        let Some(segment) = self.segments.iter().find(|s| s.base == position.base) else {
+            return Ok(None);
+        };
+        let mut file = io::BufReader::new(File::open(&segment.path)?);
+        file.seek(SeekFrom::Start(offset))?;
+        let mut header = [0u8; HEADER_LEN];
+        while file.read_exact(&mut header).is_ok() {
+            let Some((seq, time, len)) = record::peek_header(&header) else {
+                break;
+            };
+            if seq >= self.acked {
+                self.oldest = Some((self.acked, time));
+                return Ok(Some(time));
+            }
+            file.seek_relative(len as i64)?;
+        }
+        Ok(None)
     }
 
     /// Where reading `seq` starts: the first segment that holds a record at or after it.

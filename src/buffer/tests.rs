@@ -267,6 +267,26 @@ fn exceeding_max_bytes_drops_the_oldest_segment_and_counts_it() {
 }
 
 #[test]
+fn the_oldest_pending_time_follows_the_cursor_also_after_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (mut log, _) = SegmentLog::open(dir.path(), options(1000)).expect("opens");
+    assert_eq!(log.oldest_pending_time_ms().expect("reads"), None);
+    for i in 0..30 {
+        log.append(1_000 + i, &payload(i)).expect("appends");
+    }
+    assert_eq!(log.oldest_pending_time_ms().expect("reads"), Some(1_000));
+    log.read(12, 1 << 20).expect("reads");
+    log.ack(12).expect("acks");
+    assert_eq!(log.oldest_pending_time_ms().expect("reads"), Some(1_012));
+    drop(log);
+    let mut log = reopen(dir.path(), 1000);
+    assert_eq!(log.oldest_pending_time_ms().expect("reads"), Some(1_012));
+    log.read(100, 1 << 20).expect("reads");
+    log.ack(30).expect("acks");
+    assert_eq!(log.oldest_pending_time_ms().expect("reads"), None);
+}
+
+#[test]
 fn an_empty_or_oversized_record_is_refused() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (mut log, _) = SegmentLog::open(dir.path(), options(1 << 20)).expect("opens");

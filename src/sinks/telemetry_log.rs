@@ -15,6 +15,8 @@ use super::influx::line_protocol;
 /// Counters of the stage.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Appended {
+    /// Samples that reached the stage.
+    pub received: u64,
     pub lines: u64,
     /// Fields not written because they were not finite.
     pub skipped_fields: u64,
@@ -42,12 +44,14 @@ pub async fn append_samples(
                 if let Err(e) = with_log(&log, |log| log.sync_if_due()).await {
                     tracing::error!(error = %e, "Cannot sync the telemetry log");
                 }
+                publish(&log, &counts).await;
                 continue;
             }
         };
         let mut lines: Vec<(u64, String)> = Vec::new();
         let mut next = Some(first);
         while let Some(sample) = next {
+            counts.received += 1;
             let mut line = String::new();
             let encoded = line_protocol::encode(&sample, &mut line);
             counts.skipped_fields += encoded.skipped as u64;
@@ -85,5 +89,26 @@ pub async fn append_samples(
     if let Err(e) = with_log(&log, |log| log.sync()).await {
         tracing::error!(error = %e, "Cannot sync the telemetry log at shutdown");
     }
+    publish(&log, &counts).await;
     counts
+}
+
+/// Publishes the log's and this stage's figures as metrics.
+async fn publish(log: &SharedLog, counts: &Appended) {
+    let figures = with_log(log, |log| {
+        let oldest = log.oldest_pending_time_ms().ok().flatten();
+        (
+            log.stats().clone(),
+            log.total_bytes(),
+            log.pending(),
+            oldest,
+        )
+    })
+    .await;
+    let (stats, bytes, pending, oldest_ms) = figures;
+    let now_ms = crate::model::unix_nanos(std::time::SystemTime::now()) / 1_000_000;
+    let age =
+        oldest_ms.map(|t| Duration::from_millis(now_ms.saturating_sub(t as i64).max(0) as u64));
+    crate::metrics::publish_log(&stats, bytes, pending, age);
+    crate::metrics::publish_appended(counts);
 }

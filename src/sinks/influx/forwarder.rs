@@ -78,7 +78,9 @@ pub struct ForwarderStatus {
 
 impl ForwarderStatus {
     fn update(&self, change: impl FnOnce(&mut ForwarderStats)) {
-        change(&mut self.stats.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
+        change(&mut stats);
+        crate::metrics::publish_forwarder(&stats);
     }
 
     pub fn snapshot(&self) -> ForwarderStats {
@@ -275,6 +277,7 @@ impl Forwarder {
             s.retries += 1;
             s.last_retry_delay_ms = delay.as_millis() as u64;
         });
+        crate::metrics::record_retry_delay(delay);
         tokio::select! {
             _ = tokio::time::sleep(delay) => Ok(()),
             _ = shutdown.changed() => Err(Stopped),

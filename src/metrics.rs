@@ -1,0 +1,60 @@
+//! Metric names and publishing. The stages keep plain counters (`LogStats`, `ForwarderStats`,
+//! `Appended`); this module turns them into `metrics` facade values, so the names live in one
+//! place. Names follow `rgw_<component>_<noun>_<unit>[_total]`; labels are bounded; every drop is
+//! counted with its `reason` and whether it was `intentional`; a retry is never a drop.
+//!
+//! Without an installed recorder (the `/metrics` endpoint comes with the operations work) these
+//! calls cost nothing.
+
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram};
+
+use crate::buffer::LogStats;
+use crate::sinks::influx::forwarder::ForwarderStats;
+use crate::sinks::telemetry_log::Appended;
+
+/// The telemetry log's state and counters.
+pub fn publish_log(stats: &LogStats, bytes: u64, pending: u64, oldest_unsent: Option<Duration>) {
+    counter!("rgw_log_appended_records_total").absolute(stats.appended);
+    counter!("rgw_log_corrupted_records_total").absolute(stats.corrupted);
+    counter!("rgw_log_torn_bytes_total").absolute(stats.torn_bytes);
+    counter!("rgw_log_quarantined_segments_total").absolute(stats.quarantined);
+    counter!("rgw_log_dropped_records_total", "reason" => "max_size", "intentional" => "true")
+        .absolute(stats.dropped_max_size);
+    counter!("rgw_log_dropped_records_total", "reason" => "missing_segment", "intentional" => "false")
+        .absolute(stats.lost);
+    counter!("rgw_log_dropped_records_total", "reason" => "corrupt", "intentional" => "false")
+        .absolute(stats.corrupted);
+    counter!("rgw_log_cursor_resets_total").absolute(stats.cursor_resets);
+    gauge!("rgw_log_bytes").set(bytes as f64);
+    gauge!("rgw_log_pending_records").set(pending as f64);
+    gauge!("rgw_log_oldest_unsent_age_seconds")
+        .set(oldest_unsent.map_or(0.0, |age| age.as_secs_f64()));
+}
+
+/// The stage that appends samples to the log.
+pub fn publish_appended(appended: &Appended) {
+    counter!("rgw_telemetry_received_samples_total").absolute(appended.received);
+    counter!("rgw_telemetry_skipped_fields_total", "reason" => "not_finite")
+        .absolute(appended.skipped_fields);
+    counter!("rgw_log_dropped_records_total", "reason" => "append_failed", "intentional" => "false")
+        .absolute(appended.refused);
+}
+
+/// The InfluxDB forwarder.
+pub fn publish_forwarder(stats: &ForwarderStats) {
+    counter!("rgw_influx_sent_lines_total").absolute(stats.sent_lines);
+    counter!("rgw_influx_requests_total", "class" => "2xx").absolute(stats.requests_2xx);
+    counter!("rgw_influx_requests_total", "class" => "4xx").absolute(stats.requests_4xx);
+    counter!("rgw_influx_requests_total", "class" => "5xx").absolute(stats.requests_5xx);
+    counter!("rgw_influx_requests_total", "class" => "no_answer").absolute(stats.request_failures);
+    counter!("rgw_influx_dead_lettered_lines_total").absolute(stats.dead_lettered);
+    counter!("rgw_influx_retries_total").absolute(stats.retries);
+    gauge!("rgw_influx_unauthorized").set(if stats.unauthorized { 1.0 } else { 0.0 });
+}
+
+/// One wait before a retry.
+pub fn record_retry_delay(delay: Duration) {
+    histogram!("rgw_influx_retry_delay_seconds").record(delay.as_secs_f64());
+}
