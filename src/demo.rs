@@ -1,7 +1,8 @@
 //! `retrofit-gateway demo`: the simulated community and the gateway in one process, no external
 //! services. The simulator's buses listen on free loopback ports; the demo config's bus addresses
 //! are pointed at them. A built-in scenario injects faults while it runs, and a digest of the
-//! latest readings and each device's communication state is printed every few seconds.
+//! latest readings and each device's communication state is printed every few seconds. When the
+//! config has `[outputs.influxdb]`, readings are also forwarded there through the telemetry log.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -19,7 +20,7 @@ use tokio::sync::mpsc;
 use crate::commands::{load_config, SHUTDOWN_DEADLINE};
 use crate::config::LoadedConfig;
 use crate::model::Sample;
-use crate::runtime::{termination_signal, Gateway, SAMPLE_CHANNEL_CAPACITY};
+use crate::runtime::{termination_signal, Gateway, Outputs, SAMPLE_CHANNEL_CAPACITY};
 use crate::sinks::influx::line_protocol;
 use crate::sources::modbus::status::StatusBoard;
 
@@ -85,11 +86,35 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    // Forward to InfluxDB only when the config names one (through the telemetry log in
+    // data_dir, as `run` does); the demo prints instead of writing a line-protocol file.
+    config.gateway.outputs.line_protocol = None;
+    let mut forwarding = match config.gateway.outputs.influxdb {
+        Some(_) => {
+            println!(
+                "Forwarding to InfluxDB at {}",
+                config
+                    .gateway
+                    .outputs
+                    .influxdb
+                    .as_ref()
+                    .map_or("", |i| i.url.as_str())
+            );
+            Some(Outputs::start(&config)?)
+        }
+        None => None,
+    };
+    let forward_to = forwarding.as_mut().and_then(|o| o.samples.take());
     let (samples, receiver) = mpsc::channel(SAMPLE_CHANNEL_CAPACITY);
     let gateway = Gateway::start(&config, samples);
     let scenario = options.faults.then(|| community.play(demo_scenario()));
     let status = Arc::clone(&gateway.status);
-    let printer = tokio::spawn(print(receiver, Arc::clone(&status), options.print_lines));
+    let printer = tokio::spawn(print(
+        receiver,
+        Arc::clone(&status),
+        options.print_lines,
+        forward_to,
+    ));
     match options.duration {
         Some(limit) => {
             tokio::select! {
@@ -104,6 +129,9 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     }
     gateway.stop(SHUTDOWN_DEADLINE).await;
     printer.await.context("printer failed")??;
+    if let Some(outputs) = forwarding {
+        outputs.finish(Duration::from_millis(1500)).await;
+    }
     println!("\nDevice summary:");
     println!(
         "  {:<12} {:<9} {:>7} {:>9} {:>6} {:>8}",
@@ -131,6 +159,7 @@ async fn print(
     mut receiver: mpsc::Receiver<Sample>,
     status: Arc<StatusBoard>,
     lines: bool,
+    forward_to: Option<mpsc::Sender<Sample>>,
 ) -> std::io::Result<()> {
     let mut stdout = tokio::io::stdout();
     let mut latest: BTreeMap<Arc<str>, Sample> = BTreeMap::new();
@@ -146,6 +175,9 @@ async fn print(
                     let mut line = String::new();
                     line_protocol::encode(&sample, &mut line);
                     stdout.write_all(line.as_bytes()).await?;
+                }
+                if let Some(forward) = &forward_to {
+                    let _ = forward.send(sample.clone()).await;
                 }
                 latest.insert(Arc::clone(&sample.device), sample);
             }
