@@ -91,22 +91,11 @@ async fn main() {
 
     // B. drain the backlog
     let config = InfluxOutput {
-        url,
-        api: InfluxApi::V2,
         org: Some("bench".into()),
         bucket: Some("bench".into()),
-        token_file: None,
-        token_env: None,
-        database: None,
-        retention_policy: None,
-        username: None,
-        password_file: None,
-        password_env: None,
         timeout: ConfigDuration::from_millis(30_000),
         flush_interval: ConfigDuration::from_millis(100),
-        batch_lines: 5000,
-        batch_bytes: 1 << 20,
-        gzip: true,
+        ..InfluxOutput::new(url, InfluxApi::V2)
     };
     let appended = Arc::new(Notify::new());
     let forwarder = Forwarder::new(
@@ -114,12 +103,9 @@ async fn main() {
         Arc::clone(&log),
         Arc::clone(&appended),
         ForwarderOptions {
-            batch_lines: 5000,
-            batch_bytes: 1 << 20,
-            flush_interval: Duration::from_millis(100),
             min_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(2),
-            dead_letter: dir.join("dead-letter.lp"),
+            ..ForwarderOptions::new(&config, dir.join("dead-letter.lp"))
         },
     );
     let status = Arc::clone(&forwarder.status);

@@ -144,14 +144,7 @@ impl Outputs {
                 endpoint,
                 Arc::clone(&log),
                 Arc::clone(&appended),
-                ForwarderOptions {
-                    batch_lines: influx.batch_lines,
-                    batch_bytes: influx.batch_bytes,
-                    flush_interval: influx.flush_interval.get(),
-                    min_backoff: Duration::from_secs(1),
-                    max_backoff: Duration::from_secs(60),
-                    dead_letter: data_dir.join("dead-letter.lp"),
-                },
+                ForwarderOptions::new(influx, data_dir.join("dead-letter.lp")),
             );
             forwarder_status = Some(Arc::clone(&forwarder_task.status));
             let (stop, stopped) = watch::channel(false);

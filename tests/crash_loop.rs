@@ -10,7 +10,7 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::example_site;
@@ -106,13 +106,7 @@ flush_interval = "200ms"
 
     let start = |run: usize| {
         let log = dir.path().join(format!("run-{run}.log"));
-        let child = Command::new(BINARY)
-            .args(["run", "-c"])
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("gateway starts");
+        let child = common::spawn_gateway(BINARY, &["run", "-c"], &config, &log);
         (child, log)
     };
 

@@ -4,7 +4,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::example_site;
@@ -80,13 +80,7 @@ async fn run_writes_every_device_and_stops_on_sigterm_within_five_seconds() {
     std::fs::write(&config, text).expect("config written");
 
     let log = dir.path().join("gateway.log");
-    let mut child = Command::new(BINARY)
-        .args(["run", "-c"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log file"))
-        .spawn()
-        .expect("gateway starts");
+    let mut child = common::spawn_gateway(BINARY, &["run", "-c"], &config, &log);
     let expected = site.device_ids();
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {

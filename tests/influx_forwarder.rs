@@ -27,22 +27,17 @@ fn influx(url: String, api: InfluxApi, dir: &Path) -> InfluxOutput {
     let password = dir.join("password");
     std::fs::write(&password, "open sesame\n").expect("password file");
     InfluxOutput {
-        url,
-        api,
         org: Some("water".into()),
         bucket: Some("community data".into()),
         token_file: Some(token),
-        token_env: None,
         database: Some("retrofit".into()),
         retention_policy: Some("autogen".into()),
         username: Some("Aladdin".into()),
         password_file: Some(password),
-        password_env: None,
         timeout: ConfigDuration::from_millis(300),
         flush_interval: ConfigDuration::from_millis(50),
         batch_lines: 5,
-        batch_bytes: 1 << 20,
-        gzip: true,
+        ..InfluxOutput::new(url, api)
     }
 }
 
@@ -73,12 +68,9 @@ async fn forward(url: String, api: InfluxApi, lines: &[String], batch_lines: usi
         Arc::clone(&log),
         Arc::new(Notify::new()),
         ForwarderOptions {
-            batch_lines,
-            batch_bytes: 1 << 20,
-            flush_interval: Duration::from_millis(50),
             min_backoff: Duration::from_millis(20),
             max_backoff: Duration::from_millis(200),
-            dead_letter: dead_letter.clone(),
+            ..ForwarderOptions::new(&config, dead_letter.clone())
         },
     );
     let status = Arc::clone(&forwarder.status);

@@ -23,22 +23,12 @@ const DATABASE: &str = "retrofit_tests";
 
 fn influx(url: String, api: InfluxApi) -> InfluxOutput {
     InfluxOutput {
-        url,
-        api,
         org: Some("water".into()),
         bucket: Some("community".into()),
-        token_file: None,
-        token_env: None,
         database: Some(DATABASE.into()),
-        retention_policy: None,
-        username: None,
-        password_file: None,
-        password_env: None,
         timeout: ConfigDuration::from_millis(2000),
         flush_interval: ConfigDuration::from_millis(500),
-        batch_lines: 5000,
-        batch_bytes: 1 << 20,
-        gzip: true,
+        ..InfluxOutput::new(url, api)
     }
 }
 

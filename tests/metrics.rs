@@ -62,34 +62,20 @@ async fn log_and_forwarder_figures_reach_the_prometheus_scrape() {
     let log: SharedLog = Arc::new(Mutex::new(log));
     let appended = Arc::new(Notify::new());
     let config = InfluxOutput {
-        url: server.url(),
-        api: InfluxApi::V2,
         org: Some("water".into()),
         bucket: Some("community".into()),
-        token_file: None,
-        token_env: None,
-        database: None,
-        retention_policy: None,
-        username: None,
-        password_file: None,
-        password_env: None,
         timeout: ConfigDuration::from_millis(2000),
         flush_interval: ConfigDuration::from_millis(50),
-        batch_lines: 5000,
-        batch_bytes: 1 << 20,
-        gzip: true,
+        ..InfluxOutput::new(server.url(), InfluxApi::V2)
     };
     let forwarder = Forwarder::new(
         WriteEndpoint::new(&config).expect("endpoint"),
         Arc::clone(&log),
         Arc::clone(&appended),
         ForwarderOptions {
-            batch_lines: 5000,
-            batch_bytes: 1 << 20,
-            flush_interval: Duration::from_millis(50),
             min_backoff: Duration::from_millis(20),
             max_backoff: Duration::from_millis(100),
-            dead_letter: dir.path().join("dead-letter.lp"),
+            ..ForwarderOptions::new(&config, dir.path().join("dead-letter.lp"))
         },
     );
     let (stop, stopped) = watch::channel(false);

@@ -306,6 +306,30 @@ pub struct InfluxOutput {
     pub gzip: bool,
 }
 
+impl InfluxOutput {
+    /// An output with every option at its documented default and no names or secrets set.
+    pub fn new(url: impl Into<String>, api: InfluxApi) -> InfluxOutput {
+        InfluxOutput {
+            url: url.into(),
+            api,
+            org: None,
+            bucket: None,
+            token_file: None,
+            token_env: None,
+            database: None,
+            retention_policy: None,
+            username: None,
+            password_file: None,
+            password_env: None,
+            timeout: default_influx_timeout(),
+            flush_interval: default_flush_interval(),
+            batch_lines: default_batch_lines(),
+            batch_bytes: default_batch_bytes(),
+            gzip: default_gzip(),
+        }
+    }
+}
+
 fn default_influx_timeout() -> ConfigDuration {
     ConfigDuration::from_millis(10_000)
 }

@@ -117,3 +117,19 @@ pub fn intervals(config: &LoadedConfig) -> BTreeMap<String, Duration> {
 pub fn same_value(decoded: f64, truth: f64) -> bool {
     (decoded - truth).abs() <= 1e-6 * truth.abs().max(1.0)
 }
+
+/// Starts the `retrofit-gateway` binary on `config`, its log (stderr) in `log`.
+pub fn spawn_gateway(
+    binary: &str,
+    args: &[&str],
+    config: &Path,
+    log: &Path,
+) -> std::process::Child {
+    std::process::Command::new(binary)
+        .args(args)
+        .arg(config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).expect("log file"))
+        .spawn()
+        .expect("gateway starts")
+}

@@ -53,6 +53,20 @@ pub struct ForwarderOptions {
     pub dead_letter: PathBuf,
 }
 
+impl ForwarderOptions {
+    /// The options a configured output asks for, with the production backoff (1 s → 60 s).
+    pub fn new(output: &crate::config::InfluxOutput, dead_letter: PathBuf) -> ForwarderOptions {
+        ForwarderOptions {
+            batch_lines: output.batch_lines,
+            batch_bytes: output.batch_bytes,
+            flush_interval: output.flush_interval.get(),
+            min_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(60),
+            dead_letter,
+        }
+    }
+}
+
 /// Counters of the forwarder, shared with whoever reports on them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ForwarderStats {
