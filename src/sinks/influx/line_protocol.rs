@@ -26,7 +26,12 @@ pub fn encode(sample: &Sample, out: &mut String) -> Encoded {
     let mut result = Encoded::default();
     let mut line = String::with_capacity(64 + sample.fields.len() * 24);
     escape_into(&mut line, &sample.measurement, &[',', ' ']);
-    for (key, value) in sample.tags.iter() {
+    // InfluxDB wants tags sorted by key; tag sets built by the gateway already are.
+    let mut tags: Vec<&(String, String)> = sample.tags.iter().collect();
+    if !tags.is_sorted_by(|a, b| a.0 <= b.0) {
+        tags.sort_by(|a, b| a.0.cmp(&b.0));
+    }
+    for (key, value) in tags {
         if value.is_empty() {
             continue;
         }
@@ -160,6 +165,20 @@ mod tests {
         assert_eq!(
             out,
             "pump\\ station\\,x,building=9\\,10,name=a\\=b\\ c label=\"say \\\"hi\\\" \\\\ bye\" 1764150000000000000\n"
+        );
+    }
+
+    #[test]
+    fn tags_are_written_sorted_by_key_whatever_order_they_come_in() {
+        let mut out = String::new();
+        let s = sample(
+            &[("zone", "high"), ("device", "b1"), ("site", "x")],
+            vec![("a", Value::Int(1))],
+        );
+        encode(&s, &mut out);
+        assert_eq!(
+            out,
+            "pump_station,device=b1,site=x,zone=high a=1i 1764150000000000000\n"
         );
     }
 
