@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use crate::config::{load, ConfigError, EnvOverlay, LoadedConfig};
-use crate::runtime::{termination_signal, Gateway, Outputs};
+use crate::runtime::{finish_rules, start_rules, termination_signal, Gateway, Outputs};
 use crate::sources::modbus::plan::{DevicePlan, PlanLimits};
 use crate::sources::modbus::timing::{inter_frame_gap, serial_baud, wire_time};
 
@@ -33,12 +33,13 @@ pub fn check_config(path: &Path) -> Result<String, ConfigError> {
         .map(|p| p.points.len())
         .sum();
     Ok(format!(
-        "{}: ok ({} buses, {} devices, {} points, {} profiles)",
+        "{}: ok ({} buses, {} devices, {} points, {} profiles, {} rules)",
         path.display(),
         config.gateway.bus.len(),
         config.gateway.device.len(),
         points,
-        config.profiles.len()
+        config.profiles.len(),
+        config.rules.len()
     ))
 }
 
@@ -150,10 +151,11 @@ pub fn plan_report(config: &LoadedConfig) -> String {
 /// writing line protocol where the config says.
 pub async fn run(config: LoadedConfig) -> anyhow::Result<()> {
     let mut outputs = Outputs::start(&config)?;
-    let samples = outputs
+    let to_outputs = outputs
         .samples
         .take()
         .context("the outputs take no samples")?;
+    let (samples, rules) = start_rules(&config, to_outputs, None);
     let gateway = Gateway::start(&config, samples);
     tracing::info!(
         gateway = %config.gateway.gateway.id,
@@ -165,6 +167,7 @@ pub async fn run(config: LoadedConfig) -> anyhow::Result<()> {
     tracing::info!("Stopping");
     let status = std::sync::Arc::clone(&gateway.status);
     gateway.stop(SHUTDOWN_DEADLINE).await;
+    finish_rules(rules, Duration::from_millis(500)).await;
     outputs.finish(Duration::from_millis(1500)).await;
     for (device, s) in status.snapshot() {
         tracing::info!(

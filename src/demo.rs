@@ -19,8 +19,11 @@ use tokio::sync::mpsc;
 
 use crate::commands::{load_config, SHUTDOWN_DEADLINE};
 use crate::config::LoadedConfig;
+use crate::model::AlarmEvent;
 use crate::model::Sample;
-use crate::runtime::{termination_signal, Gateway, Outputs, SAMPLE_CHANNEL_CAPACITY};
+use crate::runtime::{
+    finish_rules, start_rules, termination_signal, Gateway, Outputs, SAMPLE_CHANNEL_CAPACITY,
+};
 use crate::sinks::influx::line_protocol;
 use crate::sources::modbus::status::StatusBoard;
 
@@ -36,6 +39,21 @@ pub struct DemoOptions {
     pub faults: bool,
 }
 
+/// Rule hold times are divided by this in the demo, so that a 5-minute or 1-hour hold shows
+/// within a scenario that lasts minutes. Said on screen when the demo starts.
+pub const DEMO_HOLD_DIVISOR: u32 = 120;
+
+/// Divides every rule's hold, clear and stale times by `divisor`.
+pub fn shorten_holds(config: &mut LoadedConfig, divisor: u32) {
+    use crate::config::ConfigDuration;
+    let shorten = |d: ConfigDuration| ConfigDuration(d.get() / divisor);
+    for rule in &mut config.rules {
+        rule.hold = shorten(rule.hold);
+        rule.clear_for = rule.clear_for.map(shorten);
+        rule.after = rule.after.map(shorten);
+    }
+}
+
 /// The built-in scenario: one fault of each physical kind and a silent device, spaced out.
 pub fn demo_scenario() -> Vec<ScenarioStep> {
     let step = |start: u64, duration: u64, fault: Fault| ScenarioStep {
@@ -49,7 +67,7 @@ pub fn demo_scenario() -> Vec<ScenarioStep> {
         step(45, 15, Fault::plant(FaultKind::VoltageSag)),
         step(65, 20, Fault::plant(FaultKind::TransformerOvertemp)),
         step(90, 20, Fault::plant(FaultKind::Leak)),
-        step(115, 20, Fault::plant(FaultKind::HeatingMakeupSurge)),
+        step(115, 40, Fault::plant(FaultKind::HeatingMakeupSurge)),
     ]
 }
 
@@ -67,6 +85,7 @@ pub fn attach_to(config: &mut LoadedConfig, community: &Community) -> anyhow::Re
 /// Runs the demo.
 pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     let mut config = load_config(&options.config)?;
+    shorten_holds(&mut config, DEMO_HOLD_DIVISOR);
     let layout = Layout::example_site(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
     let community = Community::start(&layout, SimOptions::default())
         .await
@@ -75,6 +94,10 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     if config.gateway.device.is_empty() {
         bail!("{} has no devices", options.config.display());
     }
+    println!(
+        "{} alarm rules; hold times shortened {DEMO_HOLD_DIVISOR}× for the demo (1 h → 30 s)",
+        config.rules.len()
+    );
     println!(
         "Simulated community {} ({} devices) on {}",
         config.gateway.gateway.site,
@@ -105,7 +128,25 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
         None => None,
     };
     let forward_to = forwarding.as_mut().and_then(|o| o.samples.take());
-    let (samples, receiver) = mpsc::channel(SAMPLE_CHANNEL_CAPACITY);
+    let (to_printer, receiver) = mpsc::channel(SAMPLE_CHANNEL_CAPACITY);
+    let (alarms_tx, mut alarms) = mpsc::channel::<AlarmEvent>(256);
+    let (samples, rules) = start_rules(&config, to_printer, Some(alarms_tx));
+    let announcer = tokio::spawn(async move {
+        while let Some(event) = alarms.recv().await {
+            let what = if event.firing {
+                "ALARM RAISED "
+            } else {
+                "alarm cleared"
+            };
+            println!(
+                "{what} [{}] {} {}: {}",
+                event.severity.name(),
+                event.device,
+                event.rule,
+                event.message
+            );
+        }
+    });
     let gateway = Gateway::start(&config, samples);
     let scenario = options.faults.then(|| community.play(demo_scenario()));
     let status = Arc::clone(&gateway.status);
@@ -128,7 +169,9 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
         scenario.abort();
     }
     gateway.stop(SHUTDOWN_DEADLINE).await;
+    finish_rules(rules, Duration::from_millis(500)).await;
     printer.await.context("printer failed")??;
+    let _ = announcer.await;
     if let Some(outputs) = forwarding {
         outputs.finish(Duration::from_millis(1500)).await;
     }
@@ -179,7 +222,9 @@ async fn print(
                 if let Some(forward) = &forward_to {
                     let _ = forward.send(sample.clone()).await;
                 }
-                latest.insert(Arc::clone(&sample.device), sample);
+                if &*sample.measurement != "alarm" {
+                    latest.insert(Arc::clone(&sample.device), sample);
+                }
             }
             _ = digest.tick(), if !lines => {
                 let text = render_digest(&latest, &status, count);

@@ -11,6 +11,7 @@
 //!   decoder and the bus scheduler (one task per bus, per-device backoff).
 //! - [`sinks::influx`]: the InfluxDB line-protocol encoder; [`sinks::line_file`] writes lines to a
 //!   file or standard output.
+//! - [`rules`]: the plan's requirements as alarm rules, their state machine and engine.
 //! - [`runtime`]: wires sources to sinks and shuts everything down on a signal.
 //! - [`commands`]: `run`, `check-config` and `plan` as library functions.
 //! - [`demo`]: the simulated community and the gateway in one process.
@@ -25,6 +26,7 @@ pub mod config;
 pub mod demo;
 pub mod metrics;
 pub mod model;
+pub mod rules;
 pub mod runtime;
 pub mod sinks;
 pub mod sources;

@@ -69,3 +69,42 @@ pub fn unix_nanos(at: std::time::SystemTime) -> i64 {
         .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
         .unwrap_or(0)
 }
+
+/// How urgent an alarm is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    Info,
+    Warn,
+    Crit,
+}
+
+impl Severity {
+    pub fn name(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warn => "warn",
+            Severity::Crit => "crit",
+        }
+    }
+}
+
+/// An alarm being raised or cleared.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlarmEvent {
+    /// Unique per alarm instance (raise and clear share it): `<device>/<rule>/<raised ns>`.
+    pub id: String,
+    /// The rule's key: the DOMAIN.md id with its variant, e.g. `W12.low`.
+    pub rule: Arc<str>,
+    pub device: Arc<str>,
+    pub severity: Severity,
+    /// True when raised, false when cleared.
+    pub firing: bool,
+    /// Raised and cleared too often lately; held firing until it settles.
+    pub flapping: bool,
+    /// The value that decided, and the limit it was compared with.
+    pub value: f64,
+    pub limit: f64,
+    pub message: String,
+    /// When the condition was decided, wall clock ns (the sample's time).
+    pub time_ns: i64,
+}

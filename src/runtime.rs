@@ -243,3 +243,44 @@ impl Outputs {
         }
     }
 }
+
+/// Puts the rules stage in front of `output` when the config has rules: returns where the
+/// sources should send samples, and the stage's task (await it after the sources stopped and
+/// before the outputs finish).
+pub fn start_rules(
+    config: &LoadedConfig,
+    output: mpsc::Sender<Sample>,
+    listener: Option<mpsc::Sender<crate::model::AlarmEvent>>,
+) -> (mpsc::Sender<Sample>, Option<JoinHandle<()>>) {
+    if config.rules.is_empty() {
+        return (output, None);
+    }
+    let state = config
+        .gateway
+        .gateway
+        .data_dir
+        .join("alarms")
+        .join("state.json");
+    let now = crate::model::unix_nanos(std::time::SystemTime::now());
+    let engine = crate::rules::engine::RuleEngine::new(config, Some(state), now);
+    let (tx, rx) = mpsc::channel(SAMPLE_CHANNEL_CAPACITY);
+    let task = tokio::spawn(crate::rules::stage::run(
+        rx,
+        output,
+        engine,
+        listener,
+        config.gateway.gateway.site.clone(),
+        config.gateway.gateway.id.clone(),
+    ));
+    (tx, Some(task))
+}
+
+/// Waits for the rules stage to drain after the sources stopped.
+pub async fn finish_rules(task: Option<JoinHandle<()>>, deadline: Duration) {
+    if let Some(task) = task {
+        let abort = task.abort_handle();
+        if tokio::time::timeout(deadline, task).await.is_err() {
+            abort.abort();
+        }
+    }
+}

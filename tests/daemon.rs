@@ -76,6 +76,8 @@ async fn run_writes_every_device_and_stops_on_sigterm_within_five_seconds() {
         &format!("data_dir = {:?}\nprofile_dir = {:?}", dir.path(), profiles),
     );
     text = text.replace("path = \"-\"", &format!("path = {output:?}"));
+    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rules");
+    text = text.replace("\"rules/", &format!("\"{}/", rules.display()));
     let config = dir.path().join("gateway.toml");
     std::fs::write(&config, text).expect("config written");
 

@@ -71,6 +71,8 @@ pub struct LoadedConfig {
     pub gateway: GatewayConfig,
     /// Profiles by name, each loaded once however many devices use it.
     pub profiles: BTreeMap<String, Arc<Profile>>,
+    /// Every rule of every rule pack, in pack order.
+    pub rules: Vec<crate::rules::pack::RuleConfig>,
 }
 
 impl LoadedConfig {
@@ -127,11 +129,11 @@ pub fn load(path: &Path, env: EnvOverlay) -> Result<LoadedConfig, ConfigError> {
             continue;
         }
         let profile_path = profile_dir.join(format!("{}.toml", device.profile));
-        match load_profile(&profile_path) {
+        match load_toml::<Profile>(&profile_path) {
             Ok(profile) => {
                 profiles.insert(device.profile.clone(), Arc::new(profile));
             }
-            Err(ProfileLoadError::Missing) => issues.push(ConfigIssue {
+            Err(TomlLoadError::Missing) => issues.push(ConfigIssue {
                 file: file_label.clone(),
                 path: format!("device[{i}].profile"),
                 problem: format!(
@@ -140,7 +142,31 @@ pub fn load(path: &Path, env: EnvOverlay) -> Result<LoadedConfig, ConfigError> {
                     profile_path.display()
                 ),
             }),
-            Err(ProfileLoadError::Invalid(e)) => issues.extend(e.issues),
+            Err(TomlLoadError::Invalid(e)) => issues.extend(e.issues),
+        }
+    }
+    let mut rules = Vec::new();
+    let mut rule_keys = std::collections::HashSet::new();
+    for (i, pack) in gateway.alarms.rule_packs.iter().enumerate() {
+        let pack_path = base.join(pack);
+        match load_toml::<crate::rules::pack::RulePack>(&pack_path) {
+            Ok(pack) => {
+                let label = pack_path.display().to_string();
+                issues.extend(validate::rules(
+                    &label,
+                    &mut rule_keys,
+                    &pack.rules,
+                    &gateway,
+                    &profiles,
+                ));
+                rules.extend(pack.rules);
+            }
+            Err(TomlLoadError::Missing) => issues.push(ConfigIssue {
+                file: file_label.clone(),
+                path: format!("alarms.rule_packs[{i}]"),
+                problem: format!("no rule pack at {} (expected a file)", pack_path.display()),
+            }),
+            Err(TomlLoadError::Invalid(e)) => issues.extend(e.issues),
         }
     }
     for (name, profile) in &profiles {
@@ -156,26 +182,26 @@ pub fn load(path: &Path, env: EnvOverlay) -> Result<LoadedConfig, ConfigError> {
             path: path.to_path_buf(),
             gateway,
             profiles,
+            rules,
         })
     } else {
         Err(ConfigError { issues })
     }
 }
 
-enum ProfileLoadError {
+enum TomlLoadError {
     Missing,
     Invalid(ConfigError),
 }
 
-fn load_profile(path: &Path) -> Result<Profile, ProfileLoadError> {
+/// Loads a profile or rule pack file.
+fn load_toml<T: DeserializeOwned>(path: &Path) -> Result<T, TomlLoadError> {
     let label = path.display().to_string();
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(ProfileLoadError::Missing)
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(TomlLoadError::Missing),
         Err(e) => {
-            return Err(ProfileLoadError::Invalid(ConfigError {
+            return Err(TomlLoadError::Invalid(ConfigError {
                 issues: vec![ConfigIssue {
                     file: label,
                     path: String::new(),
@@ -185,7 +211,7 @@ fn load_profile(path: &Path) -> Result<Profile, ProfileLoadError> {
         }
     };
     let builder = Config::builder().add_source(File::from_str(&text, FileFormat::Toml));
-    deserialize(builder, &label).map_err(ProfileLoadError::Invalid)
+    deserialize(builder, &label).map_err(TomlLoadError::Invalid)
 }
 
 fn is_profile_name(name: &str) -> bool {

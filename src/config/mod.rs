@@ -8,7 +8,7 @@
 
 mod duration;
 mod load;
-mod named;
+pub(crate) mod named;
 mod profile;
 mod validate;
 
@@ -19,6 +19,7 @@ use serde::Deserialize;
 
 pub use duration::{parse_duration, ConfigDuration};
 pub use load::{load, ConfigError, ConfigIssue, EnvOverlay, LoadedConfig};
+pub(crate) use named::deserialize_by_name;
 pub use profile::{Function, PointConfig, PointType, Profile, Ratio, WordOrder};
 
 /// The whole gateway file.
@@ -34,6 +35,21 @@ pub struct GatewayConfig {
     pub outputs: OutputsConfig,
     #[serde(default)]
     pub buffer: BufferConfig,
+    #[serde(default)]
+    pub alarms: AlarmsConfig,
+}
+
+/// Alarm rules.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlarmsConfig {
+    /// Rule pack files (`config/rules/*.toml`), relative to this file.
+    #[serde(default)]
+    pub rule_packs: Vec<PathBuf>,
+    /// Rules switched off: a rule (`"W11"`, `"W12.low"`) everywhere, or on one device
+    /// (`"booster-1:W11"`).
+    #[serde(default)]
+    pub disabled: Vec<String>,
 }
 
 /// The telemetry log on disk (under `data_dir/telemetry`).
@@ -236,6 +252,16 @@ pub struct SiteGeometry {
     /// Sensor height relative to ground floor level (negative: below, e.g. a basement pump room).
     #[serde(default)]
     pub sensor_elevation_m: f64,
+    /// Floors from the bottom whose inlets have branch PRVs (DOMAIN.md §2: floors 1–4 of an
+    /// 11-storey zone at 0.47 MPa).
+    #[serde(default)]
+    pub branch_prv_floors: u32,
+    /// The zone's design flow, m³/h; pipe losses scale with the measured flow against it.
+    #[serde(default)]
+    pub design_flow_m3h: Option<f64>,
+    /// A heating network's circulation flow, m³/h (make-up water is judged against it).
+    #[serde(default)]
+    pub circulation_m3h: Option<f64>,
 }
 
 /// Where samples go.

@@ -516,3 +516,59 @@ fn is_host_port(address: &str) -> bool {
         None => false,
     }
 }
+
+/// Validates the rules of one pack; `keys` holds the rule keys of the packs before it.
+pub fn rules(
+    file: &str,
+    keys: &mut HashSet<String>,
+    rules: &[crate::rules::pack::RuleConfig],
+    config: &GatewayConfig,
+    profiles: &BTreeMap<String, Arc<Profile>>,
+) -> Vec<ConfigIssue> {
+    let mut issues = Issues {
+        file,
+        list: Vec::new(),
+    };
+    for (i, rule) in rules.iter().enumerate() {
+        let at = |key: &str| format!("rule[{i}].{key}");
+        if !keys.insert(rule.key()) {
+            issues.add(
+                at("id"),
+                format!(
+                    "{:?} is already defined (expected a variant to tell the entries apart)",
+                    rule.key()
+                ),
+            );
+        }
+        for (key, problem) in rule.problems() {
+            issues.add(at(key), problem);
+        }
+        for device in &rule.devices {
+            let Some(entry) = config.device.iter().find(|d| &d.id == device) else {
+                issues.add(
+                    at("devices"),
+                    format!("no device named {device:?} (expected a configured device)"),
+                );
+                continue;
+            };
+            let Some(profile) = profiles.get(&entry.profile) else {
+                continue;
+            };
+            if profile.kind != rule.measurement {
+                issues.add(
+                    at("devices"),
+                    format!("{device:?} is a {:?}, not a {:?} (expected devices of the rule's measurement)", profile.kind, rule.measurement),
+                );
+            }
+            for field in rule.reads() {
+                if !profile.points.iter().any(|p| p.name == field) {
+                    issues.add(
+                        at("devices"),
+                        format!("{device:?} (profile {:?}) has no field {field:?} (expected the fields the rule reads)", entry.profile),
+                    );
+                }
+            }
+        }
+    }
+    issues.list
+}

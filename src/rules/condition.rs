@@ -1,0 +1,245 @@
+//! Evaluating one rule on one sample: whether its condition is active, clear or in between, with
+//! the value that decided and the limit it was held against. Pure functions of the sample, the
+//! rule and the device's building geometry.
+
+use crate::config::SiteGeometry;
+use crate::model::Sample;
+
+use super::machine::Condition;
+use super::pack::{RuleConfig, RuleKind};
+
+/// One evaluation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    pub condition: Condition,
+    pub value: f64,
+    pub limit: f64,
+    /// Which field or floor decided, for the message.
+    pub subject: String,
+}
+
+/// Pressure of a metre of water column, MPa (0.01 MPa per metre, DOMAIN.md §2).
+const MPA_PER_M: f64 = 0.01;
+/// Hazen–Williams exponent: friction loss ∝ Q^1.85.
+const FRICTION_EXPONENT: f64 = 1.85;
+
+fn number(sample: &Sample, field: &str) -> Option<f64> {
+    sample.field(field).and_then(|v| v.as_f64())
+}
+
+/// Above/below a limit with hysteresis on the way back.
+fn against_limits(
+    value: f64,
+    above: Option<f64>,
+    below: Option<f64>,
+    margin: f64,
+) -> (Condition, f64) {
+    if let Some(limit) = above {
+        if value > limit {
+            return (Condition::Active, limit);
+        }
+    }
+    if let Some(limit) = below {
+        if value < limit {
+            return (Condition::Active, limit);
+        }
+    }
+    let inside_high = above.is_none_or(|limit| value <= limit - margin);
+    let inside_low = below.is_none_or(|limit| value >= limit + margin);
+    let nearest = match (above, below) {
+        (Some(a), Some(b)) => {
+            if (a - value).abs() < (value - b).abs() {
+                a
+            } else {
+                b
+            }
+        }
+        (Some(a), None) => a,
+        (None, Some(b)) => b,
+        (None, None) => f64::NAN,
+    };
+    if inside_high && inside_low {
+        (Condition::Clear, nearest)
+    } else {
+        (Condition::Between, nearest)
+    }
+}
+
+/// The worst of several fields against the same limits: the largest excursion beyond (or the
+/// nearest approach to) a limit decides.
+fn worst(
+    sample: &Sample,
+    fields: &[&String],
+    above: Option<f64>,
+    below: Option<f64>,
+    margin: f64,
+) -> Option<Evaluation> {
+    fields
+        .iter()
+        .filter_map(|f| number(sample, f).map(|v| (*f, v)))
+        .map(|(f, v)| {
+            let (condition, limit) = against_limits(v, above, below, margin);
+            let excess = above
+                .map_or(f64::NEG_INFINITY, |a| v - a)
+                .max(below.map_or(f64::NEG_INFINITY, |b| b - v));
+            (
+                excess,
+                Evaluation {
+                    condition,
+                    value: v,
+                    limit,
+                    subject: f.clone(),
+                },
+            )
+        })
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, e)| e)
+}
+
+/// Evaluates `rule` on `sample`; `None` when the sample lacks what the rule reads (a slower
+/// point not due this cycle) or the rule is evaluated elsewhere (stale).
+pub fn evaluate(
+    rule: &RuleConfig,
+    sample: &Sample,
+    site: Option<&SiteGeometry>,
+) -> Option<Evaluation> {
+    let margin = rule.clear_margin;
+    match rule.kind {
+        RuleKind::Threshold => {
+            let fields: Vec<&String> = rule.field.iter().chain(&rule.fields).collect();
+            worst(sample, &fields, rule.above, rule.below, margin)
+        }
+        RuleKind::Difference => {
+            let value =
+                number(sample, rule.fields.first()?)? - number(sample, rule.fields.get(1)?)?;
+            let (condition, limit) = against_limits(value, rule.above, rule.below, margin);
+            let subject = format!("{} − {}", rule.fields[0], rule.fields[1]);
+            Some(Evaluation {
+                condition,
+                value,
+                limit,
+                subject,
+            })
+        }
+        RuleKind::StaticPressure => {
+            let site = site?;
+            let value = number(sample, rule.field.as_deref()?)?;
+            let top = f64::from(site.storeys.saturating_sub(1)) * site.storey_height_m
+                + rule.fixture_height_m.unwrap_or(0.5)
+                - site.sensor_elevation_m;
+            let required = top * MPA_PER_M + rule.reserve_mpa.unwrap_or(0.03);
+            let (condition, limit) = against_limits(value, None, Some(required), margin);
+            Some(Evaluation {
+                condition,
+                value,
+                limit,
+                subject: rule.field.clone().unwrap_or_default(),
+            })
+        }
+        RuleKind::MakeupRatio => {
+            let circulation = site?.circulation_m3h.filter(|c| *c > 0.0)?;
+            let share = number(sample, rule.field.as_deref()?)? / circulation * 100.0;
+            let (condition, limit) = against_limits(share, rule.above, None, margin);
+            Some(Evaluation {
+                condition,
+                value: share,
+                limit,
+                subject: "makeup_pct_of_circulation".into(),
+            })
+        }
+        RuleKind::Deviation => {
+            let nominal = rule.nominal?;
+            let high = nominal * (1.0 + rule.plus_pct? / 100.0);
+            let low = nominal * (1.0 - rule.minus_pct? / 100.0);
+            let fields: Vec<&String> = rule.fields.iter().collect();
+            worst(sample, &fields, Some(high), Some(low), margin)
+        }
+        RuleKind::Unbalance => {
+            let values: Vec<f64> = rule
+                .fields
+                .iter()
+                .filter_map(|f| number(sample, f))
+                .collect();
+            if values.len() != rule.fields.len() {
+                return None;
+            }
+            let mean = values.iter().sum::<f64>() / values.len() as f64;
+            if mean <= f64::EPSILON {
+                return None;
+            }
+            let unbalance =
+                values.iter().map(|v| (v - mean).abs()).fold(0.0, f64::max) / mean * 100.0;
+            let (condition, limit) = against_limits(unbalance, rule.above, None, margin);
+            Some(Evaluation {
+                condition,
+                value: unbalance,
+                limit,
+                subject: "unbalance_pct".into(),
+            })
+        }
+        RuleKind::StatusBits => {
+            let field = rule.field.as_deref()?;
+            let value = number(sample, field)?;
+            let mask = rule.mask?;
+            let bits = if value >= 0.0 { value as u64 } else { 0 };
+            let condition = if bits & mask != 0 {
+                Condition::Active
+            } else {
+                Condition::Clear
+            };
+            Some(Evaluation {
+                condition,
+                value,
+                limit: mask as f64,
+                subject: field.to_string(),
+            })
+        }
+        RuleKind::Stale => None,
+        RuleKind::TopFloor => {
+            let site = site?;
+            let outlet = number(sample, rule.field.as_deref()?)?;
+            let top = f64::from(site.storeys.saturating_sub(1)) * site.storey_height_m
+                + rule.fixture_height_m.unwrap_or(1.0);
+            let lift_m = top - site.sensor_elevation_m;
+            let flow_share = match (&rule.flow_field, site.design_flow_m3h) {
+                (Some(field), Some(design)) if design > 0.0 => {
+                    (number(sample, field)?.max(0.0) / design).powf(FRICTION_EXPONENT)
+                }
+                _ => 1.0,
+            };
+            let losses_m = rule.loss_fraction.unwrap_or(0.15) * lift_m * flow_share;
+            let residual =
+                outlet - (lift_m + losses_m) * MPA_PER_M - rule.meter_loss_mpa.unwrap_or(0.01);
+            let (condition, limit) = against_limits(residual, None, rule.below, margin);
+            Some(Evaluation {
+                condition,
+                value: residual,
+                limit,
+                subject: format!("top floor {} residual_mpa", site.storeys),
+            })
+        }
+        RuleKind::FloorInlet => {
+            let site = site?;
+            if site.branch_prv_floors >= site.storeys {
+                return None;
+            }
+            let outlet = number(sample, rule.field.as_deref()?)?;
+            // The lowest floor without a branch PRV has the highest unregulated inlet pressure.
+            let floor = site.branch_prv_floors + 1;
+            let height = f64::from(floor - 1) * site.storey_height_m
+                + rule.fixture_height_m.unwrap_or(1.0)
+                - site.sensor_elevation_m;
+            let inlet = outlet - height * MPA_PER_M;
+            let (condition, limit) = against_limits(inlet, rule.above, None, margin);
+            Some(Evaluation {
+                condition,
+                value: inlet,
+                limit,
+                subject: format!("floor {floor} inlet_mpa"),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

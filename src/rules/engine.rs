@@ -1,0 +1,392 @@
+//! The rule engine: which rules apply to which device, one state machine per (device, rule), and
+//! the events their transitions produce. Alarm state survives restarts: the machines are written
+//! to `data_dir/alarms/state.json` (atomically) after every transition and read back at start,
+//! so a restart neither raises an alarm twice nor forgets one. An unreadable state file is
+//! reported and replaced; it never stops the gateway.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{LoadedConfig, SiteGeometry};
+use crate::model::{AlarmEvent, Sample};
+
+use super::condition::{evaluate, Evaluation};
+use super::machine::{Condition, Machine, Timing, Transition};
+use super::pack::{RuleConfig, RuleKind};
+
+/// A rule ready to run.
+#[derive(Debug)]
+struct Rule {
+    config: RuleConfig,
+    key: Arc<str>,
+    timing: Timing,
+}
+
+/// What the engine knows about a device.
+#[derive(Debug)]
+struct DeviceContext {
+    id: Arc<str>,
+    site: Option<SiteGeometry>,
+    /// Poll interval, ns: a device is never stale before three of them (DOMAIN.md X1).
+    interval_ns: i64,
+    /// Indices into `rules`.
+    rules: Vec<usize>,
+    last_seen_ns: Option<i64>,
+}
+
+/// An alarm that is raised now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActiveAlarm {
+    pub device: String,
+    pub rule: String,
+    pub severity: crate::model::Severity,
+    pub raised_ns: i64,
+    pub flapping: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SavedState {
+    version: u32,
+    machines: Vec<SavedMachine>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SavedMachine {
+    device: String,
+    rule: String,
+    machine: Machine,
+}
+
+pub struct RuleEngine {
+    rules: Vec<Rule>,
+    devices: HashMap<String, DeviceContext>,
+    machines: BTreeMap<(String, String), Machine>,
+    state_file: Option<PathBuf>,
+    started_ns: i64,
+}
+
+fn nanos(d: crate::config::ConfigDuration) -> i64 {
+    i64::try_from(d.get().as_nanos()).unwrap_or(i64::MAX)
+}
+
+impl RuleEngine {
+    /// The engine for a validated config: its rules matched to its devices, its state loaded
+    /// from `state_file` when given.
+    pub fn new(config: &LoadedConfig, state_file: Option<PathBuf>, now_ns: i64) -> RuleEngine {
+        let rules: Vec<Rule> = config
+            .rules
+            .iter()
+            .map(|r| Rule {
+                key: Arc::from(r.key().as_str()),
+                timing: Timing {
+                    hold_ns: nanos(r.hold),
+                    clear_hold_ns: nanos(r.clear_for.unwrap_or(r.hold)),
+                    flap_limit: r.flap_limit,
+                    flap_window_ns: nanos(r.flap_window),
+                },
+                config: r.clone(),
+            })
+            .collect();
+        let mut devices = HashMap::new();
+        for device in &config.gateway.device {
+            let Some(profile) = config.profile_of(device) else {
+                continue;
+            };
+            let has = |field: &str| profile.points.iter().any(|p| p.name == field);
+            let tags = crate::sources::modbus::bus::device_tags(config, device);
+            let disabled = &config.gateway.alarms.disabled;
+            let applies: Vec<usize> = rules
+                .iter()
+                .enumerate()
+                .filter(|(_, rule)| {
+                    let off = disabled.iter().any(|d| {
+                        *d == *rule.key
+                            || *d == rule.config.id
+                            || *d == format!("{}:{}", device.id, rule.key)
+                    });
+                    !off && applies_to(
+                        &rule.config,
+                        &device.id,
+                        &profile.kind,
+                        &has,
+                        device.site.is_some(),
+                    ) && rule
+                        .config
+                        .tags
+                        .iter()
+                        .all(|(k, v)| tags.iter().any(|(tk, tv)| tk == k && tv == v))
+                })
+                .map(|(i, _)| i)
+                .collect();
+            devices.insert(
+                device.id.clone(),
+                DeviceContext {
+                    id: Arc::from(device.id.as_str()),
+                    site: device.site.clone(),
+                    interval_ns: nanos(device.interval),
+                    rules: applies,
+                    last_seen_ns: None,
+                },
+            );
+        }
+        let mut engine = RuleEngine {
+            rules,
+            devices,
+            machines: BTreeMap::new(),
+            state_file,
+            started_ns: now_ns,
+        };
+        engine.load();
+        engine
+    }
+
+    /// Rules (by key) that apply to a device.
+    pub fn rules_of(&self, device: &str) -> Vec<String> {
+        self.devices
+            .get(device)
+            .map(|d| {
+                d.rules
+                    .iter()
+                    .map(|i| self.rules[*i].key.to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Evaluates every rule of the sample's device.
+    pub fn evaluate(&mut self, sample: &Sample) -> Vec<AlarmEvent> {
+        let Some(device) = self.devices.get_mut(&*sample.device) else {
+            return Vec::new();
+        };
+        device.last_seen_ns = Some(sample.time_ns);
+        let id = Arc::clone(&device.id);
+        let site = device.site.clone();
+        let indices = device.rules.clone();
+        let mut events = Vec::new();
+        for index in indices {
+            let rule = &self.rules[index];
+            let evaluation = if rule.config.kind == RuleKind::Stale {
+                Some(Evaluation {
+                    condition: Condition::Clear,
+                    value: 0.0,
+                    limit: rule.config.after.map_or(0.0, |a| a.get().as_secs_f64()),
+                    subject: "last sample age s".into(),
+                })
+            } else {
+                evaluate(&rule.config, sample, site.as_ref())
+            };
+            if let Some(evaluation) = evaluation {
+                events.extend(self.step(&id, index, sample.time_ns, evaluation));
+            }
+        }
+        events
+    }
+
+    /// Evaluates the stale rules at `now_ns` (call every few seconds).
+    pub fn tick(&mut self, now_ns: i64) -> Vec<AlarmEvent> {
+        let mut due = Vec::new();
+        for device in self.devices.values() {
+            for &index in &device.rules {
+                let rule = &self.rules[index];
+                if rule.config.kind != RuleKind::Stale {
+                    continue;
+                }
+                let after = rule
+                    .config
+                    .after
+                    .map_or(0, nanos)
+                    .max(3 * device.interval_ns);
+                let age = now_ns - device.last_seen_ns.unwrap_or(self.started_ns);
+                let condition = if age >= after {
+                    Condition::Active
+                } else {
+                    Condition::Clear
+                };
+                due.push((
+                    Arc::clone(&device.id),
+                    index,
+                    Evaluation {
+                        condition,
+                        value: age as f64 / 1e9,
+                        limit: after as f64 / 1e9,
+                        subject: "last sample age s".into(),
+                    },
+                ));
+            }
+        }
+        due.into_iter()
+            .flat_map(|(device, index, evaluation)| self.step(&device, index, now_ns, evaluation))
+            .collect()
+    }
+
+    fn step(
+        &mut self,
+        device: &Arc<str>,
+        index: usize,
+        now: i64,
+        evaluation: Evaluation,
+    ) -> Option<AlarmEvent> {
+        let rule = &self.rules[index];
+        let machine = self
+            .machines
+            .entry((device.to_string(), rule.key.to_string()))
+            .or_default();
+        let transition = machine.step(now, evaluation.condition, &rule.timing)?;
+        let (firing, raised) = match transition {
+            Transition::Raised { raised } => (true, raised),
+            Transition::Cleared { raised } => (false, raised),
+        };
+        let flapping = machine.flapping;
+        let verb = if firing { "报警" } else { "恢复" };
+        let message = format!(
+            "{}{verb}：{}：{} = {:.3}，限值 {:.3}（{}）",
+            rule.key,
+            rule.config.description,
+            evaluation.subject,
+            evaluation.value,
+            evaluation.limit,
+            rule.config.source
+        );
+        Some(AlarmEvent {
+            id: format!("{device}/{}/{raised}", rule.key),
+            rule: Arc::clone(&rule.key),
+            device: Arc::clone(device),
+            severity: rule.config.severity,
+            firing,
+            flapping,
+            value: evaluation.value,
+            limit: evaluation.limit,
+            message,
+            time_ns: now,
+        })
+    }
+
+    /// Alarms raised now.
+    pub fn active(&self) -> Vec<ActiveAlarm> {
+        self.machines
+            .iter()
+            .filter(|(_, m)| m.is_raised())
+            .filter_map(|((device, rule), machine)| {
+                let severity = self
+                    .rules
+                    .iter()
+                    .find(|r| *r.key == **rule)?
+                    .config
+                    .severity;
+                let raised_ns = match machine.phase {
+                    super::machine::Phase::Firing { raised }
+                    | super::machine::Phase::Resolving { raised, .. } => raised,
+                    _ => 0,
+                };
+                Some(ActiveAlarm {
+                    device: device.clone(),
+                    rule: rule.clone(),
+                    severity,
+                    raised_ns,
+                    flapping: machine.flapping,
+                })
+            })
+            .collect()
+    }
+
+    /// Writes the machines to the state file (atomically: temp file, fsync, rename).
+    pub fn save(&self) -> std::io::Result<()> {
+        let Some(path) = &self.state_file else {
+            return Ok(());
+        };
+        let state = SavedState {
+            version: 1,
+            machines: self
+                .machines
+                .iter()
+                .filter(|(_, m)| **m != Machine::default())
+                .map(|((device, rule), machine)| SavedMachine {
+                    device: device.clone(),
+                    rule: rule.clone(),
+                    machine: machine.clone(),
+                })
+                .collect(),
+        };
+        let text = serde_json::to_vec_pretty(&state).map_err(std::io::Error::other)?;
+        write_atomically(path, &text)
+    }
+
+    fn load(&mut self) {
+        let Some(path) = &self.state_file else {
+            return;
+        };
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "Cannot read the alarm state; starting with no alarm raised");
+                return;
+            }
+        };
+        match serde_json::from_slice::<SavedState>(&bytes) {
+            Ok(state) => {
+                for saved in state.machines {
+                    let known = self.devices.get(&saved.device).is_some_and(|d| {
+                        d.rules.iter().any(|i| *self.rules[*i].key == *saved.rule)
+                    });
+                    if known {
+                        self.machines
+                            .insert((saved.device, saved.rule), saved.machine);
+                    }
+                }
+            }
+            Err(e) => tracing::error!(
+                path = %path.display(),
+                error = %e,
+                "Alarm state file is damaged; starting with no alarm raised"
+            ),
+        }
+    }
+}
+
+/// Whether `rule` applies to a device of `measurement` whose profile has the fields `has`.
+fn applies_to(
+    rule: &RuleConfig,
+    device: &str,
+    measurement: &str,
+    has: &dyn Fn(&str) -> bool,
+    has_site: bool,
+) -> bool {
+    let named = rule.devices.is_empty() || rule.devices.iter().any(|d| d == device);
+    let needs_site = matches!(
+        rule.kind,
+        RuleKind::TopFloor
+            | RuleKind::FloorInlet
+            | RuleKind::StaticPressure
+            | RuleKind::MakeupRatio
+    );
+    named
+        && rule.measurement == measurement
+        && rule.reads().iter().all(|f| has(f))
+        && (!needs_site || has_site)
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,372 @@
+//! Every rule kind on synthetic series with explicit sample times (no clocks involved): raise
+//! after the hold, hysteresis, clear after the clear hold, and the DOMAIN.md worked examples.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::config::{load, EnvOverlay};
+use crate::model::{Field, Severity, Value};
+
+const S: i64 = 1_000_000_000;
+const T0: i64 = 1_764_150_000 * S;
+
+const FIELDS: [&str; 14] = [
+    "p",
+    "p_set",
+    "flow",
+    "ua_v",
+    "ub_v",
+    "uc_v",
+    "fault_word",
+    "makeup",
+    "t2s",
+    "t2r",
+    "p2r",
+    "level",
+    "outlet_pressure_mpa",
+    "outlet_flow_m3h",
+];
+
+/// An engine for one device `dev` (kind `test`, every field of FIELDS, the given `[device.site]`
+/// lines and tags) and the given rules.
+fn engine(
+    rules: &str,
+    site: &str,
+    tags: &str,
+    state: Option<PathBuf>,
+) -> (tempfile::TempDir, RuleEngine) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let profile: String = FIELDS
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let kind = if *name == "fault_word" { "u16" } else { "f32" };
+            format!(
+                "[[point]]\nname = \"{name}\"\nfc = 3\naddress = {}\ntype = \"{kind}\"\n",
+                i * 2
+            )
+        })
+        .collect();
+    std::fs::create_dir(dir.path().join("profiles")).expect("dir");
+    std::fs::write(
+        dir.path().join("profiles/test.toml"),
+        format!("kind = \"test\"\n{profile}"),
+    )
+    .expect("profile");
+    std::fs::write(dir.path().join("rules.toml"), rules).expect("rules");
+    let site = if site.is_empty() {
+        String::new()
+    } else {
+        format!("[device.site]\n{site}\n")
+    };
+    std::fs::write(
+        dir.path().join("gateway.toml"),
+        format!(
+            "[gateway]\nid = \"gw\"\nsite = \"s\"\n[[bus]]\nid = \"b\"\ntransport = \"tcp\"\naddress = \"127.0.0.1:1\"\n\
+             [[device]]\nid = \"dev\"\nbus = \"b\"\nunit = 1\nprofile = \"test\"\ninterval = \"1s\"\ntags = {{ {tags} }}\n{site}\
+             [alarms]\nrule_packs = [\"rules.toml\"]\n"
+        ),
+    )
+    .expect("config");
+    let config =
+        load(&dir.path().join("gateway.toml"), EnvOverlay::None).unwrap_or_else(|e| panic!("{e}"));
+    let engine = RuleEngine::new(&config, state, T0);
+    (dir, engine)
+}
+
+fn sample(t: i64, values: &[(&str, f64)]) -> Sample {
+    Sample {
+        measurement: Arc::from("test"),
+        device: Arc::from("dev"),
+        tags: Vec::new().into(),
+        fields: values
+            .iter()
+            .map(|(n, v)| Field {
+                name: Arc::from(*n),
+                value: Value::Float(*v),
+            })
+            .collect(),
+        time_ns: T0 + t * S,
+    }
+}
+
+/// Feeds (seconds, values) and returns (seconds, rule, firing) of every event.
+fn feed(engine: &mut RuleEngine, series: &[(i64, Vec<(&str, f64)>)]) -> Vec<(i64, String, bool)> {
+    series
+        .iter()
+        .flat_map(|(t, values)| {
+            engine
+                .evaluate(&sample(*t, values))
+                .into_iter()
+                .map(|e| ((e.time_ns - T0) / S, e.rule.to_string(), e.firing))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn rule(body: &str) -> String {
+    format!("[[rule]]\ndescription = \"d\"\nsource = \"s\"\nmeasurement = \"test\"\n{body}\n")
+}
+
+#[test]
+fn threshold_raises_after_its_hold_keeps_firing_inside_the_margin_and_clears() {
+    let rules = rule("id = \"W12\"\nvariant = \"low\"\nkind = \"threshold\"\nseverity = \"warn\"\nfield = \"level\"\nbelow = 0.6\nclear_margin = 0.09\nfor = \"30s\"");
+    let (_dir, mut e) = engine(&rules, "", "", None);
+    let l = |v: f64| vec![("level", v)];
+    let events = feed(
+        &mut e,
+        &[
+            (0, l(0.5)),
+            (29, l(0.5)),
+            (30, l(0.55)),
+            (40, l(0.65)),
+            (50, l(0.70)),
+            (79, l(0.70)),
+            (80, l(0.7)),
+        ],
+    );
+    // Raised at 30 s; 0.65 is inside the limit but not by the margin; clear from 50 s held 30 s.
+    assert_eq!(
+        events,
+        vec![(30, "W12.low".into(), true), (80, "W12.low".into(), false)]
+    );
+}
+
+#[test]
+fn threshold_over_several_fields_is_decided_by_the_worst() {
+    let rules = rule("id = \"E12\"\nkind = \"threshold\"\nseverity = \"crit\"\nfields = [\"ua_v\", \"ub_v\", \"uc_v\"]\nabove = 155.0");
+    let (_dir, mut e) = engine(&rules, "", "", None);
+    let events = e.evaluate(&sample(
+        0,
+        &[("ua_v", 100.0), ("ub_v", 159.4), ("uc_v", 120.0)],
+    ));
+    assert_eq!(events.len(), 1);
+    assert_eq!((events[0].value, events[0].limit), (159.4, 155.0));
+    assert!(events[0].message.contains("ub_v"));
+}
+
+#[test]
+fn deviation_from_220_v_uses_the_gb_t_12325_band() {
+    let rules = rule("id = \"E1\"\nkind = \"deviation\"\nseverity = \"warn\"\nfields = [\"ua_v\", \"ub_v\", \"uc_v\"]\nnominal = 220.0\nplus_pct = 7.0\nminus_pct = 10.0\nclear_margin = 1.0");
+    let (_dir, mut e) = engine(&rules, "", "", None);
+    let phases = |a: f64, b: f64, c: f64| vec![("ua_v", a), ("ub_v", b), ("uc_v", c)];
+    let events = feed(
+        &mut e,
+        &[
+            (0, phases(230.0, 229.0, 231.0)),
+            (1, phases(230.0, 197.9, 231.0)),
+            (2, phases(230.0, 198.5, 231.0)),
+            (3, phases(230.0, 199.0, 233.0)),
+        ],
+    );
+    assert_eq!(
+        events,
+        vec![(1, "E1".into(), true), (3, "E1".into(), false)]
+    );
+    // 235.5 V is above +7 % (235.4 V).
+    let events = feed(&mut e, &[(4, phases(235.5, 230.0, 230.0))]);
+    assert_eq!(events, vec![(4, "E1".into(), true)]);
+}
+
+#[test]
+fn unbalance_is_the_largest_deviation_from_the_mean_in_percent() {
+    let rules = rule("id = \"E6\"\nvariant = \"crit\"\nkind = \"unbalance\"\nseverity = \"crit\"\nfields = [\"ua_v\", \"ub_v\", \"uc_v\"]\nabove = 4.0\nclear_margin = 0.5");
+    let (_dir, mut e) = engine(&rules, "", "", None);
+    // Phase C lost: mean 153.3, |0 − 153.3| / 153.3 = 100 %.
+    let events = e.evaluate(&sample(
+        0,
+        &[("ua_v", 230.0), ("ub_v", 230.0), ("uc_v", 0.0)],
+    ));
+    assert_eq!(events.len(), 1);
+    assert!((events[0].value - 100.0).abs() < 1e-9);
+    // 230 / 229 / 231: 0.43 % — clear.
+    let events = e.evaluate(&sample(
+        1,
+        &[("ua_v", 230.0), ("ub_v", 229.0), ("uc_v", 231.0)],
+    ));
+    assert!(!events[0].firing);
+}
+
+#[test]
+fn status_bits_raise_on_any_masked_bit_and_ignore_the_others() {
+    let rules = rule("id = \"W13\"\nkind = \"status_bits\"\nseverity = \"crit\"\nfield = \"fault_word\"\nmask = 0x0007");
+    let (_dir, mut e) = engine(&rules, "", "", None);
+    let w = |v: f64| vec![("fault_word", v)];
+    let events = feed(&mut e, &[(0, w(256.0)), (1, w(258.0)), (2, w(256.0))]);
+    assert_eq!(
+        events,
+        vec![(1, "W13".into(), true), (2, "W13".into(), false)]
+    );
+}
+
+#[test]
+fn stale_raises_after_the_silence_and_a_sample_clears_it() {
+    let rules = rule("id = \"X1\"\nkind = \"stale\"\nseverity = \"warn\"\nafter = \"5m\"");
+    let (_dir, mut e) = engine(&rules, "", "", None);
+    assert!(e.evaluate(&sample(0, &[("p", 0.3)])).is_empty());
+    assert!(e.tick(T0 + 299 * S).is_empty());
+    let raised = e.tick(T0 + 300 * S);
+    assert_eq!(raised.len(), 1);
+    assert!(raised[0].firing && raised[0].severity == Severity::Warn);
+    assert!(e.tick(T0 + 400 * S).is_empty(), "raised once");
+    let cleared = e.evaluate(&sample(401, &[("p", 0.3)]));
+    assert_eq!(cleared.len(), 1);
+    assert!(!cleared[0].firing);
+}
+
+const ELEVEN_STOREYS: &str = "storeys = 11\nstorey_height_m = 2.9\nsensor_elevation_m = -1.0\nbranch_prv_floors = 4\ndesign_flow_m3h = 12.0";
+
+#[test]
+fn top_floor_residual_follows_the_domain_worked_example() {
+    // DOMAIN.md §2: 0.47 MPa at the outlet of an 11-storey zone leaves ≈ 0.10 MPa at the top
+    // fixture at design flow: lift 31.0 m, losses 15 % = 4.65 m, meter 0.01 MPa.
+    let rules = rule("id = \"W5\"\nkind = \"top_floor\"\nseverity = \"warn\"\nfield = \"outlet_pressure_mpa\"\nflow_field = \"outlet_flow_m3h\"\nbelow = 0.10\nfixture_height_m = 1.0\nloss_fraction = 0.15\nmeter_loss_mpa = 0.01");
+    let (_dir, mut e) = engine(&rules, ELEVEN_STOREYS, "", None);
+    let at = |p: f64, q: f64| vec![("outlet_pressure_mpa", p), ("outlet_flow_m3h", q)];
+    let events = e.evaluate(&sample(0, &at(0.47, 12.0)));
+    assert!(events.is_empty());
+    // At design flow 0.46 MPa leaves 0.46 − 0.31 − 0.0465 − 0.01 = 0.0935 MPa.
+    let events = e.evaluate(&sample(1, &at(0.46, 12.0)));
+    assert_eq!(events.len(), 1);
+    assert!(
+        (events[0].value - 0.0935).abs() < 1e-9,
+        "{}",
+        events[0].value
+    );
+    // The same outlet pressure at night (no flow, no friction) is enough: 0.14 MPa.
+    let events = e.evaluate(&sample(2, &at(0.46, 0.0)));
+    assert_eq!(events.len(), 1);
+    assert!(!events[0].firing);
+}
+
+#[test]
+fn floor_inlet_checks_the_lowest_floor_without_a_branch_prv() {
+    let rules = rule("id = \"W2\"\nkind = \"floor_inlet\"\nseverity = \"warn\"\nfield = \"outlet_pressure_mpa\"\nabove = 0.35\nfixture_height_m = 1.0");
+    let (_dir, mut e) = engine(&rules, ELEVEN_STOREYS, "", None);
+    // Floor 5 at 0.47 MPa: 0.47 − (4 × 2.9 + 1.0 + 1.0) / 100 = 0.334 MPa (DOMAIN.md §2 table).
+    assert!(e
+        .evaluate(&sample(0, &[("outlet_pressure_mpa", 0.47)]))
+        .is_empty());
+    let events = e.evaluate(&sample(1, &[("outlet_pressure_mpa", 0.50)]));
+    assert_eq!(events.len(), 1);
+    assert!((events[0].value - 0.364).abs() < 1e-9);
+    assert!(events[0].message.contains("floor 5"));
+}
+
+#[test]
+fn difference_compares_a_value_with_its_set_point() {
+    let rules = rule("id = \"W10\"\nkind = \"difference\"\nseverity = \"crit\"\nfields = [\"p\", \"p_set\"]\nbelow = -0.10\nclear_margin = 0.02\nfor = \"60s\"");
+    let (_dir, mut e) = engine(&rules, "", "", None);
+    let p = |v: f64| vec![("p", v), ("p_set", 0.47)];
+    let events = feed(
+        &mut e,
+        &[
+            (0, p(0.20)),
+            (60, p(0.20)),
+            (70, p(0.36)),
+            (80, p(0.46)),
+            (140, p(0.46)),
+        ],
+    );
+    assert_eq!(
+        events,
+        vec![(60, "W10".into(), true), (140, "W10".into(), false)]
+    );
+}
+
+#[test]
+fn static_pressure_must_cover_the_highest_radiator_plus_reserve() {
+    let rules = rule("id = \"H5\"\nkind = \"static_pressure\"\nseverity = \"crit\"\nfield = \"p2r\"\nfixture_height_m = 0.5\nreserve_mpa = 0.03");
+    let (_dir, mut e) = engine(
+        &rules,
+        "storeys = 11\nstorey_height_m = 2.9\nsensor_elevation_m = 0.0",
+        "",
+        None,
+    );
+    // 10 × 2.9 + 0.5 = 29.5 m → 0.295 + 0.03 = 0.325 MPa needed.
+    assert!(e.evaluate(&sample(0, &[("p2r", 0.36)])).is_empty());
+    let events = e.evaluate(&sample(1, &[("p2r", 0.32)]));
+    assert_eq!(events.len(), 1);
+    assert!((events[0].limit - 0.325).abs() < 1e-9);
+}
+
+#[test]
+fn makeup_ratio_is_a_share_of_the_circulation_flow() {
+    let rules = rule("id = \"H6\"\nkind = \"makeup_ratio\"\nseverity = \"warn\"\nfield = \"makeup\"\nabove = 1.0\nclear_margin = 0.2\nfor = \"1h\"");
+    let (_dir, mut e) = engine(
+        &rules,
+        "storeys = 11\nstorey_height_m = 2.9\ncirculation_m3h = 120.0",
+        "",
+        None,
+    );
+    let m = |v: f64| vec![("makeup", v)];
+    // 0.36 m³/h is 0.3 %; 3.6 m³/h is 3 % for an hour.
+    let events = feed(
+        &mut e,
+        &[(0, m(0.36)), (10, m(3.6)), (3609, m(3.6)), (3610, m(3.6))],
+    );
+    assert_eq!(events, vec![(3610, "H6".into(), true)]);
+}
+
+#[test]
+fn an_alarm_that_keeps_coming_back_is_marked_flapping_and_held() {
+    let rules = rule("id = \"W13\"\nkind = \"status_bits\"\nseverity = \"crit\"\nfield = \"fault_word\"\nmask = 1\nflap_limit = 2\nflap_window = \"10m\"");
+    let (_dir, mut e) = engine(&rules, "", "", None);
+    let w = |v: f64| vec![("fault_word", v)];
+    let events = feed(
+        &mut e,
+        &[
+            (0, w(1.0)),
+            (10, w(0.0)),
+            (20, w(1.0)),
+            (30, w(0.0)),
+            (40, w(1.0)),
+            (50, w(0.0)),
+            (100, w(0.0)),
+        ],
+    );
+    // The third raise within 10 minutes makes it flapping: it is not cleared at 50 s or 100 s.
+    assert_eq!(events.len(), 5, "{events:?}");
+    assert!(e.active()[0].flapping);
+    let events = feed(&mut e, &[(650, w(0.0))]);
+    assert_eq!(events, vec![(650, "W13".into(), false)]);
+}
+
+#[test]
+fn a_restart_while_firing_neither_raises_again_nor_forgets_the_clear() {
+    let rules = rule("id = \"W13\"\nkind = \"status_bits\"\nseverity = \"crit\"\nfield = \"fault_word\"\nmask = 1");
+    let state_dir = tempfile::tempdir().expect("temp dir");
+    let state = state_dir.path().join("alarms/state.json");
+    let (_dir, mut e) = engine(&rules, "", "", Some(state.clone()));
+    let raised = e.evaluate(&sample(0, &[("fault_word", 1.0)]));
+    assert_eq!(raised.len(), 1);
+    e.save().expect("saves");
+    drop(e);
+    let (_dir, mut e) = engine(&rules, "", "", Some(state.clone()));
+    assert!(
+        e.evaluate(&sample(5, &[("fault_word", 1.0)])).is_empty(),
+        "raised again"
+    );
+    let cleared = e.evaluate(&sample(6, &[("fault_word", 0.0)]));
+    assert_eq!(cleared.len(), 1);
+    assert!(!cleared[0].firing);
+    assert_eq!(
+        cleared[0].id, raised[0].id,
+        "the clear names the alarm raised before the restart"
+    );
+    // A damaged state file starts clean instead of failing.
+    std::fs::write(&state, b"{not json").expect("writes");
+    let (_dir, e) = engine(&rules, "", "", Some(state));
+    assert!(e.active().is_empty());
+}
+
+#[test]
+fn tags_and_the_disabled_list_choose_which_devices_a_rule_watches() {
+    let rules = format!(
+        "{}{}",
+        rule("id = \"E1\"\nkind = \"threshold\"\nseverity = \"warn\"\nfield = \"ua_v\"\nabove = 1.0\ntags = { side = \"lv\" }"),
+        rule("id = \"E3\"\nkind = \"threshold\"\nseverity = \"warn\"\nfield = \"ua_v\"\nabove = 1.0\ntags = { side = \"hv\" }")
+    );
+    let (_dir, e) = engine(&rules, "", "side = \"lv\"", None);
+    assert_eq!(e.rules_of("dev"), vec!["E1".to_string()]);
+}

@@ -1,0 +1,16 @@
+//! The renovation plan's requirements as alarms (DOMAIN.md §1, §2).
+//!
+//! Owns: rule packs ([`pack`]), evaluating a rule on a sample ([`condition`]), the alarm state
+//! machine with hysteresis, hold times and flapping ([`machine`]), and the engine that applies the
+//! rules to devices and keeps alarm state across restarts ([`engine`]). The [`stage`] runs the
+//! engine between the sources and the outputs: every sample passes through unchanged, and every
+//! alarm transition is added as a sample of the `alarm` measurement.
+//!
+//! Not handled here: delivering alarms to people (MQTT, webhooks) and history-based rules (burst
+//! detection, minimum night flow, water balance, heating make-up), which come in later steps.
+
+pub mod condition;
+pub mod engine;
+pub mod machine;
+pub mod pack;
+pub mod stage;

@@ -1,0 +1,295 @@
+//! Rule packs: `config/rules/*.toml`, one `[[rule]]` per requirement of DOMAIN.md §1, each
+//! with its stable id, severity, description and source.
+//!
+//! A rule applies to every device whose measurement (profile kind) it names and whose profile has
+//! the fields it reads (optionally narrowed to `devices`); thresholds can be overridden per
+//! device in the gateway config (`[[alarms.override]]`).
+
+use serde::Deserialize;
+
+use crate::config::ConfigDuration;
+use crate::model::Severity;
+
+/// The kinds of rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleKind {
+    /// `above` and/or `below` a limit, with `clear_margin` hysteresis.
+    Threshold,
+    /// Outside `nominal` +`plus_pct` / −`minus_pct` (supply voltage, GB/T 12325); worst of `fields`.
+    Deviation,
+    /// Three-phase unbalance from phase values, max |Uᵢ − Ū| / Ū (GB/T 15543 approximation).
+    Unbalance,
+    /// Any of `mask`'s bits set in an integer status or fault word.
+    StatusBits,
+    /// No sample from the device for `after` (communication lost).
+    Stale,
+    /// Residual pressure at the top fixture from the outlet pressure and the building (W5).
+    TopFloor,
+    /// Static pressure at the lowest household inlet without a branch PRV (W2, W3).
+    FloorInlet,
+    /// `fields[0] − fields[1]` against `above`/`below` (set-point deviation, ΔT).
+    Difference,
+    /// A pressurisation point below the water column to the highest radiator plus a reserve (H5).
+    StaticPressure,
+    /// Make-up flow as a percentage of the site's circulation flow (H6).
+    MakeupRatio,
+}
+
+const KINDS: &[(&str, RuleKind)] = &[
+    ("threshold", RuleKind::Threshold),
+    ("deviation", RuleKind::Deviation),
+    ("unbalance", RuleKind::Unbalance),
+    ("status_bits", RuleKind::StatusBits),
+    ("stale", RuleKind::Stale),
+    ("top_floor", RuleKind::TopFloor),
+    ("floor_inlet", RuleKind::FloorInlet),
+    ("difference", RuleKind::Difference),
+    ("static_pressure", RuleKind::StaticPressure),
+    ("makeup_ratio", RuleKind::MakeupRatio),
+];
+crate::config::deserialize_by_name!(RuleKind, KINDS);
+
+const SEVERITIES: &[(&str, Severity)] = &[
+    ("info", Severity::Info),
+    ("warn", Severity::Warn),
+    ("crit", Severity::Crit),
+];
+crate::config::deserialize_by_name!(Severity, SEVERITIES);
+
+/// A rule pack file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulePack {
+    #[serde(rename = "rule")]
+    pub rules: Vec<RuleConfig>,
+}
+
+/// One rule. Keys that do not apply to its kind are refused by validation.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// DOMAIN.md id (W5, E1 …).
+    pub id: String,
+    /// Distinguishes entries of one id (`low`, `high`, `crit`); the alarm's rule is `id.variant`.
+    #[serde(default)]
+    pub variant: Option<String>,
+    pub kind: RuleKind,
+    pub severity: Severity,
+    /// What the plan requires, in the operators' language.
+    pub description: String,
+    /// Standard or practice the number comes from.
+    pub source: String,
+    /// The measurement (device kind) it applies to.
+    pub measurement: String,
+    /// Only these devices (default: every device of the measurement that has the fields).
+    #[serde(default)]
+    pub devices: Vec<String>,
+    /// Only devices with these tags (e.g. `side = "lv"` for 220 V limits).
+    #[serde(default)]
+    pub tags: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub field: Option<String>,
+    #[serde(default)]
+    pub fields: Vec<String>,
+    #[serde(default)]
+    pub above: Option<f64>,
+    #[serde(default)]
+    pub below: Option<f64>,
+    /// How far back inside the limit a value must be to count as clear.
+    #[serde(default)]
+    pub clear_margin: f64,
+    #[serde(default)]
+    pub nominal: Option<f64>,
+    #[serde(default)]
+    pub plus_pct: Option<f64>,
+    #[serde(default)]
+    pub minus_pct: Option<f64>,
+    #[serde(default)]
+    pub mask: Option<u64>,
+    /// How long the condition must hold before the alarm is raised.
+    #[serde(rename = "for", default = "zero")]
+    pub hold: ConfigDuration,
+    /// How long the value must be clear before the alarm clears (default: `for`).
+    #[serde(default)]
+    pub clear_for: Option<ConfigDuration>,
+    /// Stale: silence that counts as communication lost.
+    #[serde(default)]
+    pub after: Option<ConfigDuration>,
+    /// Top floor / floor inlet: fixture or inlet height above its floor, m.
+    #[serde(default)]
+    pub fixture_height_m: Option<f64>,
+    /// Top floor: pipe losses at design flow as a share of the static lift.
+    #[serde(default)]
+    pub loss_fraction: Option<f64>,
+    /// Top floor: household meter loss, MPa.
+    #[serde(default)]
+    pub meter_loss_mpa: Option<f64>,
+    /// Top floor: the field with the zone's flow; losses scale with (Q / Q_design)^1.85
+    /// (Hazen–Williams) against the site's `design_flow_m3h`. Without either, design losses apply.
+    #[serde(default)]
+    pub flow_field: Option<String>,
+    /// Static pressure: reserve above the water column to the highest radiator, MPa.
+    #[serde(default)]
+    pub reserve_mpa: Option<f64>,
+    /// Raises within `flap_window` beyond which the alarm is flapping.
+    #[serde(default = "default_flap_limit")]
+    pub flap_limit: usize,
+    #[serde(default = "default_flap_window")]
+    pub flap_window: ConfigDuration,
+}
+
+fn zero() -> ConfigDuration {
+    ConfigDuration::from_millis(0)
+}
+
+fn default_flap_limit() -> usize {
+    5
+}
+
+fn default_flap_window() -> ConfigDuration {
+    ConfigDuration::from_millis(3_600_000)
+}
+
+impl RuleConfig {
+    /// The alarm's rule name: `id` or `id.variant`.
+    pub fn key(&self) -> String {
+        match &self.variant {
+            Some(variant) => format!("{}.{variant}", self.id),
+            None => self.id.clone(),
+        }
+    }
+
+    /// Every sample field the rule reads.
+    pub fn reads(&self) -> Vec<&str> {
+        let mut fields: Vec<&str> = self.field.iter().map(String::as_str).collect();
+        fields.extend(self.fields.iter().map(String::as_str));
+        fields.extend(self.flow_field.iter().map(String::as_str));
+        fields
+    }
+
+    /// Problems with the rule on its own, as (key, problem) pairs.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut problems = Vec::new();
+        let mut need = |present: bool, key: &'static str, what: &str| {
+            if !present {
+                problems.push((
+                    key,
+                    format!(
+                        "missing for kind {:?} (expected {what})",
+                        kind_name(self.kind)
+                    ),
+                ));
+            }
+        };
+        match self.kind {
+            RuleKind::Threshold => {
+                need(
+                    self.field.is_some() == self.fields.is_empty(),
+                    "field",
+                    "field, or fields (the worst decides), not both",
+                );
+                need(
+                    self.above.is_some() || self.below.is_some(),
+                    "above",
+                    "above and/or below",
+                );
+            }
+            RuleKind::Difference => {
+                need(
+                    self.fields.len() == 2,
+                    "fields",
+                    "two fields: value and reference",
+                );
+                need(
+                    self.above.is_some() || self.below.is_some(),
+                    "above",
+                    "above and/or below",
+                );
+            }
+            RuleKind::StaticPressure => {
+                need(
+                    self.field.is_some(),
+                    "field",
+                    "the pressurisation-point pressure, MPa",
+                );
+            }
+            RuleKind::MakeupRatio => {
+                need(self.field.is_some(), "field", "the make-up flow, m³/h");
+                need(
+                    self.above.is_some(),
+                    "above",
+                    "the share of circulation flow in percent",
+                );
+            }
+            RuleKind::Deviation => {
+                need(!self.fields.is_empty(), "fields", "the fields to compare");
+                need(self.nominal.is_some(), "nominal", "the nominal value");
+                need(
+                    self.plus_pct.is_some(),
+                    "plus_pct",
+                    "the allowed rise in percent",
+                );
+                need(
+                    self.minus_pct.is_some(),
+                    "minus_pct",
+                    "the allowed fall in percent",
+                );
+            }
+            RuleKind::Unbalance => {
+                need(self.fields.len() == 3, "fields", "the three phase fields");
+                need(
+                    self.above.is_some(),
+                    "above",
+                    "the unbalance limit in percent",
+                );
+            }
+            RuleKind::StatusBits => {
+                need(self.field.is_some(), "field", "the status word");
+                need(
+                    self.mask.is_some_and(|m| m != 0),
+                    "mask",
+                    "a non-zero bit mask",
+                );
+            }
+            RuleKind::Stale => need(self.after.is_some(), "after", "the silence that counts"),
+            RuleKind::TopFloor => {
+                need(
+                    self.field.is_some(),
+                    "field",
+                    "the outlet pressure field, MPa",
+                );
+                need(
+                    self.below.is_some(),
+                    "below",
+                    "the residual pressure limit, MPa",
+                );
+            }
+            RuleKind::FloorInlet => {
+                need(
+                    self.field.is_some(),
+                    "field",
+                    "the outlet pressure field, MPa",
+                );
+                need(
+                    self.above.is_some(),
+                    "above",
+                    "the inlet pressure limit, MPa",
+                );
+            }
+        }
+        if self.clear_margin < 0.0 || !self.clear_margin.is_finite() {
+            problems.push((
+                "clear_margin",
+                format!("{} (expected a margin ≥ 0)", self.clear_margin),
+            ));
+        }
+        problems
+    }
+}
+
+fn kind_name(kind: RuleKind) -> &'static str {
+    KINDS
+        .iter()
+        .find(|(_, k)| *k == kind)
+        .map_or("?", |(name, _)| *name)
+}

@@ -1,0 +1,114 @@
+//! The rules stage between the sources and the outputs. Every sample is evaluated and passed on
+//! unchanged; every alarm transition is logged, persisted (the engine's state file), passed on as
+//! a sample of the `alarm` measurement (so InfluxDB gets the full alarm history through the
+//! telemetry log) and offered to an optional listener (the demo's printer; alarm delivery later).
+//! Stale rules are evaluated on a tick.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::mpsc;
+
+use crate::model::{unix_nanos, AlarmEvent, Field, Sample, Value};
+
+use super::engine::RuleEngine;
+
+/// How often stale (communication-lost) rules are checked.
+pub const TICK: Duration = Duration::from_secs(1);
+
+/// The `alarm` measurement's line for an event: tags `site`, `gateway`, `device`, `rule`,
+/// `severity`; fields `state` (1 raised, 0 cleared), `value`, `limit`, `message`, `id`,
+/// `flapping`; the event's own time.
+pub fn alarm_sample(event: &AlarmEvent, site: &str, gateway: &str) -> Sample {
+    let mut tags = vec![
+        ("device".to_string(), event.device.to_string()),
+        ("gateway".to_string(), gateway.to_string()),
+        ("rule".to_string(), event.rule.to_string()),
+        ("severity".to_string(), event.severity.name().to_string()),
+        ("site".to_string(), site.to_string()),
+    ];
+    tags.sort();
+    let field = |name: &str, value: Value| Field {
+        name: Arc::from(name),
+        value,
+    };
+    Sample {
+        measurement: Arc::from("alarm"),
+        device: Arc::clone(&event.device),
+        tags: tags.into(),
+        fields: vec![
+            field("state", Value::Int(i64::from(event.firing))),
+            field("value", Value::Float(event.value)),
+            field("limit", Value::Float(event.limit)),
+            field("message", Value::Text(event.message.clone())),
+            field("id", Value::Text(event.id.clone())),
+            field("flapping", Value::Bool(event.flapping)),
+        ],
+        time_ns: event.time_ns,
+    }
+}
+
+/// Runs until the input closes.
+pub async fn run(
+    mut input: mpsc::Receiver<Sample>,
+    output: mpsc::Sender<Sample>,
+    engine: RuleEngine,
+    listener: Option<mpsc::Sender<AlarmEvent>>,
+    site: String,
+    gateway: String,
+) {
+    let engine = Arc::new(std::sync::Mutex::new(engine));
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let (sample, events) = tokio::select! {
+            sample = input.recv() => {
+                let Some(sample) = sample else { break };
+                let events = lock(&engine).evaluate(&sample);
+                (Some(sample), events)
+            }
+            _ = tick.tick() => {
+                let now = unix_nanos(SystemTime::now());
+                (None, lock(&engine).tick(now))
+            }
+        };
+        if let Some(sample) = sample {
+            if output.send(sample).await.is_err() {
+                return;
+            }
+        }
+        if events.is_empty() {
+            continue;
+        }
+        let saving = Arc::clone(&engine);
+        let saved = tokio::task::spawn_blocking(move || lock(&saving).save()).await;
+        if !matches!(saved, Ok(Ok(()))) {
+            tracing::error!(
+                "Cannot persist the alarm state; a restart may raise these alarms again"
+            );
+        }
+        for event in events {
+            if event.firing {
+                tracing::warn!(device = %event.device, rule = %event.rule, severity = event.severity.name(), value = event.value, limit = event.limit, id = %event.id, "Alarm raised");
+            } else {
+                tracing::info!(device = %event.device, rule = %event.rule, id = %event.id, "Alarm cleared");
+            }
+            if output
+                .send(alarm_sample(&event, &site, &gateway))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            if let Some(listener) = &listener {
+                let _ = listener.send(event).await;
+            }
+        }
+    }
+}
+
+fn lock(engine: &std::sync::Mutex<RuleEngine>) -> std::sync::MutexGuard<'_, RuleEngine> {
+    engine
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
