@@ -93,6 +93,11 @@ impl World {
         }
     }
 
+    /// Moves the world to simulated time `unix_s` whatever its clock says (replaying a day).
+    pub fn advance_to(&mut self, unix_s: f64) {
+        self.step_to(unix_s, false);
+    }
+
     /// Recomputes every device as of simulated time `now` (also when faults change).
     fn step_to(&mut self, now: f64, force: bool) {
         let dt_h = ((now - self.last_unix_s) / 3600.0).max(0.0);

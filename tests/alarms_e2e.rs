@@ -1,0 +1,120 @@
+//! Faults injected into the running simulated community raise the rules the plan's requirements
+//! map them to, with the right severity, and clear after the fault ends: the gateway polls the
+//! simulators over the network and the rules stage decides (hold times shortened 1000×, so each
+//! fault takes seconds; stale rules still wait three poll intervals).
+
+mod common;
+
+use std::time::Duration;
+
+use common::example_site;
+use retrofit_gateway::demo::shorten_holds;
+use retrofit_gateway::model::{AlarmEvent, Severity};
+use retrofit_gateway::runtime::{start_rules, Gateway};
+use retrofit_sim::faults::{Fault, FaultKind};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// Waits for an event on `device`/`rule` that is `firing` (or cleared), up to `bound`.
+async fn expect(
+    events: &mut mpsc::Receiver<AlarmEvent>,
+    device: &str,
+    rule: &str,
+    firing: bool,
+    bound: Duration,
+) -> AlarmEvent {
+    let deadline = Instant::now() + bound;
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Some(e)) if &*e.device == device && &*e.rule == rule && e.firing == firing => {
+                return e
+            }
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("event channel closed"),
+            Err(_) => panic!(
+                "no {} event for {device} {rule} within {bound:?}",
+                if firing { "raise" } else { "clear" }
+            ),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_injected_fault_raises_its_rule_and_clears_after_it_ends() {
+    let mut site = example_site().await;
+    shorten_holds(&mut site.config, 1000);
+    let data = tempfile::tempdir().expect("temp dir");
+    site.config.gateway.gateway.data_dir = data.path().to_path_buf();
+    let (to_outputs, mut outputs) = mpsc::channel(4096);
+    tokio::spawn(async move { while outputs.recv().await.is_some() {} });
+    let (listener, mut events) = mpsc::channel(1024);
+    let (samples, rules) = start_rules(&site.config, to_outputs, Some(listener));
+    let gateway = Gateway::start(&site.config, samples);
+
+    let cases: [(Fault, &str, &str, Severity); 8] = [
+        (
+            Fault::plant(FaultKind::PumpTrip),
+            "booster-1",
+            "W13",
+            Severity::Crit,
+        ),
+        (
+            Fault::plant(FaultKind::PumpRoomFlooding),
+            "booster-1",
+            "W14",
+            Severity::Crit,
+        ),
+        (
+            Fault::plant(FaultKind::VoltageSag),
+            "tx1-meter",
+            "E4",
+            Severity::Crit,
+        ),
+        (
+            Fault::plant(FaultKind::VoltageSag),
+            "feeder-1",
+            "E1",
+            Severity::Warn,
+        ),
+        (
+            Fault::plant(FaultKind::PhaseLoss),
+            "tx1-meter",
+            "E5",
+            Severity::Crit,
+        ),
+        (
+            Fault::plant(FaultKind::TransformerOvertemp),
+            "tx1-temp",
+            "E12",
+            Severity::Crit,
+        ),
+        (
+            Fault::plant(FaultKind::HeatingMakeupSurge),
+            "heating-plc",
+            "H6.crit",
+            Severity::Crit,
+        ),
+        (
+            Fault::on(FaultKind::Silent, "dma-flow"),
+            "dma-flow",
+            "X1.flow_meter",
+            Severity::Warn,
+        ),
+    ];
+    for (fault, device, rule, severity) in cases {
+        site.community.inject(fault.clone());
+        let raised = expect(&mut events, device, rule, true, Duration::from_secs(20)).await;
+        assert_eq!(raised.severity, severity, "{rule} on {device}");
+        site.community.clear(&fault);
+        // A silent device comes back at its next probe, which may be a backoff away.
+        let cleared = expect(&mut events, device, rule, false, Duration::from_secs(40)).await;
+        assert_eq!(
+            cleared.id, raised.id,
+            "{rule}: the clear names the raised alarm"
+        );
+    }
+    gateway.stop(Duration::from_secs(2)).await;
+    if let Some(rules) = rules {
+        let _ = rules.await;
+    }
+}
