@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use crate::config::{load, ConfigError, EnvOverlay, LoadedConfig};
-use crate::runtime::{finish_rules, start_rules, termination_signal, Gateway, Outputs};
+use crate::runtime::{termination_signal, Alarms, Gateway, Outputs};
 use crate::sources::modbus::plan::{DevicePlan, PlanLimits};
 use crate::sources::modbus::timing::{inter_frame_gap, serial_baud, wire_time};
 
@@ -155,8 +155,8 @@ pub async fn run(config: LoadedConfig) -> anyhow::Result<()> {
         .samples
         .take()
         .context("the outputs take no samples")?;
-    let (samples, rules) = start_rules(&config, to_outputs, None);
-    let gateway = Gateway::start(&config, samples);
+    let alarms = Alarms::start(&config, to_outputs, None)?;
+    let gateway = Gateway::start(&config, alarms.samples.clone());
     tracing::info!(
         gateway = %config.gateway.gateway.id,
         buses = config.gateway.bus.len(),
@@ -167,7 +167,7 @@ pub async fn run(config: LoadedConfig) -> anyhow::Result<()> {
     tracing::info!("Stopping");
     let status = std::sync::Arc::clone(&gateway.status);
     gateway.stop(SHUTDOWN_DEADLINE).await;
-    finish_rules(rules, Duration::from_millis(500)).await;
+    alarms.finish(Duration::from_millis(500)).await;
     outputs.finish(Duration::from_millis(1500)).await;
     for (device, s) in status.snapshot() {
         tracing::info!(

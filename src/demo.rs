@@ -21,9 +21,7 @@ use crate::commands::{load_config, SHUTDOWN_DEADLINE};
 use crate::config::LoadedConfig;
 use crate::model::AlarmEvent;
 use crate::model::Sample;
-use crate::runtime::{
-    finish_rules, start_rules, termination_signal, Gateway, Outputs, SAMPLE_CHANNEL_CAPACITY,
-};
+use crate::runtime::{termination_signal, Alarms, Gateway, Outputs, SAMPLE_CHANNEL_CAPACITY};
 use crate::sinks::influx::line_protocol;
 use crate::sources::modbus::status::StatusBoard;
 
@@ -130,7 +128,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     let forward_to = forwarding.as_mut().and_then(|o| o.samples.take());
     let (to_printer, receiver) = mpsc::channel(SAMPLE_CHANNEL_CAPACITY);
     let (alarms_tx, mut alarms) = mpsc::channel::<AlarmEvent>(256);
-    let (samples, rules) = start_rules(&config, to_printer, Some(alarms_tx));
+    let alarms_stage = Alarms::start(&config, to_printer, Some(alarms_tx))?;
     let announcer = tokio::spawn(async move {
         while let Some(event) = alarms.recv().await {
             let what = if event.firing {
@@ -147,7 +145,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
             );
         }
     });
-    let gateway = Gateway::start(&config, samples);
+    let gateway = Gateway::start(&config, alarms_stage.samples.clone());
     let scenario = options.faults.then(|| community.play(demo_scenario()));
     let status = Arc::clone(&gateway.status);
     let printer = tokio::spawn(print(
@@ -169,7 +167,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
         scenario.abort();
     }
     gateway.stop(SHUTDOWN_DEADLINE).await;
-    finish_rules(rules, Duration::from_millis(500)).await;
+    alarms_stage.finish(Duration::from_millis(500)).await;
     printer.await.context("printer failed")??;
     let _ = announcer.await;
     if let Some(outputs) = forwarding {

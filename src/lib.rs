@@ -16,6 +16,7 @@
 //! - [`commands`]: `run`, `check-config` and `plan` as library functions.
 //! - [`demo`]: the simulated community and the gateway in one process.
 //! - [`backoff`]: jittered exponential backoff on the monotonic clock.
+//! - [`secret`]: tokens, passwords and webhook URLs, read from files or the environment, never printed.
 //! - [`metrics`]: metric names, published from the stages' counters.
 //! - [`buffer`]: the durable segmented telemetry log (design, format and recovery rules inside).
 
@@ -28,5 +29,6 @@ pub mod metrics;
 pub mod model;
 pub mod rules;
 pub mod runtime;
+pub mod secret;
 pub mod sinks;
 pub mod sources;

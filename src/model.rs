@@ -71,7 +71,8 @@ pub fn unix_nanos(at: std::time::SystemTime) -> i64 {
 }
 
 /// How urgent an alarm is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Severity {
     Info,
     Warn,
@@ -89,7 +90,7 @@ impl Severity {
 }
 
 /// An alarm being raised or cleared.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AlarmEvent {
     /// Unique per alarm instance (raise and clear share it): `<device>/<rule>/<raised ns>`.
     pub id: String,

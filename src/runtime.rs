@@ -244,43 +244,91 @@ impl Outputs {
     }
 }
 
-/// Puts the rules stage in front of `output` when the config has rules: returns where the
-/// sources should send samples, and the stage's task (await it after the sources stopped and
-/// before the outputs finish).
-pub fn start_rules(
-    config: &LoadedConfig,
-    output: mpsc::Sender<Sample>,
-    listener: Option<mpsc::Sender<crate::model::AlarmEvent>>,
-) -> (mpsc::Sender<Sample>, Option<JoinHandle<()>>) {
-    if config.rules.is_empty() {
-        return (output, None);
-    }
-    let state = config
-        .gateway
-        .gateway
-        .data_dir
-        .join("alarms")
-        .join("state.json");
-    let now = crate::model::unix_nanos(std::time::SystemTime::now());
-    let engine = crate::rules::engine::RuleEngine::new(config, Some(state), now);
-    let (tx, rx) = mpsc::channel(SAMPLE_CHANNEL_CAPACITY);
-    let task = tokio::spawn(crate::rules::stage::run(
-        rx,
-        output,
-        engine,
-        listener,
-        config.gateway.gateway.site.clone(),
-        config.gateway.gateway.id.clone(),
-    ));
-    (tx, Some(task))
+/// The rules stage and alarm delivery, in front of the outputs.
+pub struct Alarms {
+    /// Where the sources send samples (the rules stage, or the outputs directly without rules).
+    pub samples: mpsc::Sender<Sample>,
+    stage: Option<JoinHandle<()>>,
+    senders: Vec<JoinHandle<()>>,
+    stop: watch::Sender<bool>,
 }
 
-/// Waits for the rules stage to drain after the sources stopped.
-pub async fn finish_rules(task: Option<JoinHandle<()>>, deadline: Duration) {
-    if let Some(task) = task {
-        let abort = task.abort_handle();
-        if tokio::time::timeout(deadline, task).await.is_err() {
-            abort.abort();
+impl Alarms {
+    /// Starts the rules stage (when the config has rules) in front of `output`, with an outbox
+    /// and a delivery task per webhook. `listener` also gets every event (the demo prints them).
+    pub fn start(
+        config: &LoadedConfig,
+        output: mpsc::Sender<Sample>,
+        listener: Option<mpsc::Sender<crate::model::AlarmEvent>>,
+    ) -> anyhow::Result<Alarms> {
+        use anyhow::Context as _;
+        let (stop, stopped) = watch::channel(false);
+        if config.rules.is_empty() {
+            return Ok(Alarms {
+                samples: output,
+                stage: None,
+                senders: Vec::new(),
+                stop,
+            });
+        }
+        let gateway = &config.gateway.gateway;
+        let alarms_dir = gateway.data_dir.join("alarms");
+        let mut outboxes = Vec::new();
+        let mut senders = Vec::new();
+        for hook in &config.gateway.alarms.webhook {
+            let outbox =
+                crate::buffer::outbox::Outbox::open(&alarms_dir, &format!("webhook-{}", hook.name))
+                    .with_context(|| format!("cannot open the outbox of webhook {}", hook.name))?;
+            let webhook = crate::sinks::webhook::Webhook::new(hook, &gateway.site, &gateway.id)
+                .with_context(|| format!("webhook {}", hook.name))?;
+            let appended = Arc::new(tokio::sync::Notify::new());
+            senders.push(tokio::spawn(webhook.run(
+                outbox.clone(),
+                Arc::clone(&appended),
+                stopped.clone(),
+                Duration::from_secs(1),
+            )));
+            outboxes.push((outbox, appended));
+        }
+        let now = crate::model::unix_nanos(std::time::SystemTime::now());
+        let engine =
+            crate::rules::engine::RuleEngine::new(config, Some(alarms_dir.join("state.json")), now);
+        let (tx, rx) = mpsc::channel(SAMPLE_CHANNEL_CAPACITY);
+        let stage = tokio::spawn(crate::rules::stage::run(
+            rx,
+            output,
+            engine,
+            crate::rules::stage::Delivery { outboxes, listener },
+            gateway.site.clone(),
+            gateway.id.clone(),
+        ));
+        Ok(Alarms {
+            samples: tx,
+            stage: Some(stage),
+            senders,
+            stop,
+        })
+    }
+
+    /// After the sources stopped: lets the rules stage drain, then stops the senders (what they
+    /// have not delivered stays in their outboxes).
+    pub async fn finish(self, deadline: Duration) {
+        drop(self.samples);
+        if let Some(stage) = self.stage {
+            let abort = stage.abort_handle();
+            if tokio::time::timeout(deadline, stage).await.is_err() {
+                abort.abort();
+            }
+        }
+        let _ = self.stop.send(true);
+        let aborts: Vec<_> = self.senders.iter().map(JoinHandle::abort_handle).collect();
+        if tokio::time::timeout(Duration::from_secs(1), join_all(self.senders))
+            .await
+            .is_err()
+        {
+            for abort in aborts {
+                abort.abort();
+            }
         }
     }
 }

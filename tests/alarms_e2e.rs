@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::example_site;
 use retrofit_gateway::demo::shorten_holds;
 use retrofit_gateway::model::{AlarmEvent, Severity};
-use retrofit_gateway::runtime::{start_rules, Gateway};
+use retrofit_gateway::runtime::{Alarms, Gateway};
 use retrofit_sim::faults::{Fault, FaultKind};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -48,8 +48,8 @@ async fn each_injected_fault_raises_its_rule_and_clears_after_it_ends() {
     let (to_outputs, mut outputs) = mpsc::channel(4096);
     tokio::spawn(async move { while outputs.recv().await.is_some() {} });
     let (listener, mut events) = mpsc::channel(1024);
-    let (samples, rules) = start_rules(&site.config, to_outputs, Some(listener));
-    let gateway = Gateway::start(&site.config, samples);
+    let alarms = Alarms::start(&site.config, to_outputs, Some(listener)).expect("alarms start");
+    let gateway = Gateway::start(&site.config, alarms.samples.clone());
 
     let cases: [(Fault, &str, &str, Severity); 8] = [
         (
@@ -114,7 +114,5 @@ async fn each_injected_fault_raises_its_rule_and_clears_after_it_ends() {
         );
     }
     gateway.stop(Duration::from_secs(2)).await;
-    if let Some(rules) = rules {
-        let _ = rules.await;
-    }
+    alarms.finish(Duration::from_secs(2)).await;
 }

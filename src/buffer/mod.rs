@@ -47,6 +47,7 @@
 //! back), batching for InfluxDB, retries. The log is synchronous and single-owner; the async
 //! stages call it from a blocking-capable context.
 
+pub mod outbox;
 pub mod record;
 mod segment_log;
 

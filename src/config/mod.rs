@@ -50,6 +50,63 @@ pub struct AlarmsConfig {
     /// (`"booster-1:W11"`).
     #[serde(default)]
     pub disabled: Vec<String>,
+    /// Group robots and HTTP endpoints that get every alarm at or above their severity.
+    #[serde(default)]
+    pub webhook: Vec<WebhookConfig>,
+}
+
+/// Which message shape a webhook wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookKind {
+    /// WeCom (企业微信) group robot, markdown message.
+    WeCom,
+    /// DingTalk (钉钉) group robot, markdown message, optionally signed.
+    DingTalk,
+    /// The alarm event as JSON.
+    Generic,
+}
+
+const WEBHOOK_KINDS: &[(&str, WebhookKind)] = &[
+    ("wecom", WebhookKind::WeCom),
+    ("dingtalk", WebhookKind::DingTalk),
+    ("generic", WebhookKind::Generic),
+];
+named::deserialize_by_name!(WebhookKind, WEBHOOK_KINDS);
+
+/// One webhook. Its URL (which carries the robot's key) and signing secret are secrets.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Unique; names the webhook's outbox and log lines.
+    pub name: String,
+    pub kind: WebhookKind,
+    #[serde(default)]
+    pub url_file: Option<PathBuf>,
+    #[serde(default)]
+    pub url_env: Option<String>,
+    /// DingTalk "加签" secret.
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    /// Alarms below this severity are not sent here.
+    #[serde(default = "default_min_severity")]
+    pub min_severity: crate::model::Severity,
+    /// Messages per minute at most (both robots allow 20).
+    #[serde(default = "default_per_minute")]
+    pub per_minute: u32,
+    #[serde(default = "default_webhook_timeout")]
+    pub timeout: ConfigDuration,
+}
+
+fn default_min_severity() -> crate::model::Severity {
+    crate::model::Severity::Warn
+}
+fn default_per_minute() -> u32 {
+    20
+}
+fn default_webhook_timeout() -> ConfigDuration {
+    ConfigDuration::from_millis(10_000)
 }
 
 /// The telemetry log on disk (under `data_dir/telemetry`).

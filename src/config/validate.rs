@@ -415,6 +415,52 @@ pub fn gateway(
     if let Some(influx) = &config.outputs.influxdb {
         influxdb(&mut issues, influx);
     }
+    let mut hook_names = HashSet::new();
+    for (i, hook) in config.alarms.webhook.iter().enumerate() {
+        let at = |key: &str| format!("alarms.webhook[{i}].{key}");
+        let name_ok = !hook.name.is_empty()
+            && hook
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !name_ok {
+            issues.add(
+                at("name"),
+                format!("{:?} (expected letters, digits, '-' and '_')", hook.name),
+            );
+        } else if !hook_names.insert(hook.name.as_str()) {
+            issues.add(
+                at("name"),
+                format!(
+                    "{:?} is used twice (expected unique webhook names)",
+                    hook.name
+                ),
+            );
+        }
+        if hook.url_file.is_some() == hook.url_env.is_some() {
+            issues.add(at("url_file"), "set url_file or url_env, not both and not neither (expected where the URL is kept)");
+        }
+        let signed = hook.secret_file.is_some() || hook.secret_env.is_some();
+        if signed && hook.kind != super::WebhookKind::DingTalk {
+            issues.add(
+                at("secret_file"),
+                "only DingTalk robots are signed (expected no secret)",
+            );
+        }
+        if hook.secret_file.is_some() && hook.secret_env.is_some() {
+            issues.add(
+                at("secret_env"),
+                "set together with secret_file (expected one of them)",
+            );
+        }
+        if !(1..=600).contains(&hook.per_minute) {
+            issues.add(
+                at("per_minute"),
+                format!("{} is out of range (expected 1–600)", hook.per_minute),
+            );
+        }
+        issues.positive(at("timeout"), hook.timeout);
+    }
     let buffer = &config.buffer;
     if !(1..=256).contains(&buffer.segment_size_mb) {
         issues.add(

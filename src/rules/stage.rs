@@ -9,6 +9,9 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::mpsc;
 
+use tokio::sync::Notify;
+
+use crate::buffer::outbox::Outbox;
 use crate::model::{unix_nanos, AlarmEvent, Field, Sample, Value};
 
 use super::engine::RuleEngine;
@@ -48,12 +51,20 @@ pub fn alarm_sample(event: &AlarmEvent, site: &str, gateway: &str) -> Sample {
     }
 }
 
+/// Where alarm events go besides the `alarm` measurement.
+pub struct Delivery {
+    /// One outbox per destination, with the notifier of its sender.
+    pub outboxes: Vec<(Outbox, Arc<Notify>)>,
+    /// Gets every event after it is durable (the demo prints them).
+    pub listener: Option<mpsc::Sender<AlarmEvent>>,
+}
+
 /// Runs until the input closes.
 pub async fn run(
     mut input: mpsc::Receiver<Sample>,
     output: mpsc::Sender<Sample>,
     engine: RuleEngine,
-    listener: Option<mpsc::Sender<AlarmEvent>>,
+    delivery: Delivery,
     site: String,
     gateway: String,
 ) {
@@ -80,12 +91,35 @@ pub async fn run(
         if events.is_empty() {
             continue;
         }
+        // Durable before anything else: the state (no double raise after a restart) and every
+        // destination's outbox (fsynced); only then does the alarm count as raised.
         let saving = Arc::clone(&engine);
-        let saved = tokio::task::spawn_blocking(move || lock(&saving).save()).await;
-        if !matches!(saved, Ok(Ok(()))) {
-            tracing::error!(
-                "Cannot persist the alarm state; a restart may raise these alarms again"
-            );
+        let outboxes: Vec<Outbox> = delivery.outboxes.iter().map(|(o, _)| o.clone()).collect();
+        let durable = events.clone();
+        let saved = tokio::task::spawn_blocking(move || {
+            let state = lock(&saving).save();
+            let pushed: Vec<_> = outboxes
+                .iter()
+                .map(|o| (o.name.clone(), o.push(&durable)))
+                .collect();
+            (state, pushed)
+        })
+        .await;
+        match saved {
+            Ok((state, pushed)) => {
+                if let Err(e) = state {
+                    tracing::error!(error = %e, "Cannot persist the alarm state; a restart may raise these alarms again");
+                }
+                for (name, result) in pushed {
+                    if let Err(e) = result {
+                        tracing::error!(destination = %name, error = %e, "Cannot write alarms to the outbox; they will not be delivered there");
+                    }
+                }
+            }
+            Err(_) => tracing::error!("Alarm persistence task failed"),
+        }
+        for (_, appended) in &delivery.outboxes {
+            appended.notify_one();
         }
         for event in events {
             if event.firing {
@@ -100,7 +134,7 @@ pub async fn run(
             {
                 return;
             }
-            if let Some(listener) = &listener {
+            if let Some(listener) = &delivery.listener {
                 let _ = listener.send(event).await;
             }
         }

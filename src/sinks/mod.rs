@@ -5,3 +5,4 @@
 pub mod influx;
 pub mod line_file;
 pub mod telemetry_log;
+pub mod webhook;

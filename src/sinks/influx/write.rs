@@ -2,11 +2,10 @@
 //! protocol, nanosecond precision, a timeout on every request. Secrets (token, password) are
 //! read once from a file or an environment variable and never printed.
 
-use std::fmt;
 use std::io::Write as _;
 use std::time::Duration;
 
-use base64_free::basic_auth;
+use crate::secret::{basic_auth, read_secret, Secret};
 use thiserror::Error;
 
 use crate::config::{InfluxApi, InfluxOutput};
@@ -17,58 +16,10 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 /// Why the endpoint could not be set up.
 #[derive(Debug, Error)]
 pub enum EndpointError {
-    #[error("cannot read {what} from {source_name}: {reason}")]
-    Secret {
-        what: &'static str,
-        source_name: String,
-        reason: String,
-    },
+    #[error(transparent)]
+    Secret(#[from] crate::secret::SecretError),
     #[error("cannot build the HTTP client: {0}")]
     Client(String),
-}
-
-/// A secret that never shows in logs or debug output.
-#[derive(Clone)]
-struct Secret(String);
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(…)")
-    }
-}
-
-fn read_secret(
-    what: &'static str,
-    file: &Option<std::path::PathBuf>,
-    env: &Option<String>,
-) -> Result<Option<Secret>, EndpointError> {
-    if let Some(path) = file {
-        let text = std::fs::read_to_string(path).map_err(|e| EndpointError::Secret {
-            what,
-            source_name: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
-        let first = text.lines().next().unwrap_or("").trim().to_string();
-        if first.is_empty() {
-            return Err(EndpointError::Secret {
-                what,
-                source_name: path.display().to_string(),
-                reason: "the file is empty".into(),
-            });
-        }
-        return Ok(Some(Secret(first)));
-    }
-    if let Some(name) = env {
-        return match std::env::var(name) {
-            Ok(value) if !value.trim().is_empty() => Ok(Some(Secret(value.trim().to_string()))),
-            _ => Err(EndpointError::Secret {
-                what,
-                source_name: format!("environment variable {name}"),
-                reason: "not set or empty".into(),
-            }),
-        };
-    }
-    Ok(None)
 }
 
 /// Percent-encodes a query or form value (RFC 3986 unreserved characters pass).
@@ -227,48 +178,6 @@ fn describe(error: &reqwest::Error) -> String {
     text
 }
 
-/// HTTP basic authorization without a base64 dependency.
-mod base64_free {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-    pub fn basic_auth(user: &str, password: &str) -> String {
-        format!("Basic {}", encode(format!("{user}:{password}").as_bytes()))
-    }
-
-    fn encode(bytes: &[u8]) -> String {
-        let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-        for chunk in bytes.chunks(3) {
-            let b = [
-                chunk[0],
-                chunk.get(1).copied().unwrap_or(0),
-                chunk.get(2).copied().unwrap_or(0),
-            ];
-            let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
-            for i in 0..4 {
-                if i <= chunk.len() {
-                    out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-                } else {
-                    out.push('=');
-                }
-            }
-        }
-        out
-    }
-
-    #[cfg(test)]
-    mod tests {
-        #[test]
-        fn encodes_the_rfc_7617_example() {
-            // RFC 7617 §2: "Aladdin:open sesame".
-            assert_eq!(
-                super::basic_auth("Aladdin", "open sesame"),
-                "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
-            );
-            assert_eq!(super::encode(b"ab"), "YWI=");
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -279,11 +188,5 @@ mod tests {
             encode_query("water bucket/幸福"),
             "water%20bucket%2F%E5%B9%B8%E7%A6%8F"
         );
-    }
-
-    #[test]
-    fn secrets_do_not_show_in_debug_output() {
-        let secret = Secret("Token s3cr3t".into());
-        assert_eq!(format!("{secret:?}"), "Secret(…)");
     }
 }

@@ -1,0 +1,240 @@
+//! Alarm webhooks against a scripted local HTTP server that records requests: the WeCom and
+//! DingTalk message shapes (Chinese markdown naming site, device, rule, value and limit), DingTalk
+//! signing, a retry after a 500 and after a robot's error code, and an alarm raised while the
+//! robot is unreachable delivered after a restart from the outbox.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::http_script::{status, Answer, Request, ScriptedServer};
+use retrofit_gateway::config::{load, EnvOverlay, LoadedConfig};
+use retrofit_gateway::model::{Field, Sample, Value};
+use retrofit_gateway::runtime::Alarms;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+const OK: &str = r#"{"errcode":0,"errmsg":"ok"}"#;
+
+fn accepted() -> Answer {
+    Answer::Status(200, Vec::new(), OK.into())
+}
+
+/// A config with one booster-like device, rule W13 on its fault word, and the given webhooks.
+fn config(dir: &Path, webhooks: &str) -> LoadedConfig {
+    std::fs::create_dir_all(dir.join("profiles")).expect("dir");
+    std::fs::write(
+        dir.join("profiles/pump.toml"),
+        "kind = \"pump_station\"\n[[point]]\nname = \"fault_word\"\nfc = 3\naddress = 25\ntype = \"u16\"\n",
+    )
+    .expect("profile");
+    std::fs::write(
+        dir.join("rules.toml"),
+        "[[rule]]\nid = \"W13\"\nkind = \"status_bits\"\nseverity = \"crit\"\ndescription = \"水泵或变频器故障\"\nsource = \"[PRACTICE]\"\nmeasurement = \"pump_station\"\nfield = \"fault_word\"\nmask = 7\n",
+    )
+    .expect("rules");
+    std::fs::write(
+        dir.join("gateway.toml"),
+        format!(
+            "[gateway]\nid = \"shuocheng-xingfu-01\"\nsite = \"幸福小区\"\ndata_dir = {:?}\n\
+             [[bus]]\nid = \"b\"\ntransport = \"tcp\"\naddress = \"127.0.0.1:1\"\n\
+             [[device]]\nid = \"booster-1\"\nbus = \"b\"\nunit = 1\nprofile = \"pump\"\ninterval = \"1s\"\n\
+             [alarms]\nrule_packs = [\"rules.toml\"]\n{webhooks}",
+            dir.join("data")
+        ),
+    )
+    .expect("config");
+    load(&dir.join("gateway.toml"), EnvOverlay::None).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn webhook(dir: &Path, name: &str, kind: &str, url: &str, secret: Option<&str>) -> String {
+    let url_file = dir.join(format!("{name}.url"));
+    std::fs::write(&url_file, url).expect("url file");
+    let mut text = format!(
+        "[[alarms.webhook]]\nname = \"{name}\"\nkind = \"{kind}\"\nurl_file = {url_file:?}\n"
+    );
+    if let Some(secret) = secret {
+        let secret_file = dir.join(format!("{name}.secret"));
+        std::fs::write(&secret_file, secret).expect("secret file");
+        text.push_str(&format!("secret_file = {secret_file:?}\n"));
+    }
+    text
+}
+
+fn fault(word: i64, t: i64) -> Sample {
+    Sample {
+        measurement: Arc::from("pump_station"),
+        device: Arc::from("booster-1"),
+        tags: Vec::new().into(),
+        fields: vec![Field {
+            name: Arc::from("fault_word"),
+            value: Value::Int(word),
+        }],
+        time_ns: 1_764_150_000_000_000_000 + t,
+    }
+}
+
+/// Starts the alarms stage on `config`, feeds `samples`, waits until `done` says so.
+async fn raise(config: &LoadedConfig, samples: &[Sample], done: impl Fn() -> bool) -> Alarms {
+    let (to_outputs, mut outputs) = mpsc::channel(64);
+    tokio::spawn(async move { while outputs.recv().await.is_some() {} });
+    let alarms = Alarms::start(config, to_outputs, None).expect("alarms start");
+    for sample in samples {
+        alarms
+            .samples
+            .send(sample.clone())
+            .await
+            .expect("stage runs");
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !done() {
+        assert!(Instant::now() < deadline, "webhooks not delivered in time");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    alarms
+}
+
+fn json(request: &Request) -> serde_json::Value {
+    serde_json::from_str(&request.body).expect("a JSON body")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wecom_and_dingtalk_get_chinese_markdown_and_dingtalk_is_signed() {
+    let wecom = ScriptedServer::start(|_, _| accepted()).await;
+    let dingtalk = ScriptedServer::start(|_, _| accepted()).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let hooks = format!(
+        "{}{}",
+        webhook(
+            dir.path(),
+            "wecom",
+            "wecom",
+            &format!("{}/cgi-bin/webhook/send?key=abc", wecom.url()),
+            None
+        ),
+        webhook(
+            dir.path(),
+            "ding",
+            "dingtalk",
+            &format!("{}/robot/send?access_token=xyz", dingtalk.url()),
+            Some("SECabc")
+        )
+    );
+    let config = config(dir.path(), &hooks);
+    let alarms = raise(&config, &[fault(1, 0), fault(0, 1_000_000_000)], || {
+        wecom.recorded().len() >= 2 && dingtalk.recorded().len() >= 2
+    })
+    .await;
+    alarms.finish(Duration::from_secs(2)).await;
+
+    let sent = wecom.recorded();
+    let raised = json(&sent[0]);
+    assert_eq!(raised["msgtype"], "markdown");
+    let content = raised["markdown"]["content"].as_str().expect("content");
+    for expected in [
+        "【严重】报警",
+        "幸福小区",
+        "booster-1",
+        "W13",
+        "水泵或变频器故障",
+        "当前值：1.000",
+        "限值：7.000",
+        "2025-11-26 17:40:00",
+    ] {
+        assert!(
+            content.contains(expected),
+            "{expected:?} missing from:\n{content}"
+        );
+    }
+    assert!(json(&sent[1])["markdown"]["content"]
+        .as_str()
+        .unwrap_or("")
+        .contains("已恢复"));
+
+    let request = &dingtalk.recorded()[0];
+    let body = json(request);
+    assert_eq!(body["msgtype"], "markdown");
+    assert!(body["markdown"]["title"]
+        .as_str()
+        .unwrap_or("")
+        .contains("幸福小区 booster-1 W13"));
+    // The signature: base64(HMAC-SHA256(secret, timestamp + "\n" + secret)), URL-encoded.
+    let query = request.target.split_once('?').map(|(_, q)| q).unwrap_or("");
+    let param = |name: &str| {
+        query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("no {name} in {query}"))
+            .to_string()
+    };
+    assert_eq!(param("access_token"), "xyz");
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"SECabc");
+    let tag = ring::hmac::sign(&key, format!("{}\nSECabc", param("timestamp")).as_bytes());
+    let expected = retrofit_gateway::sinks::influx::write::encode_query(
+        &retrofit_gateway::secret::base64(tag.as_ref()),
+    );
+    assert_eq!(param("sign"), expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_500_and_a_robot_error_code_are_retried_until_accepted() {
+    let robot = ScriptedServer::start(|n, _| match n {
+        0 => status(500),
+        1 => Answer::Status(
+            200,
+            Vec::new(),
+            r#"{"errcode":45009,"errmsg":"api freq out of limit"}"#.into(),
+        ),
+        _ => accepted(),
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let hooks = webhook(dir.path(), "wecom", "wecom", &robot.url(), None);
+    let config = config(dir.path(), &hooks);
+    let alarms = raise(&config, &[fault(2, 0)], || robot.recorded().len() >= 3).await;
+    alarms.finish(Duration::from_secs(2)).await;
+    let sent = robot.recorded();
+    assert_eq!(sent.len(), 3, "delivered once accepted, not again");
+    assert_eq!(sent[0].body, sent[2].body, "the same alarm each time");
+    assert!(
+        sent[1].at - sent[0].at >= Duration::from_millis(500),
+        "backed off"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alarm_raised_while_the_robot_is_unreachable_is_delivered_after_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a port");
+    // First run: the robot's address refuses connections.
+    let hooks = webhook(
+        dir.path(),
+        "wecom",
+        "wecom",
+        &format!("http://{closed}/send"),
+        None,
+    );
+    let config_down = config(dir.path(), &hooks);
+    let started = Instant::now();
+    let alarms = raise(&config_down, &[fault(1, 0)], || {
+        started.elapsed() > Duration::from_millis(1500)
+    })
+    .await;
+    alarms.finish(Duration::from_secs(2)).await;
+    // Second run, same data directory: the robot is back; nothing new is raised.
+    let robot = ScriptedServer::start(|_, _| accepted()).await;
+    let hooks = webhook(dir.path(), "wecom", "wecom", &robot.url(), None);
+    let config_up = config(dir.path(), &hooks);
+    let alarms = raise(&config_up, &[], || !robot.recorded().is_empty()).await;
+    alarms.finish(Duration::from_secs(2)).await;
+    let sent = robot.recorded();
+    assert_eq!(sent.len(), 1);
+    assert!(json(&sent[0])["markdown"]["content"]
+        .as_str()
+        .unwrap_or("")
+        .contains("W13"));
+}
