@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's test command: format and lint gates, then every test of the workspace against real
-# services. InfluxDB 1.x and VictoriaMetrics come from Debian packages (installed if missing) and
+# services. InfluxDB 1.x, VictoriaMetrics and Mosquitto come from Debian packages (installed if missing) and
 # are started here on loopback, on free ports, with their data in a temporary directory; the
 # tests find them through RGW_TEST_* variables and fail (never skip) when those are missing.
 # Everything started here is stopped again by PID on exit.
@@ -53,7 +53,7 @@ wait_for() {
   exit 1
 }
 
-need influxd influxdb victoria-metrics victoria-metrics curl curl
+need influxd influxdb victoria-metrics victoria-metrics curl curl mosquitto mosquitto
 
 echo "== starting InfluxDB 1.x"
 influx_port=$(free_port)
@@ -85,11 +85,30 @@ victoria-metrics -storageDataPath "$work/victoria-metrics" -httpListenAddr "127.
 pids+=($!)
 wait_for "http://127.0.0.1:$vm_port/health" "OK" victoria-metrics
 
+echo "== starting Mosquitto"
+mqtt_port=$(free_port)
+printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\n' "$mqtt_port" \
+  > "$work/mosquitto.conf"
+mosquitto -c "$work/mosquitto.conf" > "$work/mosquitto.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 300); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$mqtt_port") 2>/dev/null && break
+  sleep 0.1
+done
+if ! (exec 3<>"/dev/tcp/127.0.0.1/$mqtt_port") 2>/dev/null; then
+  echo "mosquitto did not start; its log:" >&2
+  cat "$work/mosquitto.log" >&2
+  exit 1
+fi
+
 export RGW_TEST_INFLUXDB1_URL="http://127.0.0.1:$influx_port"
 export RGW_TEST_VICTORIA_URL="http://127.0.0.1:$vm_port"
 # For tests that stop and restart a server of their own (outages).
 RGW_TEST_VICTORIA_BIN=$(command -v victoria-metrics)
 export RGW_TEST_VICTORIA_BIN
+export RGW_TEST_MQTT_ADDR="127.0.0.1:$mqtt_port"
+RGW_TEST_MOSQUITTO_BIN=$(command -v mosquitto)
+export RGW_TEST_MOSQUITTO_BIN
 export RGW_TEST_SERVICES=1
 
 echo "== cargo fmt --check"

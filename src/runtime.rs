@@ -290,6 +290,20 @@ impl Alarms {
             )));
             outboxes.push((outbox, appended));
         }
+        if let Some(mqtt) = &config.gateway.alarms.mqtt {
+            let outbox = crate::buffer::outbox::Outbox::open(&alarms_dir, "mqtt")
+                .context("cannot open the MQTT alarm outbox")?;
+            let publisher = crate::sinks::mqtt::MqttAlarms::new(mqtt, &gateway.site, &gateway.id)
+                .context("MQTT alarms")?;
+            let appended = Arc::new(tokio::sync::Notify::new());
+            senders.push(tokio::spawn(publisher.run(
+                outbox.clone(),
+                Arc::clone(&appended),
+                stopped.clone(),
+                Duration::from_secs(1),
+            )));
+            outboxes.push((outbox, appended));
+        }
         let now = crate::model::unix_nanos(std::time::SystemTime::now());
         let engine =
             crate::rules::engine::RuleEngine::new(config, Some(alarms_dir.join("state.json")), now);

@@ -8,6 +8,9 @@ mod common;
 use std::time::Duration;
 
 use common::example_site;
+use common::mqtt::{host_port, subscribe, unique};
+use common::services::service_url;
+use retrofit_gateway::config::{ConfigDuration, MqttAlarmConfig};
 use retrofit_gateway::demo::shorten_holds;
 use retrofit_gateway::model::{AlarmEvent, Severity};
 use retrofit_gateway::runtime::{Alarms, Gateway};
@@ -47,6 +50,25 @@ async fn each_injected_fault_raises_its_rule_and_clears_after_it_ends() {
     site.config.gateway.gateway.data_dir = data.path().to_path_buf();
     let (to_outputs, mut outputs) = mpsc::channel(4096);
     tokio::spawn(async move { while outputs.recv().await.is_some() {} });
+    // Against the real broker too, when scripts/test.sh started one.
+    let mqtt = service_url("RGW_TEST_MQTT_ADDR");
+    let mut published = None;
+    if let Some(addr) = &mqtt {
+        let (host, port) = host_port(addr);
+        let prefix = unique("faults");
+        site.config.gateway.alarms.mqtt = Some(MqttAlarmConfig {
+            host,
+            port,
+            client_id: None,
+            username: None,
+            password_file: None,
+            password_env: None,
+            keep_alive: ConfigDuration::from_millis(30_000),
+            topic_prefix: prefix.clone(),
+            min_severity: Severity::Info,
+        });
+        published = Some(subscribe(addr, &format!("{prefix}/+/events")).await);
+    }
     let (listener, mut events) = mpsc::channel(1024);
     let alarms = Alarms::start(&site.config, to_outputs, Some(listener)).expect("alarms start");
     let gateway = Gateway::start(&site.config, alarms.samples.clone());
@@ -101,7 +123,10 @@ async fn each_injected_fault_raises_its_rule_and_clears_after_it_ends() {
             Severity::Warn,
         ),
     ];
+    let mut expected: Vec<(&str, &str, &str)> = Vec::new();
     for (fault, device, rule, severity) in cases {
+        expected.push((device, rule, "firing"));
+        expected.push((device, rule, "cleared"));
         site.community.inject(fault.clone());
         let raised = expect(&mut events, device, rule, true, Duration::from_secs(20)).await;
         assert_eq!(raised.severity, severity, "{rule} on {device}");
@@ -112,6 +137,33 @@ async fn each_injected_fault_raises_its_rule_and_clears_after_it_ends() {
             cleared.id, raised.id,
             "{rule}: the clear names the raised alarm"
         );
+    }
+    if let Some((received, task)) = published {
+        // Every raise and clear above was also published to the broker and confirmed.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let seen = received.lock().expect("lock").clone();
+            let missing: Vec<String> = expected
+                .iter()
+                .filter(|(device, rule, state)| {
+                    !seen.iter().any(|(_, json, _)| {
+                        json["device"] == *device
+                            && json["rule"] == *rule
+                            && json["state"] == *state
+                    })
+                })
+                .map(|(d, r, s)| format!("{d} {r} {s}"))
+                .collect();
+            if missing.is_empty() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not published to MQTT: {missing:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        task.abort();
     }
     gateway.stop(Duration::from_secs(2)).await;
     alarms.finish(Duration::from_secs(2)).await;

@@ -6,47 +6,16 @@
 mod common;
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::http_script::{status, Answer, Request, ScriptedServer};
-use retrofit_gateway::config::{load, EnvOverlay, LoadedConfig};
-use retrofit_gateway::model::{Field, Sample, Value};
-use retrofit_gateway::runtime::Alarms;
-use tokio::sync::mpsc;
+use common::pump_alarms::{config, fault, raise};
 use tokio::time::Instant;
 
 const OK: &str = r#"{"errcode":0,"errmsg":"ok"}"#;
 
 fn accepted() -> Answer {
     Answer::Status(200, Vec::new(), OK.into())
-}
-
-/// A config with one booster-like device, rule W13 on its fault word, and the given webhooks.
-fn config(dir: &Path, webhooks: &str) -> LoadedConfig {
-    std::fs::create_dir_all(dir.join("profiles")).expect("dir");
-    std::fs::write(
-        dir.join("profiles/pump.toml"),
-        "kind = \"pump_station\"\n[[point]]\nname = \"fault_word\"\nfc = 3\naddress = 25\ntype = \"u16\"\n",
-    )
-    .expect("profile");
-    std::fs::write(
-        dir.join("rules.toml"),
-        "[[rule]]\nid = \"W13\"\nkind = \"status_bits\"\nseverity = \"crit\"\ndescription = \"水泵或变频器故障\"\nsource = \"[PRACTICE]\"\nmeasurement = \"pump_station\"\nfield = \"fault_word\"\nmask = 7\n",
-    )
-    .expect("rules");
-    std::fs::write(
-        dir.join("gateway.toml"),
-        format!(
-            "[gateway]\nid = \"shuocheng-xingfu-01\"\nsite = \"幸福小区\"\ndata_dir = {:?}\n\
-             [[bus]]\nid = \"b\"\ntransport = \"tcp\"\naddress = \"127.0.0.1:1\"\n\
-             [[device]]\nid = \"booster-1\"\nbus = \"b\"\nunit = 1\nprofile = \"pump\"\ninterval = \"1s\"\n\
-             [alarms]\nrule_packs = [\"rules.toml\"]\n{webhooks}",
-            dir.join("data")
-        ),
-    )
-    .expect("config");
-    load(&dir.join("gateway.toml"), EnvOverlay::None).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn webhook(dir: &Path, name: &str, kind: &str, url: &str, secret: Option<&str>) -> String {
@@ -61,39 +30,6 @@ fn webhook(dir: &Path, name: &str, kind: &str, url: &str, secret: Option<&str>) 
         text.push_str(&format!("secret_file = {secret_file:?}\n"));
     }
     text
-}
-
-fn fault(word: i64, t: i64) -> Sample {
-    Sample {
-        measurement: Arc::from("pump_station"),
-        device: Arc::from("booster-1"),
-        tags: Vec::new().into(),
-        fields: vec![Field {
-            name: Arc::from("fault_word"),
-            value: Value::Int(word),
-        }],
-        time_ns: 1_764_150_000_000_000_000 + t,
-    }
-}
-
-/// Starts the alarms stage on `config`, feeds `samples`, waits until `done` says so.
-async fn raise(config: &LoadedConfig, samples: &[Sample], done: impl Fn() -> bool) -> Alarms {
-    let (to_outputs, mut outputs) = mpsc::channel(64);
-    tokio::spawn(async move { while outputs.recv().await.is_some() {} });
-    let alarms = Alarms::start(config, to_outputs, None).expect("alarms start");
-    for sample in samples {
-        alarms
-            .samples
-            .send(sample.clone())
-            .await
-            .expect("stage runs");
-    }
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !done() {
-        assert!(Instant::now() < deadline, "webhooks not delivered in time");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    alarms
 }
 
 fn json(request: &Request) -> serde_json::Value {

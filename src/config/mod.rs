@@ -53,6 +53,49 @@ pub struct AlarmsConfig {
     /// Group robots and HTTP endpoints that get every alarm at or above their severity.
     #[serde(default)]
     pub webhook: Vec<WebhookConfig>,
+    /// An MQTT broker that gets every alarm: retained state per alarm and an event stream.
+    #[serde(default)]
+    pub mqtt: Option<MqttAlarmConfig>,
+}
+
+/// Alarm publishing to an MQTT 3.1.1 broker (plain TCP; TLS waits for a fixed rumqttc release,
+/// see the README's advisories).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttAlarmConfig {
+    pub host: String,
+    #[serde(default = "default_mqtt_port")]
+    pub port: u16,
+    /// Default `rgw-<gateway id>`.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    #[serde(default)]
+    pub password_env: Option<String>,
+    #[serde(default = "default_keep_alive")]
+    pub keep_alive: ConfigDuration,
+    /// Topics are `<prefix>/<gateway>/alarm/<device>/<rule>` (retained) and
+    /// `<prefix>/<gateway>/events`.
+    #[serde(default = "default_topic_prefix")]
+    pub topic_prefix: String,
+    #[serde(default = "default_mqtt_min_severity")]
+    pub min_severity: crate::model::Severity,
+}
+
+fn default_mqtt_port() -> u16 {
+    1883
+}
+fn default_keep_alive() -> ConfigDuration {
+    ConfigDuration::from_millis(30_000)
+}
+fn default_topic_prefix() -> String {
+    "rgw".into()
+}
+fn default_mqtt_min_severity() -> crate::model::Severity {
+    crate::model::Severity::Info
 }
 
 /// Which message shape a webhook wants.

@@ -415,6 +415,31 @@ pub fn gateway(
     if let Some(influx) = &config.outputs.influxdb {
         influxdb(&mut issues, influx);
     }
+    if let Some(mqtt) = &config.alarms.mqtt {
+        issues.text("alarms.mqtt.host".into(), &mqtt.host);
+        if mqtt.port == 0 {
+            issues.add("alarms.mqtt.port".into(), "0 (expected a TCP port)");
+        }
+        let prefix = &mqtt.topic_prefix;
+        if prefix.is_empty() || prefix.contains(['#', '+']) || prefix.ends_with('/') {
+            issues.add(
+                "alarms.mqtt.topic_prefix".into(),
+                format!("{prefix:?} (expected topic levels without wildcards or a trailing '/')"),
+            );
+        }
+        if mqtt.password_file.is_some() && mqtt.password_env.is_some() {
+            issues.add(
+                "alarms.mqtt.password_env".into(),
+                "set together with password_file (expected one of them)",
+            );
+        }
+        if mqtt.keep_alive.get() < std::time::Duration::from_secs(5) {
+            issues.add(
+                "alarms.mqtt.keep_alive".into(),
+                format!("{} (expected at least 5s)", mqtt.keep_alive),
+            );
+        }
+    }
     let mut hook_names = HashSet::new();
     for (i, hook) in config.alarms.webhook.iter().enumerate() {
         let at = |key: &str| format!("alarms.webhook[{i}].{key}");

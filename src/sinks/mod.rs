@@ -4,5 +4,6 @@
 
 pub mod influx;
 pub mod line_file;
+pub mod mqtt;
 pub mod telemetry_log;
 pub mod webhook;

@@ -5,6 +5,8 @@
 #![allow(dead_code)]
 
 pub mod http_script;
+pub mod mqtt;
+pub mod pump_alarms;
 pub mod services;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,249 @@
+//! Alarm publishing to MQTT: for every alarm event, the alarm's current state retained at
+//! `<prefix>/<gateway>/alarm/<device>/<rule>` and the event itself on `<prefix>/<gateway>/events`,
+//! both QoS 1.
+//!
+//! The client library keeps its queue in memory only, so delivery is tracked here: an event
+//! leaves the MQTT outbox only when the broker has sent PUBACK for both messages (outgoing packet
+//! ids matched with incoming PUBACKs). Any error, or a PUBACK that does not come, drops the
+//! connection; a new one is made with jittered backoff (rumqttc has none), and the event is
+//! published again (QoS 1 allows duplicates). The event loop is polled while idle, so keep-alive
+//! pings go out.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, EventLoop, Incoming, MqttOptions, Outgoing, QoS};
+use serde_json::json;
+use tokio::sync::{watch, Notify};
+
+use crate::backoff::Backoff;
+use crate::buffer::outbox::Outbox;
+use crate::config::MqttAlarmConfig;
+use crate::model::{AlarmEvent, Severity};
+use crate::secret::{read_secret, SecretError};
+use crate::sinks::webhook::message::local_time;
+
+/// How long the broker may take for CONNACK or a PUBACK.
+const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct MqttAlarms {
+    options: MqttOptions,
+    prefix: String,
+    site: String,
+    gateway: String,
+    min_severity: Severity,
+}
+
+/// A topic level from a name: the separators and wildcards MQTT reserves become `_`.
+fn level(name: &str) -> String {
+    name.chars()
+        .map(|c| if matches!(c, '/' | '+' | '#') { '_' } else { c })
+        .collect()
+}
+
+enum Stop {
+    Reconnect,
+    Shutdown,
+}
+
+impl MqttAlarms {
+    pub fn new(
+        config: &MqttAlarmConfig,
+        site: &str,
+        gateway: &str,
+    ) -> Result<MqttAlarms, SecretError> {
+        let client_id = config
+            .client_id
+            .clone()
+            .unwrap_or_else(|| format!("rgw-{gateway}"));
+        let mut options = MqttOptions::new(client_id, config.host.clone(), config.port);
+        options.set_keep_alive(config.keep_alive.get());
+        options.set_clean_session(true);
+        if let Some(user) = &config.username {
+            let password = read_secret(
+                "the MQTT password",
+                &config.password_file,
+                &config.password_env,
+            )?;
+            options.set_credentials(user.clone(), password.map(|p| p.0).unwrap_or_default());
+        }
+        Ok(MqttAlarms {
+            options,
+            prefix: config.topic_prefix.clone(),
+            site: site.to_string(),
+            gateway: gateway.to_string(),
+            min_severity: config.min_severity,
+        })
+    }
+
+    /// The retained-state topic of an alarm and the events topic.
+    pub fn topics(&self, event: &AlarmEvent) -> (String, String) {
+        let base = format!("{}/{}", self.prefix, level(&self.gateway));
+        (
+            format!(
+                "{base}/alarm/{}/{}",
+                level(&event.device),
+                level(&event.rule)
+            ),
+            format!("{base}/events"),
+        )
+    }
+
+    fn payload(&self, event: &AlarmEvent) -> Vec<u8> {
+        json!({
+            "id": event.id,
+            "site": self.site,
+            "gateway": self.gateway,
+            "device": event.device,
+            "rule": event.rule,
+            "severity": event.severity,
+            "state": if event.firing { "firing" } else { "cleared" },
+            "flapping": event.flapping,
+            "value": event.value,
+            "limit": event.limit,
+            "message": event.message,
+            "time": local_time(event.time_ns),
+            "time_ns": event.time_ns,
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    /// Delivers the outbox until `shutdown`.
+    pub async fn run(
+        self,
+        outbox: Outbox,
+        appended: Arc<Notify>,
+        mut shutdown: watch::Receiver<bool>,
+        min_backoff: Duration,
+    ) {
+        let mut backoff = Backoff::new(min_backoff, Duration::from_secs(60));
+        loop {
+            metrics::counter!("rgw_mqtt_connection_attempts_total").increment(1);
+            let (client, mut eventloop) = AsyncClient::new(self.options.clone(), 16);
+            let stop = match tokio::time::timeout(BROKER_TIMEOUT, connack(&mut eventloop)).await {
+                Ok(Ok(())) => {
+                    backoff.reset();
+                    tracing::info!(broker = %self.options.broker_address().0, "MQTT connected");
+                    self.deliver(&client, &mut eventloop, &outbox, &appended, &mut shutdown)
+                        .await
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "MQTT broker unreachable");
+                    Stop::Reconnect
+                }
+                Err(_) => {
+                    tracing::warn!("MQTT broker did not answer CONNACK in time");
+                    Stop::Reconnect
+                }
+            };
+            if matches!(stop, Stop::Shutdown) {
+                let _ = client.try_disconnect();
+                return;
+            }
+            let delay = backoff.next_delay();
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    /// Publishes outbox events on a connected client until the connection fails or shutdown.
+    async fn deliver(
+        &self,
+        client: &AsyncClient,
+        eventloop: &mut EventLoop,
+        outbox: &Outbox,
+        appended: &Notify,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Stop {
+        loop {
+            let source = outbox.clone();
+            let next = match tokio::task::spawn_blocking(move || source.next()).await {
+                Ok(Ok(next)) => next,
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "Cannot read the MQTT alarm outbox");
+                    return Stop::Reconnect;
+                }
+                Err(_) => return Stop::Shutdown,
+            };
+            let Some((seq, event)) = next else {
+                // Idle: keep the connection alive until there is something to send.
+                tokio::select! {
+                    _ = appended.notified() => continue,
+                    _ = shutdown.changed() => return Stop::Shutdown,
+                    polled = eventloop.poll() => match polled {
+                        Ok(_) => continue,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "MQTT connection lost");
+                            return Stop::Reconnect;
+                        }
+                    },
+                }
+            };
+            if event.severity >= self.min_severity {
+                let (state_topic, events_topic) = self.topics(&event);
+                let payload = self.payload(&event);
+                let queued = async {
+                    client
+                        .publish(state_topic, QoS::AtLeastOnce, true, payload.clone())
+                        .await?;
+                    client
+                        .publish(events_topic, QoS::AtLeastOnce, false, payload)
+                        .await
+                };
+                if queued.await.is_err() {
+                    return Stop::Reconnect;
+                }
+                match tokio::time::timeout(BROKER_TIMEOUT, acknowledged(eventloop, 2)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, alarm = %event.id, "MQTT connection lost before PUBACK");
+                        return Stop::Reconnect;
+                    }
+                    Err(_) => {
+                        tracing::warn!(alarm = %event.id, "No PUBACK in time; reconnecting");
+                        return Stop::Reconnect;
+                    }
+                }
+            }
+            let done = outbox.clone();
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || done.delivered(seq)).await {
+                tracing::error!(error = %e, "Cannot mark an alarm published; it may be published twice");
+            }
+        }
+    }
+}
+
+async fn connack(eventloop: &mut EventLoop) -> Result<(), rumqttc::ConnectionError> {
+    loop {
+        if let Event::Incoming(Incoming::ConnAck(_)) = eventloop.poll().await? {
+            return Ok(());
+        }
+    }
+}
+
+/// Polls until `count` publishes went out and each got its PUBACK.
+async fn acknowledged(
+    eventloop: &mut EventLoop,
+    count: usize,
+) -> Result<(), rumqttc::ConnectionError> {
+    let mut sent: HashSet<u16> = HashSet::new();
+    let mut acked: HashSet<u16> = HashSet::new();
+    loop {
+        match eventloop.poll().await? {
+            Event::Outgoing(Outgoing::Publish(pkid)) => {
+                sent.insert(pkid);
+            }
+            Event::Incoming(Incoming::PubAck(ack)) => {
+                acked.insert(ack.pkid);
+            }
+            _ => {}
+        }
+        if sent.len() >= count && sent.is_subset(&acked) {
+            return Ok(());
+        }
+    }
+}
