@@ -194,7 +194,8 @@ pub fn evaluate(
                 subject: field.to_string(),
             })
         }
-        RuleKind::Stale => None,
+        // Stateful or timed kinds are evaluated by the engine.
+        RuleKind::Stale | RuleKind::NightFlow => None,
         RuleKind::TopFloor => {
             let site = site?;
             let outlet = number(sample, rule.field.as_deref()?)?;

@@ -16,6 +16,7 @@ use crate::model::{AlarmEvent, Sample};
 
 use super::condition::{evaluate, Evaluation};
 use super::machine::{Condition, Machine, Timing, Transition};
+use super::night_flow::NightFlowState;
 use super::pack::{RuleConfig, RuleKind};
 
 /// A rule ready to run.
@@ -52,6 +53,16 @@ pub struct ActiveAlarm {
 struct SavedState {
     version: u32,
     machines: Vec<SavedMachine>,
+    /// Night-flow history per (device, rule).
+    #[serde(default)]
+    nights: Vec<SavedNight>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SavedNight {
+    device: String,
+    rule: String,
+    state: NightFlowState,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -65,6 +76,9 @@ pub struct RuleEngine {
     rules: Vec<Rule>,
     devices: HashMap<String, DeviceContext>,
     machines: BTreeMap<(String, String), Machine>,
+    nights: BTreeMap<(String, String), NightFlowState>,
+    /// Set when remembered state changed without an alarm transition (a night closed).
+    dirty: bool,
     state_file: Option<PathBuf>,
     started_ns: i64,
 }
@@ -137,6 +151,8 @@ impl RuleEngine {
             rules,
             devices,
             machines: BTreeMap::new(),
+            nights: BTreeMap::new(),
+            dirty: false,
             state_file,
             started_ns: now_ns,
         };
@@ -169,7 +185,31 @@ impl RuleEngine {
         let mut events = Vec::new();
         for index in indices {
             let rule = &self.rules[index];
-            let evaluation = if rule.config.kind == RuleKind::Stale {
+            let evaluation = if rule.config.kind == RuleKind::NightFlow {
+                let Some(flow) = rule
+                    .config
+                    .field
+                    .as_deref()
+                    .and_then(|f| sample.field(f))
+                    .and_then(|v| v.as_f64())
+                else {
+                    continue;
+                };
+                let params = rule.config.night_flow();
+                let state = self
+                    .nights
+                    .entry((id.to_string(), rule.key.to_string()))
+                    .or_default();
+                let closed = state.closed;
+                let decision = state.observe(sample.time_ns, flow, &params);
+                self.dirty |= state.closed != closed;
+                decision.map(|night| Evaluation {
+                    condition: night.condition,
+                    value: night.mnf,
+                    limit: night.baseline,
+                    subject: "minimum night flow m3/h (limit: baseline)".into(),
+                })
+            } else if rule.config.kind == RuleKind::Stale {
                 Some(Evaluation {
                     condition: Condition::Clear,
                     value: 0.0,
@@ -265,6 +305,11 @@ impl RuleEngine {
         })
     }
 
+    /// Whether state changed that only a save keeps (then clears the flag).
+    pub fn take_dirty(&mut self) -> bool {
+        std::mem::take(&mut self.dirty)
+    }
+
     /// Alarms raised now.
     pub fn active(&self) -> Vec<ActiveAlarm> {
         self.machines
@@ -310,6 +355,15 @@ impl RuleEngine {
                     machine: machine.clone(),
                 })
                 .collect(),
+            nights: self
+                .nights
+                .iter()
+                .map(|((device, rule), state)| SavedNight {
+                    device: device.clone(),
+                    rule: rule.clone(),
+                    state: state.clone(),
+                })
+                .collect(),
         };
         let text = serde_json::to_vec_pretty(&state).map_err(std::io::Error::other)?;
         write_atomically(path, &text)
@@ -329,6 +383,9 @@ impl RuleEngine {
         };
         match serde_json::from_slice::<SavedState>(&bytes) {
             Ok(state) => {
+                for saved in state.nights {
+                    self.nights.insert((saved.device, saved.rule), saved.state);
+                }
                 for saved in state.machines {
                     let known = self.devices.get(&saved.device).is_some_and(|d| {
                         d.rules.iter().any(|i| *self.rules[*i].key == *saved.rule)

@@ -12,5 +12,6 @@
 pub mod condition;
 pub mod engine;
 pub mod machine;
+pub mod night_flow;
 pub mod pack;
 pub mod stage;

@@ -33,6 +33,8 @@ pub enum RuleKind {
     StaticPressure,
     /// Make-up flow as a percentage of the site's circulation flow (H6).
     MakeupRatio,
+    /// Minimum night flow against the median of past nights (W16).
+    NightFlow,
 }
 
 const KINDS: &[(&str, RuleKind)] = &[
@@ -46,6 +48,7 @@ const KINDS: &[(&str, RuleKind)] = &[
     ("difference", RuleKind::Difference),
     ("static_pressure", RuleKind::StaticPressure),
     ("makeup_ratio", RuleKind::MakeupRatio),
+    ("night_flow", RuleKind::NightFlow),
 ];
 crate::config::deserialize_by_name!(RuleKind, KINDS);
 
@@ -131,6 +134,25 @@ pub struct RuleConfig {
     /// Static pressure: reserve above the water column to the highest radiator, MPa.
     #[serde(default)]
     pub reserve_mpa: Option<f64>,
+    /// Night flow: the local window, hours (default 2–4) and the offset of local time (8).
+    #[serde(default)]
+    pub night_start_h: Option<f64>,
+    #[serde(default)]
+    pub night_end_h: Option<f64>,
+    #[serde(default)]
+    pub utc_offset_h: Option<f64>,
+    /// Night flow: valid nights in the baseline (14), the ratio and the minimum rise over it
+    /// (1.3, 0.3 m³/h) on `nights` consecutive nights (2), or a single-night `jump` (0.5 m³/h).
+    #[serde(default)]
+    pub baseline_nights: Option<usize>,
+    #[serde(default)]
+    pub ratio: Option<f64>,
+    #[serde(default)]
+    pub min_increase: Option<f64>,
+    #[serde(default)]
+    pub jump: Option<f64>,
+    #[serde(default)]
+    pub nights: Option<u32>,
     /// Raises within `flap_window` beyond which the alarm is flapping.
     #[serde(default = "default_flap_limit")]
     pub flap_limit: usize,
@@ -151,6 +173,20 @@ fn default_flap_window() -> ConfigDuration {
 }
 
 impl RuleConfig {
+    /// The night-flow parameters with their DOMAIN.md §4.2 defaults.
+    pub fn night_flow(&self) -> super::night_flow::NightFlowParams {
+        super::night_flow::NightFlowParams {
+            start_h: self.night_start_h.unwrap_or(2.0),
+            end_h: self.night_end_h.unwrap_or(4.0),
+            utc_offset_h: self.utc_offset_h.unwrap_or(8.0),
+            baseline_nights: self.baseline_nights.unwrap_or(14).max(1),
+            ratio: self.ratio.unwrap_or(1.3),
+            min_increase: self.min_increase.unwrap_or(0.3),
+            jump: self.jump.unwrap_or(0.5),
+            consecutive: self.nights.unwrap_or(2).max(1),
+        }
+    }
+
     /// The alarm's rule name: `id` or `id.variant`.
     pub fn key(&self) -> String {
         match &self.variant {
@@ -211,6 +247,18 @@ impl RuleConfig {
                     self.field.is_some(),
                     "field",
                     "the pressurisation-point pressure, MPa",
+                );
+            }
+            RuleKind::NightFlow => {
+                need(self.field.is_some(), "field", "the inflow, m³/h");
+                let (start, end) = (
+                    self.night_start_h.unwrap_or(2.0),
+                    self.night_end_h.unwrap_or(4.0),
+                );
+                need(
+                    (0.0..24.0).contains(&start) && start + 1.0 <= end && end <= 24.0,
+                    "night_end_h",
+                    "a night window of at least an hour within a day",
                 );
             }
             RuleKind::MakeupRatio => {

@@ -89,6 +89,15 @@ pub async fn run(
             }
         }
         if events.is_empty() {
+            if lock(&engine).take_dirty() {
+                let saving = Arc::clone(&engine);
+                if !matches!(
+                    tokio::task::spawn_blocking(move || lock(&saving).save()).await,
+                    Ok(Ok(()))
+                ) {
+                    tracing::error!("Cannot persist the night-flow history");
+                }
+            }
             continue;
         }
         // Durable before anything else: the state (no double raise after a restart) and every

@@ -1,0 +1,164 @@
+//! Minimum night flow (W16, DOMAIN.md §4.2): the lowest 1-hour rolling mean of 15-minute flow
+//! averages in a local night window, compared with the median of the last valid nights.
+//!
+//! A night is valid when at least `MIN_BUCKET_SHARE` of its 15-minute buckets have data. At the
+//! end of each night the rule decides: active when MNF > `ratio` × baseline and MNF − baseline ≥
+//! `min_increase` on `nights` consecutive nights, or when MNF − baseline ≥ `jump` on a single
+//! night (a new burst); clear after a night that is neither. Nights that looked suspect are kept
+//! out of the baseline, so a leak does not become the new normal. The history is part of the
+//! persisted alarm state and survives restarts.
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+
+use super::machine::Condition;
+
+const BUCKET_S: i64 = 900;
+/// Share of a night's 15-minute buckets that must have data.
+const MIN_BUCKET_SHARE: f64 = 0.75;
+/// Valid nights needed before a baseline exists.
+const MIN_BASELINE_NIGHTS: usize = 7;
+
+/// Parameters of the rule.
+#[derive(Debug, Clone, Copy)]
+pub struct NightFlowParams {
+    /// Local time of the window, hours (02:00–04:00 by default).
+    pub start_h: f64,
+    pub end_h: f64,
+    pub utc_offset_h: f64,
+    pub baseline_nights: usize,
+    pub ratio: f64,
+    pub min_increase: f64,
+    pub jump: f64,
+    pub consecutive: u32,
+}
+
+/// What is remembered between samples and restarts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NightFlowState {
+    /// The local day (days since epoch) of the night being collected.
+    night: Option<i64>,
+    /// (sum, count) per 15-minute bucket of the window.
+    buckets: Vec<(f64, u32)>,
+    /// MNF of past valid, unsuspicious nights, oldest first.
+    history: VecDeque<f64>,
+    suspect_nights: u32,
+    /// Nights closed so far (valid or not); a change means the state must be saved.
+    pub closed: u64,
+}
+
+/// The decision at the end of a night.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NightDecision {
+    pub condition: Condition,
+    pub mnf: f64,
+    pub baseline: f64,
+}
+
+fn median(values: &VecDeque<f64>) -> f64 {
+    let mut sorted: Vec<f64> = values.iter().copied().collect();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    }
+}
+
+impl NightFlowState {
+    /// Feeds one flow value at `time_ns`; returns a decision when a night has just ended.
+    pub fn observe(
+        &mut self,
+        time_ns: i64,
+        flow: f64,
+        p: &NightFlowParams,
+    ) -> Option<NightDecision> {
+        let local_s = time_ns.div_euclid(1_000_000_000) + (p.utc_offset_h * 3600.0) as i64;
+        let day = local_s.div_euclid(86_400);
+        let second = local_s.rem_euclid(86_400);
+        let (start, end) = ((p.start_h * 3600.0) as i64, (p.end_h * 3600.0) as i64);
+        let buckets = ((end - start) / BUCKET_S).max(1) as usize;
+        let mut decision = None;
+        // A night ends at the first sample after its window (or on a later day).
+        if let Some(night) = self.night {
+            if day > night || (day == night && second >= end) {
+                decision = self.close(p);
+            }
+        }
+        if (start..end).contains(&second) && flow.is_finite() {
+            if self.night != Some(day) {
+                self.night = Some(day);
+                self.buckets = vec![(0.0, 0); buckets];
+            }
+            let index = ((second - start) / BUCKET_S) as usize;
+            if let Some(bucket) = self.buckets.get_mut(index) {
+                bucket.0 += flow;
+                bucket.1 += 1;
+            }
+        }
+        decision
+    }
+
+    /// Computes the finished night's MNF and decides.
+    fn close(&mut self, p: &NightFlowParams) -> Option<NightDecision> {
+        self.night = None;
+        self.closed += 1;
+        let buckets = std::mem::take(&mut self.buckets);
+        let filled = buckets.iter().filter(|(_, n)| *n > 0).count();
+        if (filled as f64) < MIN_BUCKET_SHARE * buckets.len() as f64 {
+            return None;
+        }
+        // Lowest mean of four consecutive filled buckets (1 hour).
+        let means: Vec<Option<f64>> = buckets
+            .iter()
+            .map(|(sum, n)| (*n > 0).then(|| sum / f64::from(*n)))
+            .collect();
+        let mnf = means
+            .windows(4.min(means.len()))
+            .filter_map(|w| {
+                let values: Option<Vec<f64>> = w.iter().copied().collect();
+                values.map(|v| v.iter().sum::<f64>() / v.len() as f64)
+            })
+            .fold(f64::INFINITY, f64::min);
+        if !mnf.is_finite() {
+            return None;
+        }
+        if self.history.len() < MIN_BASELINE_NIGHTS {
+            self.remember(mnf, p);
+            return None;
+        }
+        let baseline = median(&self.history);
+        let rise = mnf - baseline;
+        let suspect = mnf > p.ratio * baseline && rise >= p.min_increase;
+        let burst = rise >= p.jump;
+        self.suspect_nights = if suspect || burst {
+            self.suspect_nights + 1
+        } else {
+            0
+        };
+        let condition = if burst || self.suspect_nights >= p.consecutive {
+            Condition::Active
+        } else if suspect {
+            Condition::Between
+        } else {
+            Condition::Clear
+        };
+        if !(suspect || burst) {
+            self.remember(mnf, p);
+        }
+        Some(NightDecision {
+            condition,
+            mnf,
+            baseline,
+        })
+    }
+
+    fn remember(&mut self, mnf: f64, p: &NightFlowParams) {
+        self.history.push_back(mnf);
+        while self.history.len() > p.baseline_nights {
+            self.history.pop_front();
+        }
+    }
+}
