@@ -46,6 +46,10 @@ pub fn shorten_holds(config: &mut LoadedConfig, divisor: u32) {
     use crate::config::ConfigDuration;
     let shorten = |d: ConfigDuration| ConfigDuration(d.get() / divisor);
     for rule in &mut config.rules {
+        // A step needs samples before and after it: never shorter than 10 s.
+        rule.window = rule
+            .window
+            .map(|w| ConfigDuration(shorten(w).get().max(std::time::Duration::from_secs(10))));
         rule.hold = shorten(rule.hold);
         rule.clear_for = rule.clear_for.map(shorten);
         rule.after = rule.after.map(shorten);

@@ -73,7 +73,7 @@ async fn each_injected_fault_raises_its_rule_and_clears_after_it_ends() {
     let alarms = Alarms::start(&site.config, to_outputs, Some(listener)).expect("alarms start");
     let gateway = Gateway::start(&site.config, alarms.samples.clone());
 
-    let cases: [(Fault, &str, &str, Severity); 8] = [
+    let cases: [(Fault, &str, &str, Severity); 9] = [
         (
             Fault::plant(FaultKind::PumpTrip),
             "booster-1",
@@ -114,6 +114,12 @@ async fn each_injected_fault_raises_its_rule_and_clears_after_it_ends() {
             Fault::plant(FaultKind::HeatingMakeupSurge),
             "heating-plc",
             "H6.crit",
+            Severity::Crit,
+        ),
+        (
+            Fault::plant(FaultKind::Leak),
+            "dma-flow",
+            "W18",
             Severity::Crit,
         ),
         (

@@ -11,7 +11,7 @@ use std::time::Duration;
 /// Kinds of fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FaultKind {
-    /// A DMA main leak: +2 m³/h inflow, PRV outlet pressure 0.02 MPa lower.
+    /// A DMA main burst: +3 m³/h inflow, PRV outlet pressure 0.03 MPa lower.
     Leak,
     /// Duty pump 1's VFD trips; the standby pump takes over.
     PumpTrip,

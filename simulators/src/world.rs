@@ -199,8 +199,8 @@ mod tests {
         type Visible<'a> = dyn Fn(&World) -> bool + 'a;
         let cases: [(FaultKind, &Visible); 7] = [
             (FaultKind::Leak, &|w| {
-                value(w, "dma-flow", "flow_rate_m3h") > flow + 1.8
-                    && value(w, "prv-outlet", "pressure_mpa") < 0.25
+                value(w, "dma-flow", "flow_rate_m3h") > flow + 2.8
+                    && value(w, "prv-outlet", "pressure_mpa") < 0.24
             }),
             (FaultKind::PumpTrip, &|w| {
                 value(w, "booster-1", "vfd1_fault") == 1.0

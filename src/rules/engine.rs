@@ -11,13 +11,14 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{LoadedConfig, SiteGeometry};
+use crate::config::{ConfigDuration, LoadedConfig, SiteGeometry};
 use crate::model::{AlarmEvent, Sample};
 
 use super::condition::{evaluate, Evaluation};
 use super::machine::{Condition, Machine, Timing, Transition};
 use super::night_flow::NightFlowState;
 use super::pack::{RuleConfig, RuleKind};
+use super::step::{StepParams, StepState};
 
 /// A rule ready to run.
 #[derive(Debug)]
@@ -77,6 +78,8 @@ pub struct RuleEngine {
     devices: HashMap<String, DeviceContext>,
     machines: BTreeMap<(String, String), Machine>,
     nights: BTreeMap<(String, String), NightFlowState>,
+    /// Recent values of step rules (not persisted: a window of seconds).
+    steps: BTreeMap<(String, String), StepState>,
     /// Set when remembered state changed without an alarm transition (a night closed).
     dirty: bool,
     state_file: Option<PathBuf>,
@@ -152,6 +155,7 @@ impl RuleEngine {
             devices,
             machines: BTreeMap::new(),
             nights: BTreeMap::new(),
+            steps: BTreeMap::new(),
             dirty: false,
             state_file,
             started_ns: now_ns,
@@ -209,6 +213,40 @@ impl RuleEngine {
                     limit: night.baseline,
                     subject: "minimum night flow m3/h (limit: baseline)".into(),
                 })
+            } else if rule.config.kind == RuleKind::Step {
+                let Some(value) = rule
+                    .config
+                    .field
+                    .as_deref()
+                    .and_then(|f| sample.field(f))
+                    .and_then(|v| v.as_f64())
+                else {
+                    continue;
+                };
+                let key = (id.to_string(), rule.key.to_string());
+                let raised = self.machines.get(&key).is_some_and(Machine::is_raised);
+                let params = StepParams {
+                    window_ns: nanos(
+                        rule.config
+                            .window
+                            .unwrap_or(ConfigDuration::from_millis(60_000)),
+                    ),
+                    rise: rule.config.rise.unwrap_or(f64::INFINITY),
+                    rise_pct: rule.config.rise_pct,
+                };
+                self.steps
+                    .entry(key)
+                    .or_default()
+                    .observe(sample.time_ns, value, raised, &params)
+                    .map(|step| Evaluation {
+                        condition: step.condition,
+                        value: step.value,
+                        limit: step.reference,
+                        subject: format!(
+                            "{} (limit: level before the step)",
+                            rule.config.field.as_deref().unwrap_or("")
+                        ),
+                    })
             } else if rule.config.kind == RuleKind::Stale {
                 Some(Evaluation {
                     condition: Condition::Clear,

@@ -15,3 +15,4 @@ pub mod machine;
 pub mod night_flow;
 pub mod pack;
 pub mod stage;
+pub mod step;

@@ -35,6 +35,8 @@ pub enum RuleKind {
     MakeupRatio,
     /// Minimum night flow against the median of past nights (W16).
     NightFlow,
+    /// A rise within `window` (W18 burst).
+    Step,
 }
 
 const KINDS: &[(&str, RuleKind)] = &[
@@ -49,6 +51,7 @@ const KINDS: &[(&str, RuleKind)] = &[
     ("static_pressure", RuleKind::StaticPressure),
     ("makeup_ratio", RuleKind::MakeupRatio),
     ("night_flow", RuleKind::NightFlow),
+    ("step", RuleKind::Step),
 ];
 crate::config::deserialize_by_name!(RuleKind, KINDS);
 
@@ -153,6 +156,14 @@ pub struct RuleConfig {
     pub jump: Option<f64>,
     #[serde(default)]
     pub nights: Option<u32>,
+    /// Step: the window the rise happens in (default 60 s), the rise (absolute) and, optionally,
+    /// the rise in percent of the level before (whichever is smaller decides).
+    #[serde(default)]
+    pub window: Option<ConfigDuration>,
+    #[serde(default)]
+    pub rise: Option<f64>,
+    #[serde(default)]
+    pub rise_pct: Option<f64>,
     /// Raises within `flap_window` beyond which the alarm is flapping.
     #[serde(default = "default_flap_limit")]
     pub flap_limit: usize,
@@ -247,6 +258,14 @@ impl RuleConfig {
                     self.field.is_some(),
                     "field",
                     "the pressurisation-point pressure, MPa",
+                );
+            }
+            RuleKind::Step => {
+                need(self.field.is_some(), "field", "the field that steps");
+                need(
+                    self.rise.is_some_and(|r| r > 0.0),
+                    "rise",
+                    "a positive rise",
                 );
             }
             RuleKind::NightFlow => {

@@ -12,7 +12,7 @@ const HIGH_ZONE_SHARE: f64 = 132.0 / 420.0;
 /// Background leakage of the community mains, m³/h (DOMAIN.md §4.2: NNF 1.69 m³/h).
 const BACKGROUND_LEAKAGE_M3H: f64 = 1.69;
 /// Extra inflow while the leak fault is active, m³/h.
-const LEAK_M3H: f64 = 2.0;
+const LEAK_M3H: f64 = 3.0;
 const BOOSTER_SETPOINT_MPA: f64 = 0.47;
 const BOOSTER_DESIGN_FLOW_M3H: f64 = 12.0;
 
@@ -235,7 +235,7 @@ pub fn pressure(point: &PressurePoint, values: &mut Values, env: &Env, noise: &m
         }
         PressurePoint::PrvOutlet { unit } => {
             let setpoint = if env.hour < 5.0 { 0.26 } else { 0.30 };
-            let leak_drop = if env.has(FaultKind::Leak) { 0.02 } else { 0.0 };
+            let leak_drop = if env.has(FaultKind::Leak) { 0.03 } else { 0.0 };
             (unit, setpoint - leak_drop + noise.gauss(0.002))
         }
     };

@@ -435,3 +435,21 @@ fn minimum_night_flow_detects_a_half_cubic_metre_leak_after_fourteen_nights_acro
     assert!(day == 15 || day == 16, "raised on day {day} ({at} s)");
     assert_eq!(at % 86_400, 4 * 3600, "at the end of the night window");
 }
+
+#[test]
+fn step_raises_on_a_burst_holds_while_it_flows_and_clears_when_it_stops() {
+    let rules = rule("id = \"W18\"\nkind = \"step\"\nseverity = \"crit\"\nfield = \"flow\"\nwindow = \"10s\"\nrise = 2.0\nrise_pct = 30.0");
+    let (_dir, mut e) = engine(&rules, "", "", None);
+    let series: Vec<(i64, Vec<(&str, f64)>)> = (0..60)
+        .map(|i| {
+            let t = i * 2;
+            let flow = if (40..80).contains(&t) { 10.6 } else { 7.6 };
+            (t, vec![("flow", flow)])
+        })
+        .collect();
+    let events = feed(&mut e, &series);
+    assert_eq!(
+        events,
+        vec![(40, "W18".into(), true), (80, "W18".into(), false)]
+    );
+}
