@@ -195,7 +195,7 @@ pub fn evaluate(
             })
         }
         // Stateful or timed kinds are evaluated by the engine.
-        RuleKind::Stale | RuleKind::NightFlow | RuleKind::Step => None,
+        RuleKind::Stale | RuleKind::NightFlow | RuleKind::Step | RuleKind::Frozen => None,
         RuleKind::TopFloor => {
             let site = site?;
             let outlet = number(sample, rule.field.as_deref()?)?;

@@ -15,6 +15,7 @@ use crate::config::{ConfigDuration, LoadedConfig, SiteGeometry};
 use crate::model::{AlarmEvent, Sample};
 
 use super::condition::{evaluate, Evaluation};
+use super::frozen::{FrozenParams, FrozenState};
 use super::machine::{Condition, Machine, Timing, Transition};
 use super::night_flow::NightFlowState;
 use super::pack::{RuleConfig, RuleKind};
@@ -80,6 +81,8 @@ pub struct RuleEngine {
     nights: BTreeMap<(String, String), NightFlowState>,
     /// Recent values of step rules (not persisted: a window of seconds).
     steps: BTreeMap<(String, String), StepState>,
+    /// Recent values of frozen-value rules (not persisted: a restart starts the window again).
+    frozen: BTreeMap<(String, String), FrozenState>,
     /// Set when remembered state changed without an alarm transition (a night closed).
     dirty: bool,
     state_file: Option<PathBuf>,
@@ -156,6 +159,7 @@ impl RuleEngine {
             machines: BTreeMap::new(),
             nights: BTreeMap::new(),
             steps: BTreeMap::new(),
+            frozen: BTreeMap::new(),
             dirty: false,
             state_file,
             started_ns: now_ns,
@@ -212,6 +216,37 @@ impl RuleEngine {
                     value: night.mnf,
                     limit: night.baseline,
                     subject: "minimum night flow m3/h (limit: baseline)".into(),
+                })
+            } else if rule.config.kind == RuleKind::Frozen {
+                let number = |f: &str| sample.field(f).and_then(|v| v.as_f64());
+                let Some(value) = rule.config.field.as_deref().and_then(number) else {
+                    continue;
+                };
+                let running = match (&rule.config.while_field, rule.config.while_above) {
+                    (Some(field), Some(above)) => number(field).is_some_and(|v| v > above),
+                    _ => true,
+                };
+                let params = FrozenParams {
+                    window_ns: nanos(
+                        rule.config
+                            .window
+                            .unwrap_or(ConfigDuration::from_millis(3_600_000)),
+                    ),
+                    tolerance: rule.config.tolerance.unwrap_or(0.0),
+                };
+                let (condition, spread) = self
+                    .frozen
+                    .entry((id.to_string(), rule.key.to_string()))
+                    .or_default()
+                    .observe(sample.time_ns, value, running, &params);
+                Some(Evaluation {
+                    condition,
+                    value: spread,
+                    limit: params.tolerance,
+                    subject: format!(
+                        "{} spread over the window",
+                        rule.config.field.as_deref().unwrap_or("")
+                    ),
                 })
             } else if rule.config.kind == RuleKind::Step {
                 let Some(value) = rule

@@ -11,6 +11,7 @@
 
 pub mod condition;
 pub mod engine;
+pub mod frozen;
 pub mod machine;
 pub mod night_flow;
 pub mod pack;

@@ -37,6 +37,8 @@ pub enum RuleKind {
     NightFlow,
     /// A rise within `window` (W18 burst).
     Step,
+    /// No movement beyond `tolerance` over `window` while the plant runs (W23).
+    Frozen,
 }
 
 const KINDS: &[(&str, RuleKind)] = &[
@@ -52,6 +54,7 @@ const KINDS: &[(&str, RuleKind)] = &[
     ("makeup_ratio", RuleKind::MakeupRatio),
     ("night_flow", RuleKind::NightFlow),
     ("step", RuleKind::Step),
+    ("frozen", RuleKind::Frozen),
 ];
 crate::config::deserialize_by_name!(RuleKind, KINDS);
 
@@ -164,6 +167,14 @@ pub struct RuleConfig {
     pub rise: Option<f64>,
     #[serde(default)]
     pub rise_pct: Option<f64>,
+    /// Frozen: the largest spread that still counts as not moving (default 0), and the field
+    /// that says the plant runs (`while_field` above `while_above`; default: always).
+    #[serde(default)]
+    pub tolerance: Option<f64>,
+    #[serde(default)]
+    pub while_field: Option<String>,
+    #[serde(default)]
+    pub while_above: Option<f64>,
     /// Raises within `flap_window` beyond which the alarm is flapping.
     #[serde(default = "default_flap_limit")]
     pub flap_limit: usize,
@@ -211,6 +222,7 @@ impl RuleConfig {
         let mut fields: Vec<&str> = self.field.iter().map(String::as_str).collect();
         fields.extend(self.fields.iter().map(String::as_str));
         fields.extend(self.flow_field.iter().map(String::as_str));
+        fields.extend(self.while_field.iter().map(String::as_str));
         fields
     }
 
@@ -258,6 +270,14 @@ impl RuleConfig {
                     self.field.is_some(),
                     "field",
                     "the pressurisation-point pressure, MPa",
+                );
+            }
+            RuleKind::Frozen => {
+                need(self.field.is_some(), "field", "the field that should move");
+                need(
+                    self.while_field.is_some() == self.while_above.is_some(),
+                    "while_above",
+                    "while_field and while_above together",
                 );
             }
             RuleKind::Step => {

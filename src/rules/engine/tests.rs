@@ -453,3 +453,21 @@ fn step_raises_on_a_burst_holds_while_it_flows_and_clears_when_it_stops() {
         vec![(40, "W18".into(), true), (80, "W18".into(), false)]
     );
 }
+
+#[test]
+fn a_frozen_reading_while_the_pumps_run_raises_and_movement_clears_it() {
+    let rules = rule("id = \"W23\"\nvariant = \"frozen\"\nkind = \"frozen\"\nseverity = \"warn\"\nfield = \"p\"\nwhile_field = \"flow\"\nwhile_above = 0.1\nwindow = \"10m\"");
+    let (_dir, mut e) = engine(&rules, "", "", None);
+    let mut series: Vec<(i64, Vec<(&str, f64)>)> = (0..=10)
+        .map(|m| (m * 60, vec![("p", 0.471), ("flow", 4.0)]))
+        .collect();
+    series.push((660, vec![("p", 0.473), ("flow", 4.0)]));
+    let events = feed(&mut e, &series);
+    assert_eq!(
+        events,
+        vec![
+            (600, "W23.frozen".into(), true),
+            (660, "W23.frozen".into(), false)
+        ]
+    );
+}
