@@ -84,6 +84,22 @@ impl Outbox {
         self.lock().ack(seq + 1)
     }
 
+    /// [`Outbox::next`] on a blocking-capable thread.
+    pub async fn take(&self) -> io::Result<Option<(u64, AlarmEvent)>> {
+        let outbox = self.clone();
+        tokio::task::spawn_blocking(move || outbox.next())
+            .await
+            .unwrap_or_else(|e| Err(io::Error::other(e)))
+    }
+
+    /// [`Outbox::delivered`] on a blocking-capable thread.
+    pub async fn mark_delivered(&self, seq: u64) -> io::Result<()> {
+        let outbox = self.clone();
+        tokio::task::spawn_blocking(move || outbox.delivered(seq))
+            .await
+            .unwrap_or_else(|e| Err(io::Error::other(e)))
+    }
+
     pub fn pending(&self) -> u64 {
         self.lock().pending()
     }

@@ -193,14 +193,15 @@ impl RuleEngine {
         let mut events = Vec::new();
         for index in indices {
             let rule = &self.rules[index];
+            // The rule's own field, for the kinds that keep history of it.
+            let field_value = rule
+                .config
+                .field
+                .as_deref()
+                .and_then(|f| sample.field(f))
+                .and_then(|v| v.as_f64());
             let evaluation = if rule.config.kind == RuleKind::NightFlow {
-                let Some(flow) = rule
-                    .config
-                    .field
-                    .as_deref()
-                    .and_then(|f| sample.field(f))
-                    .and_then(|v| v.as_f64())
-                else {
+                let Some(flow) = field_value else {
                     continue;
                 };
                 let params = rule.config.night_flow();
@@ -219,7 +220,7 @@ impl RuleEngine {
                 })
             } else if rule.config.kind == RuleKind::Frozen {
                 let number = |f: &str| sample.field(f).and_then(|v| v.as_f64());
-                let Some(value) = rule.config.field.as_deref().and_then(number) else {
+                let Some(value) = field_value else {
                     continue;
                 };
                 let running = match (&rule.config.while_field, rule.config.while_above) {
@@ -249,13 +250,7 @@ impl RuleEngine {
                     ),
                 })
             } else if rule.config.kind == RuleKind::Step {
-                let Some(value) = rule
-                    .config
-                    .field
-                    .as_deref()
-                    .and_then(|f| sample.field(f))
-                    .and_then(|v| v.as_f64())
-                else {
+                let Some(value) = field_value else {
                     continue;
                 };
                 let key = (id.to_string(), rule.key.to_string());

@@ -160,14 +160,12 @@ impl MqttAlarms {
         shutdown: &mut watch::Receiver<bool>,
     ) -> Stop {
         loop {
-            let source = outbox.clone();
-            let next = match tokio::task::spawn_blocking(move || source.next()).await {
-                Ok(Ok(next)) => next,
-                Ok(Err(e)) => {
+            let next = match outbox.take().await {
+                Ok(next) => next,
+                Err(e) => {
                     tracing::error!(error = %e, "Cannot read the MQTT alarm outbox");
                     return Stop::Reconnect;
                 }
-                Err(_) => return Stop::Shutdown,
             };
             let Some((seq, event)) = next else {
                 // Idle: keep the connection alive until there is something to send.
@@ -209,8 +207,7 @@ impl MqttAlarms {
                     }
                 }
             }
-            let done = outbox.clone();
-            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || done.delivered(seq)).await {
+            if let Err(e) = outbox.mark_delivered(seq).await {
                 tracing::error!(error = %e, "Cannot mark an alarm published; it may be published twice");
             }
         }

@@ -135,25 +135,22 @@ impl Webhook {
     ) {
         let mut backoff = Backoff::new(min_backoff, Duration::from_secs(60));
         loop {
-            let source = outbox.clone();
-            let next = tokio::task::spawn_blocking(move || source.next()).await;
-            let (seq, event) = match next {
-                Ok(Ok(Some(next))) => next,
-                Ok(Ok(None)) => {
+            let (seq, event) = match outbox.take().await {
+                Ok(Some(next)) => next,
+                Ok(None) => {
                     tokio::select! {
                         _ = appended.notified() => continue,
                         _ = tokio::time::sleep(Duration::from_secs(5)) => continue,
                         _ = shutdown.changed() => return,
                     }
                 }
-                Ok(Err(e)) => {
+                Err(e) => {
                     tracing::error!(webhook = %self.name, error = %e, "Cannot read the alarm outbox");
                     if wait(backoff.next_delay(), &mut shutdown).await {
                         return;
                     }
                     continue;
                 }
-                Err(_) => return,
             };
             if event.severity >= self.min_severity {
                 self.rate.acquire().await;
@@ -167,8 +164,7 @@ impl Webhook {
                 }
                 backoff.reset();
             }
-            let done = outbox.clone();
-            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || done.delivered(seq)).await {
+            if let Err(e) = outbox.mark_delivered(seq).await {
                 tracing::error!(webhook = %self.name, error = %e, "Cannot mark an alarm delivered; it may be sent twice");
             }
         }
