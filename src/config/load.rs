@@ -177,6 +177,7 @@ pub fn load(path: &Path, env: EnvOverlay) -> Result<LoadedConfig, ConfigError> {
         issues.extend(validate::profile(&label, profile));
     }
     issues.extend(validate::gateway(&file_label, &gateway, &profiles));
+    issues.extend(validate::overrides(&file_label, &gateway, &rules));
     if issues.is_empty() {
         Ok(LoadedConfig {
             path: path.to_path_buf(),

@@ -56,6 +56,44 @@ pub struct AlarmsConfig {
     /// An MQTT broker that gets every alarm: retained state per alarm and an event stream.
     #[serde(default)]
     pub mqtt: Option<MqttAlarmConfig>,
+    /// Site- or device-specific limits and times for pack rules.
+    #[serde(default, rename = "override")]
+    pub overrides: Vec<RuleOverride>,
+}
+
+/// New values for some of a rule's limits and times, on every device or on the listed ones.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleOverride {
+    /// The rule's key (`W12.low`) or id (`W12`: every variant).
+    pub rule: String,
+    /// Only these devices (default: every device the rule watches).
+    #[serde(default)]
+    pub devices: Vec<String>,
+    #[serde(default)]
+    pub above: Option<f64>,
+    #[serde(default)]
+    pub below: Option<f64>,
+    #[serde(default)]
+    pub clear_margin: Option<f64>,
+    #[serde(default)]
+    pub nominal: Option<f64>,
+    #[serde(default)]
+    pub plus_pct: Option<f64>,
+    #[serde(default)]
+    pub minus_pct: Option<f64>,
+    #[serde(default)]
+    pub rise: Option<f64>,
+    #[serde(default)]
+    pub ratio: Option<f64>,
+    #[serde(rename = "for", default)]
+    pub hold: Option<ConfigDuration>,
+    #[serde(default)]
+    pub clear_for: Option<ConfigDuration>,
+    #[serde(default)]
+    pub after: Option<ConfigDuration>,
+    #[serde(default)]
+    pub window: Option<ConfigDuration>,
 }
 
 /// Alarm publishing to an MQTT 3.1.1 broker (plain TCP; TLS waits for a fixed rumqttc release,

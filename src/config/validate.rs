@@ -643,3 +643,35 @@ pub fn rules(
     }
     issues.list
 }
+
+/// Overrides name rules of the loaded packs and configured devices.
+pub fn overrides(
+    file: &str,
+    config: &GatewayConfig,
+    rules: &[crate::rules::pack::RuleConfig],
+) -> Vec<ConfigIssue> {
+    let mut issues = Issues {
+        file,
+        list: Vec::new(),
+    };
+    for (i, entry) in config.alarms.overrides.iter().enumerate() {
+        if !rules.iter().any(|r| r.is_named(&entry.rule)) {
+            issues.add(
+                format!("alarms.override[{i}].rule"),
+                format!(
+                    "no rule {:?} in the rule packs (expected a rule id or key)",
+                    entry.rule
+                ),
+            );
+        }
+        for device in &entry.devices {
+            if !config.device.iter().any(|d| &d.id == device) {
+                issues.add(
+                    format!("alarms.override[{i}].devices"),
+                    format!("no device named {device:?} (expected a configured device)"),
+                );
+            }
+        }
+    }
+    issues.list
+}

@@ -97,20 +97,18 @@ impl RuleEngine {
     /// The engine for a validated config: its rules matched to its devices, its state loaded
     /// from `state_file` when given.
     pub fn new(config: &LoadedConfig, state_file: Option<PathBuf>, now_ns: i64) -> RuleEngine {
-        let rules: Vec<Rule> = config
-            .rules
-            .iter()
-            .map(|r| Rule {
-                key: Arc::from(r.key().as_str()),
-                timing: Timing {
-                    hold_ns: nanos(r.hold),
-                    clear_hold_ns: nanos(r.clear_for.unwrap_or(r.hold)),
-                    flap_limit: r.flap_limit,
-                    flap_window_ns: nanos(r.flap_window),
-                },
-                config: r.clone(),
-            })
-            .collect();
+        let prepare = |r: &RuleConfig| Rule {
+            key: Arc::from(r.key().as_str()),
+            timing: Timing {
+                hold_ns: nanos(r.hold),
+                clear_hold_ns: nanos(r.clear_for.unwrap_or(r.hold)),
+                flap_limit: r.flap_limit,
+                flap_window_ns: nanos(r.flap_window),
+            },
+            config: r.clone(),
+        };
+        let mut rules: Vec<Rule> = config.rules.iter().map(prepare).collect();
+        let pack_rules = rules.len();
         let mut devices = HashMap::new();
         for device in &config.gateway.device {
             let Some(profile) = config.profile_of(device) else {
@@ -141,6 +139,28 @@ impl RuleEngine {
                         .all(|(k, v)| tags.iter().any(|(tk, tv)| tk == k && tv == v))
                 })
                 .map(|(i, _)| i)
+                .collect();
+            // Overrides give this device its own copy of the rule.
+            let applies: Vec<usize> = applies
+                .into_iter()
+                .map(|i| {
+                    let wanted: Vec<&crate::config::RuleOverride> = config
+                        .gateway
+                        .alarms
+                        .overrides
+                        .iter()
+                        .filter(|o| rules[i].config.is_named(&o.rule))
+                        .filter(|o| o.devices.is_empty() || o.devices.contains(&device.id))
+                        .collect();
+                    if wanted.is_empty() || i >= pack_rules {
+                        return i;
+                    }
+                    let tuned = wanted
+                        .iter()
+                        .fold(rules[i].config.clone(), |rule, o| rule.overridden(o));
+                    rules.push(prepare(&tuned));
+                    rules.len() - 1
+                })
                 .collect();
             devices.insert(
                 device.id.clone(),

@@ -195,6 +195,38 @@ fn default_flap_window() -> ConfigDuration {
 }
 
 impl RuleConfig {
+    /// Whether `name` names this rule: its key, or its id for every variant.
+    pub fn is_named(&self, name: &str) -> bool {
+        self.key() == name || self.id == name
+    }
+
+    /// This rule with an override's values.
+    pub fn overridden(&self, with: &crate::config::RuleOverride) -> RuleConfig {
+        let mut rule = self.clone();
+        let set = |target: &mut Option<f64>, value: Option<f64>| {
+            if value.is_some() {
+                *target = value;
+            }
+        };
+        set(&mut rule.above, with.above);
+        set(&mut rule.below, with.below);
+        set(&mut rule.nominal, with.nominal);
+        set(&mut rule.plus_pct, with.plus_pct);
+        set(&mut rule.minus_pct, with.minus_pct);
+        set(&mut rule.rise, with.rise);
+        set(&mut rule.ratio, with.ratio);
+        if let Some(margin) = with.clear_margin {
+            rule.clear_margin = margin;
+        }
+        if let Some(hold) = with.hold {
+            rule.hold = hold;
+        }
+        rule.clear_for = with.clear_for.or(rule.clear_for);
+        rule.after = with.after.or(rule.after);
+        rule.window = with.window.or(rule.window);
+        rule
+    }
+
     /// The night-flow parameters with their DOMAIN.md §4.2 defaults.
     pub fn night_flow(&self) -> super::night_flow::NightFlowParams {
         super::night_flow::NightFlowParams {

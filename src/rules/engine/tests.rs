@@ -35,6 +35,17 @@ fn engine(
     tags: &str,
     state: Option<PathBuf>,
 ) -> (tempfile::TempDir, RuleEngine) {
+    engine_with(rules, site, tags, state, "")
+}
+
+/// As [`engine`], with `extra` TOML after the `[alarms]` section (overrides, more devices).
+fn engine_with(
+    rules: &str,
+    site: &str,
+    tags: &str,
+    state: Option<PathBuf>,
+    extra: &str,
+) -> (tempfile::TempDir, RuleEngine) {
     let dir = tempfile::tempdir().expect("temp dir");
     let profile: String = FIELDS
         .iter()
@@ -64,7 +75,7 @@ fn engine(
         format!(
             "[gateway]\nid = \"gw\"\nsite = \"s\"\n[[bus]]\nid = \"b\"\ntransport = \"tcp\"\naddress = \"127.0.0.1:1\"\n\
              [[device]]\nid = \"dev\"\nbus = \"b\"\nunit = 1\nprofile = \"test\"\ninterval = \"1s\"\ntags = {{ {tags} }}\n{site}\
-             [alarms]\nrule_packs = [\"rules.toml\"]\n"
+             [alarms]\nrule_packs = [\"rules.toml\"]\n{extra}"
         ),
     )
     .expect("config");
@@ -470,4 +481,25 @@ fn a_frozen_reading_while_the_pumps_run_raises_and_movement_clears_it() {
             (660, "W23.frozen".into(), false)
         ]
     );
+}
+
+#[test]
+fn an_override_changes_a_limit_for_the_devices_it_names() {
+    let rules = rule("id = \"W12\"\nvariant = \"low\"\nkind = \"threshold\"\nseverity = \"warn\"\nfield = \"level\"\nbelow = 0.6");
+    let level = |v: f64| vec![("level", v)];
+    // Without the override 0.75 m is fine.
+    let (_dir, mut e) = engine(&rules, "", "", None);
+    assert!(feed(&mut e, &[(0, level(0.75))]).is_empty());
+    // A taller tank on this device: the low limit is 0.8 m.
+    let tuned = "[[alarms.override]]\nrule = \"W12.low\"\ndevices = [\"dev\"]\nbelow = 0.8\n";
+    let (_dir, mut e) = engine_with(&rules, "", "", None, tuned);
+    assert_eq!(
+        feed(&mut e, &[(0, level(0.75))]),
+        vec![(0, "W12.low".into(), true)]
+    );
+    // An override for another device leaves this one alone.
+    let elsewhere = "[[alarms.override]]\nrule = \"W12\"\ndevices = [\"other\"]\nbelow = 0.8\n\
+                     [[device]]\nid = \"other\"\nbus = \"b\"\nunit = 2\nprofile = \"test\"\ninterval = \"1s\"\n";
+    let (_dir, mut e) = engine_with(&rules, "", "", None, elsewhere);
+    assert!(feed(&mut e, &[(0, level(0.75))]).is_empty());
 }
