@@ -1,5 +1,6 @@
 //! Minimum night flow (W16, DOMAIN.md §4.2): the lowest 1-hour rolling mean of 15-minute flow
-//! averages in a local night window, compared with the median of the last valid nights.
+//! averages in a local night window, compared with the median of the last valid nights. With
+//! `mean` instead, the night's mean (W15: a booster set's night power, DOMAIN.md §4.4).
 //!
 //! A night is valid when at least `MIN_BUCKET_SHARE` of its 15-minute buckets have data. At the
 //! end of each night the rule decides: active when MNF > `ratio` × baseline and MNF − baseline ≥
@@ -32,6 +33,8 @@ pub struct NightFlowParams {
     pub min_increase: f64,
     pub jump: f64,
     pub consecutive: u32,
+    /// The night's figure: the lowest 1-hour rolling mean (true) or the mean of the window.
+    pub lowest_hour: bool,
 }
 
 /// What is remembered between samples and restarts.
@@ -110,18 +113,23 @@ impl NightFlowState {
         if (filled as f64) < MIN_BUCKET_SHARE * buckets.len() as f64 {
             return None;
         }
-        // Lowest mean of four consecutive filled buckets (1 hour).
         let means: Vec<Option<f64>> = buckets
             .iter()
             .map(|(sum, n)| (*n > 0).then(|| sum / f64::from(*n)))
             .collect();
-        let mnf = means
-            .windows(4.min(means.len()))
-            .filter_map(|w| {
-                let values: Option<Vec<f64>> = w.iter().copied().collect();
-                values.map(|v| v.iter().sum::<f64>() / v.len() as f64)
-            })
-            .fold(f64::INFINITY, f64::min);
+        let filled_means: Vec<f64> = means.iter().flatten().copied().collect();
+        // Lowest mean of four consecutive filled buckets (1 hour), or the whole window's mean.
+        let mnf = if !p.lowest_hour {
+            filled_means.iter().sum::<f64>() / filled_means.len().max(1) as f64
+        } else {
+            means
+                .windows(4.min(means.len()))
+                .filter_map(|w| {
+                    let values: Option<Vec<f64>> = w.iter().copied().collect();
+                    values.map(|v| v.iter().sum::<f64>() / v.len() as f64)
+                })
+                .fold(f64::INFINITY, f64::min)
+        };
         if !mnf.is_finite() {
             return None;
         }

@@ -159,6 +159,9 @@ pub struct RuleConfig {
     pub jump: Option<f64>,
     #[serde(default)]
     pub nights: Option<u32>,
+    /// Night flow: `min_hourly` (default, MNF) or `mean` (night pump power, W15).
+    #[serde(default)]
+    pub aggregate: Option<String>,
     /// Step: the window the rise happens in (default 60 s), the rise (absolute) and, optionally,
     /// the rise in percent of the level before (whichever is smaller decides).
     #[serde(default)]
@@ -236,8 +239,16 @@ impl RuleConfig {
             baseline_nights: self.baseline_nights.unwrap_or(14).max(1),
             ratio: self.ratio.unwrap_or(1.3),
             min_increase: self.min_increase.unwrap_or(0.3),
-            jump: self.jump.unwrap_or(0.5),
+            // W15 (mean) has no single-night jump unless one is set.
+            jump: self
+                .jump
+                .unwrap_or(if self.aggregate.as_deref() == Some("mean") {
+                    f64::INFINITY
+                } else {
+                    0.5
+                }),
             consecutive: self.nights.unwrap_or(2).max(1),
+            lowest_hour: self.aggregate.as_deref() != Some("mean"),
         }
     }
 
@@ -330,6 +341,14 @@ impl RuleConfig {
                     (0.0..24.0).contains(&start) && start + 1.0 <= end && end <= 24.0,
                     "night_end_h",
                     "a night window of at least an hour within a day",
+                );
+                need(
+                    matches!(
+                        self.aggregate.as_deref(),
+                        None | Some("min_hourly") | Some("mean")
+                    ),
+                    "aggregate",
+                    "\"min_hourly\" or \"mean\"",
                 );
             }
             RuleKind::MakeupRatio => {

@@ -503,3 +503,30 @@ fn an_override_changes_a_limit_for_the_devices_it_names() {
     let (_dir, mut e) = engine_with(&rules, "", "", None, elsewhere);
     assert!(feed(&mut e, &[(0, level(0.75))]).is_empty());
 }
+
+#[test]
+fn night_pump_power_above_its_seven_night_median_raises_w15_on_the_second_night() {
+    let rules = rule("id = \"W15\"\nkind = \"night_flow\"\nseverity = \"warn\"\nfield = \"p\"\naggregate = \"mean\"\nbaseline_nights = 7\nratio = 1.3\nmin_increase = 0.3");
+    let (_dir, mut e) = engine(&rules, "", "", None);
+    // 1.2 kW at night for 9 nights, then 1.8 kW (a leak keeps the duty pump running).
+    let series: Vec<(i64, f64)> = (0..12 * 1440)
+        .map(|minute| {
+            let day = minute / 1440;
+            (minute * 60, if day >= 9 { 1.8 } else { 1.2 })
+        })
+        .collect();
+    let events: Vec<(i64, bool)> = series
+        .iter()
+        .flat_map(|(t, kw)| {
+            e.evaluate(&sample(LOCAL_MIDNIGHT_OFFSET_S + t, &[("p", *kw)]))
+                .into_iter()
+                .map(|ev| ((ev.time_ns - T0) / S - LOCAL_MIDNIGHT_OFFSET_S, ev.firing))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(
+        events,
+        vec![(10 * 86_400 + 4 * 3600, true)],
+        "raised after the second high night"
+    );
+}
