@@ -26,6 +26,24 @@ impl Issues<'_> {
         });
     }
 
+    /// `value` must lie in `low..=high`.
+    fn in_range<T: PartialOrd + std::fmt::Display>(
+        &mut self,
+        path: String,
+        value: T,
+        low: T,
+        high: T,
+    ) -> bool {
+        let inside = low <= value && value <= high;
+        if !inside {
+            self.add(
+                path,
+                format!("{value} is out of range (expected {low}–{high})"),
+            );
+        }
+        inside
+    }
+
     fn positive(&mut self, path: String, d: ConfigDuration) {
         if d.get().is_zero() {
             self.add(
@@ -266,12 +284,7 @@ pub fn gateway(
             }
         }
         if let Some(baud) = bus.baud {
-            if !(300..=921_600).contains(&baud) {
-                issues.add(
-                    at("baud"),
-                    format!("{baud} is out of range (expected 300–921600)"),
-                );
-            }
+            issues.in_range(at("baud"), baud, 300, 921_600);
         }
         if !matches!(bus.data_bits, 7 | 8) {
             issues.add(
@@ -287,12 +300,7 @@ pub fn gateway(
         }
         issues.positive(at("timeout"), bus.timeout);
         issues.positive(at("max_backoff"), bus.max_backoff);
-        if !(1..=125).contains(&bus.max_registers) {
-            issues.add(
-                at("max_registers"),
-                format!("{} is out of range (expected 1–125)", bus.max_registers),
-            );
-        }
+        issues.in_range(at("max_registers"), bus.max_registers, 1, 125);
     }
 
     let mut device_ids = HashSet::new();
@@ -313,12 +321,8 @@ pub fn gateway(
                 format!("no bus named {:?} (expected one of {known:?})", device.bus),
             );
         }
-        if !(1..=247).contains(&device.unit) {
-            issues.add(
-                at("unit"),
-                format!("{} is out of range (expected 1–247)", device.unit),
-            );
-        } else if !units.insert((device.bus.as_str(), device.unit)) {
+        let unit_ok = issues.in_range(at("unit"), device.unit, 1, 247);
+        if unit_ok && !units.insert((device.bus.as_str(), device.unit)) {
             issues.add(
                 at("unit"),
                 format!(
@@ -478,24 +482,16 @@ pub fn gateway(
                 "set together with secret_file (expected one of them)",
             );
         }
-        if !(1..=600).contains(&hook.per_minute) {
-            issues.add(
-                at("per_minute"),
-                format!("{} is out of range (expected 1–600)", hook.per_minute),
-            );
-        }
+        issues.in_range(at("per_minute"), hook.per_minute, 1, 600);
         issues.positive(at("timeout"), hook.timeout);
     }
     let buffer = &config.buffer;
-    if !(1..=256).contains(&buffer.segment_size_mb) {
-        issues.add(
-            "buffer.segment_size_mb".into(),
-            format!(
-                "{} is out of range (expected 1–256)",
-                buffer.segment_size_mb
-            ),
-        );
-    }
+    issues.in_range(
+        "buffer.segment_size_mb".into(),
+        buffer.segment_size_mb,
+        1,
+        256,
+    );
     if buffer.max_size_mb < 2 * buffer.segment_size_mb {
         issues.add(
             "buffer.max_size_mb".into(),
@@ -559,21 +555,8 @@ fn influxdb(issues: &mut Issues, influx: &super::InfluxOutput) {
     }
     issues.positive(at("timeout"), influx.timeout);
     issues.positive(at("flush_interval"), influx.flush_interval);
-    if !(1..=5000).contains(&influx.batch_lines) {
-        issues.add(
-            at("batch_lines"),
-            format!("{} is out of range (expected 1–5000)", influx.batch_lines),
-        );
-    }
-    if !(1024..=1 << 20).contains(&influx.batch_bytes) {
-        issues.add(
-            at("batch_bytes"),
-            format!(
-                "{} is out of range (expected 1024–1048576)",
-                influx.batch_bytes
-            ),
-        );
-    }
+    issues.in_range(at("batch_lines"), influx.batch_lines, 1, 5000);
+    issues.in_range(at("batch_bytes"), influx.batch_bytes, 1024, 1 << 20);
 }
 
 fn is_whole_multiple(value: Duration, base: Duration) -> bool {
