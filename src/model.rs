@@ -109,3 +109,22 @@ pub struct AlarmEvent {
     /// When the condition was decided, wall clock ns (the sample's time).
     pub time_ns: i64,
 }
+
+#[cfg(test)]
+impl AlarmEvent {
+    /// A raised W13 (pump fault) on booster-1 at `time_ns`, for tests.
+    pub(crate) fn pump_fault(time_ns: i64, message: &str) -> AlarmEvent {
+        AlarmEvent {
+            id: format!("booster-1/W13/{time_ns}"),
+            rule: Arc::from("W13"),
+            device: Arc::from("booster-1"),
+            severity: Severity::Crit,
+            firing: true,
+            flapping: false,
+            value: 1.0,
+            limit: 7.0,
+            message: message.to_string(),
+            time_ns,
+        }
+    }
+}

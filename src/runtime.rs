@@ -95,7 +95,6 @@ pub struct Outputs {
     pub samples: Option<mpsc::Sender<Sample>>,
     stages: Vec<JoinHandle<()>>,
     forwarder: Option<(JoinHandle<()>, watch::Sender<bool>)>,
-    pub forwarder_status: Option<Arc<crate::sinks::influx::forwarder::ForwarderStatus>>,
     pub log: Option<crate::sinks::influx::forwarder::SharedLog>,
 }
 
@@ -111,7 +110,6 @@ impl Outputs {
         let mut senders = Vec::new();
         let mut stages = Vec::new();
         let mut forwarder = None;
-        let mut forwarder_status = None;
         let mut shared_log = None;
         if let Some(influx) = &outputs.influxdb {
             let data_dir = &config.gateway.gateway.data_dir;
@@ -146,7 +144,6 @@ impl Outputs {
                 Arc::clone(&appended),
                 ForwarderOptions::new(influx, data_dir.join("dead-letter.lp")),
             );
-            forwarder_status = Some(Arc::clone(&forwarder_task.status));
             let (stop, stopped) = watch::channel(false);
             forwarder = Some((tokio::spawn(forwarder_task.run(stopped)), stop));
             let (tx, rx) = mpsc::channel(SAMPLE_CHANNEL_CAPACITY);
@@ -207,7 +204,6 @@ impl Outputs {
             samples,
             stages,
             forwarder,
-            forwarder_status,
             log: shared_log,
         })
     }

@@ -143,10 +143,6 @@ impl Community {
         lock(&self.world).clear(fault);
     }
 
-    pub fn active_faults(&self) -> Vec<Fault> {
-        lock(&self.world).faults().to_vec()
-    }
-
     /// Stops (or restarts) the physics so that values hold still.
     pub fn set_frozen(&self, frozen: bool) {
         lock(&self.world).frozen = frozen;

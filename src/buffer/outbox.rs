@@ -107,24 +107,10 @@ impl Outbox {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
-    use crate::model::Severity;
 
     fn event(n: i64) -> AlarmEvent {
-        AlarmEvent {
-            id: format!("booster-1/W13/{n}"),
-            rule: Arc::from("W13"),
-            device: Arc::from("booster-1"),
-            severity: Severity::Crit,
-            firing: true,
-            flapping: false,
-            value: 1.0,
-            limit: 7.0,
-            message: "水泵或变频器故障".into(),
-            time_ns: n,
-        }
+        AlarmEvent::pump_fault(n, "水泵或变频器故障")
     }
 
     #[test]

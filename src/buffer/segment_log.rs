@@ -42,7 +42,6 @@ impl Default for LogOptions {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LogStats {
     pub appended: u64,
-    pub read: u64,
     /// Damaged records skipped (recovery and reads).
     pub corrupted: u64,
     /// Bytes of torn tails truncated at recovery.
@@ -329,7 +328,6 @@ impl SegmentLog {
                         if rec.seq >= self.read_seq {
                             self.read_seq = rec.seq + 1;
                             bytes += rec.payload.len();
-                            self.stats.read += 1;
                             out.push(rec);
                         }
                     }
@@ -390,16 +388,6 @@ impl SegmentLog {
     /// Bytes of all segments.
     pub fn total_bytes(&self) -> u64 {
         self.segments.iter().map(|s| s.bytes).sum()
-    }
-
-    /// The sequence number the next append gets.
-    pub fn next_seq(&self) -> u64 {
-        self.next_seq
-    }
-
-    /// The first unacknowledged sequence number.
-    pub fn acked(&self) -> u64 {
-        self.acked
     }
 
     pub fn stats(&self) -> &LogStats {

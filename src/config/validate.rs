@@ -17,7 +17,14 @@ struct Issues<'a> {
     list: Vec<ConfigIssue>,
 }
 
-impl Issues<'_> {
+impl<'a> Issues<'a> {
+    fn new(file: &'a str) -> Issues<'a> {
+        Issues {
+            file,
+            list: Vec::new(),
+        }
+    }
+
     fn add(&mut self, path: String, problem: impl Into<String>) {
         self.list.push(ConfigIssue {
             file: self.file.to_string(),
@@ -94,10 +101,7 @@ fn is_identifier(name: &str) -> bool {
 
 /// Validates a profile on its own.
 pub fn profile(file: &str, profile: &Profile) -> Vec<ConfigIssue> {
-    let mut issues = Issues {
-        file,
-        list: Vec::new(),
-    };
+    let mut issues = Issues::new(file);
     if !is_identifier(&profile.kind) {
         issues.add(
             "kind".into(),
@@ -227,10 +231,7 @@ pub fn gateway(
     config: &GatewayConfig,
     profiles: &BTreeMap<String, Arc<Profile>>,
 ) -> Vec<ConfigIssue> {
-    let mut issues = Issues {
-        file,
-        list: Vec::new(),
-    };
+    let mut issues = Issues::new(file);
     issues.text("gateway.id".into(), &config.gateway.id);
     issues.text("gateway.site".into(), &config.gateway.site);
 
@@ -579,10 +580,7 @@ pub fn rules(
     config: &GatewayConfig,
     profiles: &BTreeMap<String, Arc<Profile>>,
 ) -> Vec<ConfigIssue> {
-    let mut issues = Issues {
-        file,
-        list: Vec::new(),
-    };
+    let mut issues = Issues::new(file);
     for (i, rule) in rules.iter().enumerate() {
         let at = |key: &str| format!("rule[{i}].{key}");
         if !keys.insert(rule.key()) {
@@ -633,10 +631,7 @@ pub fn overrides(
     config: &GatewayConfig,
     rules: &[crate::rules::pack::RuleConfig],
 ) -> Vec<ConfigIssue> {
-    let mut issues = Issues {
-        file,
-        list: Vec::new(),
-    };
+    let mut issues = Issues::new(file);
     for (i, entry) in config.alarms.overrides.iter().enumerate() {
         if !rules.iter().any(|r| r.is_named(&entry.rule)) {
             issues.add(

@@ -33,11 +33,11 @@ struct Rule {
 #[derive(Debug)]
 struct DeviceContext {
     id: Arc<str>,
-    site: Option<SiteGeometry>,
+    site: Option<Arc<SiteGeometry>>,
     /// Poll interval, ns: a device is never stale before three of them (DOMAIN.md X1).
     interval_ns: i64,
-    /// Indices into `rules`.
-    rules: Vec<usize>,
+    /// Indices into `rules` (shared so that evaluating a sample allocates nothing).
+    rules: Arc<[usize]>,
     last_seen_ns: Option<i64>,
 }
 
@@ -166,9 +166,9 @@ impl RuleEngine {
                 device.id.clone(),
                 DeviceContext {
                     id: Arc::from(device.id.as_str()),
-                    site: device.site.clone(),
+                    site: device.site.clone().map(Arc::new),
                     interval_ns: nanos(device.interval),
-                    rules: applies,
+                    rules: applies.into(),
                     last_seen_ns: None,
                 },
             );
@@ -209,9 +209,9 @@ impl RuleEngine {
         device.last_seen_ns = Some(sample.time_ns);
         let id = Arc::clone(&device.id);
         let site = device.site.clone();
-        let indices = device.rules.clone();
+        let indices = Arc::clone(&device.rules);
         let mut events = Vec::new();
-        for index in indices {
+        for &index in indices.iter() {
             let rule = &self.rules[index];
             // The rule's own field, for the kinds that keep history of it.
             let field_value = rule
@@ -305,7 +305,7 @@ impl RuleEngine {
                     subject: "last sample age s".into(),
                 })
             } else {
-                evaluate(&rule.config, sample, site.as_ref())
+                evaluate(&rule.config, sample, site.as_deref())
             };
             if let Some(evaluation) = evaluation {
                 events.extend(self.step(&id, index, sample.time_ns, evaluation));
@@ -318,7 +318,7 @@ impl RuleEngine {
     pub fn tick(&mut self, now_ns: i64) -> Vec<AlarmEvent> {
         let mut due = Vec::new();
         for device in self.devices.values() {
-            for &index in &device.rules {
+            for &index in device.rules.iter() {
                 let rule = &self.rules[index];
                 if rule.config.kind != RuleKind::Stale {
                     continue;

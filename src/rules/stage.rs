@@ -159,23 +159,11 @@ fn lock(engine: &std::sync::Mutex<RuleEngine>) -> std::sync::MutexGuard<'_, Rule
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Severity;
     use crate::sinks::influx::line_protocol;
 
     #[test]
     fn an_alarm_becomes_one_alarm_line_with_the_schema_of_design_md() {
-        let event = AlarmEvent {
-            id: "booster-1/W13/1764150000000000000".into(),
-            rule: Arc::from("W13"),
-            device: Arc::from("booster-1"),
-            severity: Severity::Crit,
-            firing: true,
-            flapping: false,
-            value: 1.0,
-            limit: 7.0,
-            message: "W13报警：水泵或变频器故障".into(),
-            time_ns: 1_764_150_000_000_000_000,
-        };
+        let event = AlarmEvent::pump_fault(1_764_150_000_000_000_000, "W13报警：水泵或变频器故障");
         let mut line = String::new();
         line_protocol::encode(
             &alarm_sample(&event, "幸福小区", "shuocheng-xingfu-01"),

@@ -78,9 +78,8 @@ pub struct ForwarderStats {
     /// Requests without an HTTP answer (connect error, timeout).
     pub request_failures: u64,
     pub dead_lettered: u64,
-    /// Waits before a retry, and the last one's length.
+    /// Waits before a retry (their lengths go to the retry-delay histogram).
     pub retries: u64,
-    pub last_retry_delay_ms: u64,
     /// InfluxDB refused the credentials or the bucket/database (401/403/404) on the last try.
     pub unauthorized: bool,
 }
@@ -287,10 +286,7 @@ impl Forwarder {
         delay: Duration,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), Stopped> {
-        self.status.update(|s| {
-            s.retries += 1;
-            s.last_retry_delay_ms = delay.as_millis() as u64;
-        });
+        self.status.update(|s| s.retries += 1);
         crate::metrics::record_retry_delay(delay);
         tokio::select! {
             _ = tokio::time::sleep(delay) => Ok(()),
