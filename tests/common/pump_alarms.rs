@@ -71,3 +71,21 @@ pub async fn raise(config: &LoadedConfig, samples: &[Sample], done: impl Fn() ->
     }
     alarms
 }
+
+/// Whether the outbox `name` under the config's data directory holds an alarm on disk.
+pub fn outbox_holds_an_alarm(config: &LoadedConfig, name: &str) -> bool {
+    let dir = config
+        .gateway
+        .gateway
+        .data_dir
+        .join("alarms")
+        .join(format!("outbox-{name}"));
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries.filter_map(Result::ok).any(|e| {
+                e.path().extension().is_some_and(|x| x == "seg")
+                    && e.metadata().is_ok_and(|m| m.len() > 0)
+            })
+        })
+        .unwrap_or(false)
+}
