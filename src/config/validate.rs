@@ -595,31 +595,38 @@ pub fn rules(
         for (key, problem) in rule.problems() {
             issues.add(at(key), problem);
         }
-        for device in &rule.devices {
-            let Some(entry) = config.device.iter().find(|d| &d.id == device) else {
-                issues.add(
-                    at("devices"),
-                    format!("no device named {device:?} (expected a configured device)"),
-                );
-                continue;
-            };
-            let Some(profile) = profiles.get(&entry.profile) else {
-                continue;
-            };
-            if profile.kind != rule.measurement {
-                issues.add(
-                    at("devices"),
-                    format!("{device:?} is a {:?}, not a {:?} (expected devices of the rule's measurement)", profile.kind, rule.measurement),
-                );
-            }
-            for field in rule.reads() {
-                if !profile.points.iter().any(|p| p.name == field) {
+        let mut check = |key: &str, devices: &[String], measurement: &str, fields: &[&str]| {
+            for device in devices {
+                let Some(entry) = config.device.iter().find(|d| &d.id == device) else {
                     issues.add(
-                        at("devices"),
-                        format!("{device:?} (profile {:?}) has no field {field:?} (expected the fields the rule reads)", entry.profile),
+                        at(key),
+                        format!("no device named {device:?} (expected a configured device)"),
+                    );
+                    continue;
+                };
+                let Some(profile) = profiles.get(&entry.profile) else {
+                    continue;
+                };
+                if profile.kind != measurement {
+                    issues.add(
+                        at(key),
+                        format!("{device:?} is a {:?}, not a {measurement:?} (expected devices of the rule's measurement)", profile.kind),
                     );
                 }
+                for field in fields {
+                    if !profile.points.iter().any(|p| p.name == *field) {
+                        issues.add(
+                            at(key),
+                            format!("{device:?} (profile {:?}) has no field {field:?} (expected the fields the rule reads)", entry.profile),
+                        );
+                    }
+                }
             }
+        };
+        check("devices", &rule.devices, &rule.measurement, &rule.reads());
+        if let Some(measurement) = &rule.sub_measurement {
+            let fields: Vec<&str> = rule.sub_fields.iter().map(String::as_str).collect();
+            check("sub_devices", &rule.sub_devices, measurement, &fields);
         }
     }
     issues.list

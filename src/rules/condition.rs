@@ -97,7 +97,8 @@ fn worst(
 }
 
 /// Evaluates `rule` on `sample`; `None` when the sample lacks what the rule reads (a slower
-/// point not due this cycle) or the rule is evaluated elsewhere (stale).
+/// point not due this cycle) or the rule is evaluated by the engine (stale and the kinds that
+/// keep history).
 pub fn evaluate(
     rule: &RuleConfig,
     sample: &Sample,
@@ -195,7 +196,11 @@ pub fn evaluate(
             })
         }
         // Stateful or timed kinds are evaluated by the engine.
-        RuleKind::Stale | RuleKind::NightFlow | RuleKind::Step | RuleKind::Frozen => None,
+        RuleKind::Stale
+        | RuleKind::NightFlow
+        | RuleKind::Step
+        | RuleKind::Frozen
+        | RuleKind::Balance => None,
         RuleKind::TopFloor => {
             let site = site?;
             let outlet = number(sample, rule.field.as_deref()?)?;
@@ -241,6 +246,3 @@ pub fn evaluate(
         }
     }
 }
-
-#[cfg(test)]
-mod tests;

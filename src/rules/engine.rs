@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{ConfigDuration, LoadedConfig, SiteGeometry};
 use crate::model::{AlarmEvent, Sample};
 
+use super::balance::{BalanceOutcome, BalanceState};
 use super::condition::{evaluate, Evaluation};
 use super::frozen::{FrozenParams, FrozenState};
 use super::machine::{Condition, Machine, Timing, Transition};
@@ -38,6 +39,8 @@ struct DeviceContext {
     interval_ns: i64,
     /// Indices into `rules` (shared so that evaluating a sample allocates nothing).
     rules: Arc<[usize]>,
+    /// Water balances this device is a sub-meter of: (inflow device, rule index).
+    feeds: Arc<[(Arc<str>, usize)]>,
     last_seen_ns: Option<i64>,
 }
 
@@ -57,14 +60,33 @@ struct SavedState {
     machines: Vec<SavedMachine>,
     /// Night-flow history per (device, rule).
     #[serde(default)]
-    nights: Vec<SavedNight>,
+    nights: Vec<SavedHistory<NightFlowState>>,
+    /// Water-balance windows per (inflow device, rule).
+    #[serde(default)]
+    balances: Vec<SavedHistory<BalanceState>>,
 }
 
 #[derive(Serialize, Deserialize)]
-struct SavedNight {
+struct SavedHistory<T> {
     device: String,
     rule: String,
-    state: NightFlowState,
+    state: T,
+}
+
+fn saved<T: Clone>(map: &BTreeMap<(String, String), T>) -> Vec<SavedHistory<T>> {
+    map.iter()
+        .map(|((device, rule), state)| SavedHistory {
+            device: device.clone(),
+            rule: rule.clone(),
+            state: state.clone(),
+        })
+        .collect()
+}
+
+fn restored<T>(list: Vec<SavedHistory<T>>) -> BTreeMap<(String, String), T> {
+    list.into_iter()
+        .map(|s| ((s.device, s.rule), s.state))
+        .collect()
 }
 
 #[derive(Serialize, Deserialize)]
@@ -79,6 +101,7 @@ pub struct RuleEngine {
     devices: HashMap<String, DeviceContext>,
     machines: BTreeMap<(String, String), Machine>,
     nights: BTreeMap<(String, String), NightFlowState>,
+    balances: BTreeMap<(String, String), BalanceState>,
     /// Recent values of step rules (not persisted: a window of seconds).
     steps: BTreeMap<(String, String), StepState>,
     /// Recent values of frozen-value rules (not persisted: a restart starts the window again).
@@ -169,15 +192,18 @@ impl RuleEngine {
                     site: device.site.clone().map(Arc::new),
                     interval_ns: nanos(device.interval),
                     rules: applies.into(),
+                    feeds: Arc::new([]),
                     last_seen_ns: None,
                 },
             );
         }
+        connect_balances(config, &rules, &mut devices);
         let mut engine = RuleEngine {
             rules,
             devices,
             machines: BTreeMap::new(),
             nights: BTreeMap::new(),
+            balances: BTreeMap::new(),
             steps: BTreeMap::new(),
             frozen: BTreeMap::new(),
             dirty: false,
@@ -210,6 +236,16 @@ impl RuleEngine {
         let id = Arc::clone(&device.id);
         let site = device.site.clone();
         let indices = Arc::clone(&device.rules);
+        for (inflow, index) in Arc::clone(&device.feeds).iter() {
+            let rule = &self.rules[*index];
+            if let Some(total) = total_of(sample, &rule.config.sub_fields) {
+                self.dirty |= self
+                    .balances
+                    .entry((inflow.to_string(), rule.key.to_string()))
+                    .or_default()
+                    .record(&id, sample.time_ns, total);
+            }
+        }
         let mut events = Vec::new();
         for &index in indices.iter() {
             let rule = &self.rules[index];
@@ -297,6 +333,11 @@ impl RuleEngine {
                             rule.config.field.as_deref().unwrap_or("")
                         ),
                     })
+            } else if rule.config.kind == RuleKind::Balance {
+                let Some(total) = total_of(sample, &rule.config.fields) else {
+                    continue;
+                };
+                self.balance(&id, index, sample.time_ns, total)
             } else if rule.config.kind == RuleKind::Stale {
                 Some(Evaluation {
                     condition: Condition::Clear,
@@ -312,6 +353,52 @@ impl RuleEngine {
             }
         }
         events
+    }
+
+    /// Records the inflow total of a water balance and decides its window when it has ended.
+    fn balance(
+        &mut self,
+        inflow: &str,
+        index: usize,
+        time_ns: i64,
+        total: f64,
+    ) -> Option<Evaluation> {
+        let rule = &self.rules[index];
+        let params = rule.config.balance();
+        let state = self
+            .balances
+            .entry((inflow.to_owned(), rule.key.to_string()))
+            .or_default();
+        self.dirty |= state.record(inflow, time_ns, total);
+        if !state.due(time_ns, &params) {
+            return None;
+        }
+        let subs: Vec<&str> = self
+            .devices
+            .values()
+            .filter(|d| d.feeds.iter().any(|(i, r)| **i == *inflow && *r == index))
+            .map(|d| &*d.id)
+            .collect();
+        self.dirty = true;
+        match state.close(time_ns, inflow, &subs, &params) {
+            BalanceOutcome::Decided {
+                condition,
+                loss_pct,
+                inflow_m3,
+            } => Some(Evaluation {
+                condition,
+                value: loss_pct,
+                limit: params.above,
+                subject: format!(
+                    "water loss rate % ({inflow_m3:.1} m3 in, {} sub-meters)",
+                    subs.len()
+                ),
+            }),
+            BalanceOutcome::Skipped(reason) => {
+                tracing::warn!(device = inflow, rule = %rule.key, %reason, "Water balance window skipped: not enough meter data to decide");
+                None
+            }
+        }
     }
 
     /// Evaluates the stale rules at `now_ns` (call every few seconds).
@@ -443,15 +530,8 @@ impl RuleEngine {
                     machine: machine.clone(),
                 })
                 .collect(),
-            nights: self
-                .nights
-                .iter()
-                .map(|((device, rule), state)| SavedNight {
-                    device: device.clone(),
-                    rule: rule.clone(),
-                    state: state.clone(),
-                })
-                .collect(),
+            nights: saved(&self.nights),
+            balances: saved(&self.balances),
         };
         let text = serde_json::to_vec_pretty(&state).map_err(std::io::Error::other)?;
         write_atomically(path, &text)
@@ -471,9 +551,8 @@ impl RuleEngine {
         };
         match serde_json::from_slice::<SavedState>(&bytes) {
             Ok(state) => {
-                for saved in state.nights {
-                    self.nights.insert((saved.device, saved.rule), saved.state);
-                }
+                self.nights = restored(state.nights);
+                self.balances = restored(state.balances);
                 for saved in state.machines {
                     let known = self.devices.get(&saved.device).is_some_and(|d| {
                         d.rules.iter().any(|i| *self.rules[*i].key == *saved.rule)
@@ -489,6 +568,75 @@ impl RuleEngine {
                 error = %e,
                 "Alarm state file is damaged; starting with no alarm raised"
             ),
+        }
+    }
+}
+
+/// Sum of the totaliser `fields` of a sample (split integer/fraction registers); `None` unless
+/// every one is present.
+fn total_of(sample: &Sample, fields: &[String]) -> Option<f64> {
+    fields
+        .iter()
+        .map(|f| sample.field(f).and_then(|v| v.as_f64()))
+        .sum()
+}
+
+/// Finds each water balance's sub-meters: the other devices of its `sub_measurement` with its
+/// `sub_fields` (only `sub_devices` when named). A balance without a sub-meter is dropped from
+/// its inflow device: it could only ever report a 100 % loss.
+fn connect_balances(
+    config: &LoadedConfig,
+    rules: &[Rule],
+    devices: &mut HashMap<String, DeviceContext>,
+) {
+    let balances: Vec<(Arc<str>, usize)> = devices
+        .values()
+        .flat_map(|d| {
+            d.rules
+                .iter()
+                .filter(|i| rules[**i].config.kind == RuleKind::Balance)
+                .map(|i| (Arc::clone(&d.id), *i))
+        })
+        .collect();
+    if balances.is_empty() {
+        return;
+    }
+    for device in &config.gateway.device {
+        let (Some(profile), Some(context)) =
+            (config.profile_of(device), devices.get_mut(&device.id))
+        else {
+            continue;
+        };
+        let feeds: Vec<(Arc<str>, usize)> = balances
+            .iter()
+            .filter(|(inflow, i)| {
+                let rule = &rules[*i].config;
+                **inflow != *device.id
+                    && rule.sub_measurement.as_deref() == Some(profile.kind.as_str())
+                    && (rule.sub_devices.is_empty() || rule.sub_devices.contains(&device.id))
+                    && rule
+                        .sub_fields
+                        .iter()
+                        .all(|f| profile.points.iter().any(|p| p.name == *f))
+            })
+            .cloned()
+            .collect();
+        context.feeds = feeds.into();
+    }
+    for (inflow, index) in &balances {
+        let fed = devices
+            .values()
+            .any(|d| d.feeds.iter().any(|(i, r)| i == inflow && r == index));
+        if !fed {
+            tracing::info!(device = %inflow, rule = %rules[*index].key, "Water balance has no sub-meter configured; not evaluated");
+            if let Some(context) = devices.get_mut(&**inflow) {
+                context.rules = context
+                    .rules
+                    .iter()
+                    .copied()
+                    .filter(|r| r != index)
+                    .collect();
+            }
         }
     }
 }

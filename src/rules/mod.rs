@@ -6,9 +6,11 @@
 //! engine between the sources and the outputs: every sample passes through unchanged, and every
 //! alarm transition is added as a sample of the `alarm` measurement.
 //!
-//! Not handled here: delivering alarms to people (MQTT, webhooks) and history-based rules (burst
-//! detection, minimum night flow, water balance, heating make-up), which come in later steps.
+//! Rules that need history keep it in their own modules: bursts ([`step`]), frozen values
+//! ([`frozen`]), minimum night flow ([`night_flow`]) and the water balance ([`balance`]).
+//! Delivering alarms to people is `sinks::mqtt` and `sinks::webhook`.
 
+pub mod balance;
 pub mod condition;
 pub mod engine;
 pub mod frozen;

@@ -39,6 +39,8 @@ pub enum RuleKind {
     Step,
     /// No movement beyond `tolerance` over `window` while the plant runs (W23).
     Frozen,
+    /// Loss rate of an inflow meter against the sum of its sub-meters over `window` (W17).
+    Balance,
 }
 
 const KINDS: &[(&str, RuleKind)] = &[
@@ -55,6 +57,7 @@ const KINDS: &[(&str, RuleKind)] = &[
     ("night_flow", RuleKind::NightFlow),
     ("step", RuleKind::Step),
     ("frozen", RuleKind::Frozen),
+    ("balance", RuleKind::Balance),
 ];
 crate::config::deserialize_by_name!(RuleKind, KINDS);
 
@@ -178,6 +181,15 @@ pub struct RuleConfig {
     pub while_field: Option<String>,
     #[serde(default)]
     pub while_above: Option<f64>,
+    /// Balance: the sub-meters' measurement and their totaliser fields (summed, for split
+    /// integer/fraction registers; the inflow's are `fields`), optionally only `sub_devices`
+    /// (default: every other device of the measurement with the fields).
+    #[serde(default)]
+    pub sub_measurement: Option<String>,
+    #[serde(default)]
+    pub sub_fields: Vec<String>,
+    #[serde(default)]
+    pub sub_devices: Vec<String>,
     /// Raises within `flap_window` beyond which the alarm is flapping.
     #[serde(default = "default_flap_limit")]
     pub flap_limit: usize,
@@ -249,6 +261,18 @@ impl RuleConfig {
                 }),
             consecutive: self.nights.unwrap_or(2).max(1),
             lowest_hour: self.aggregate.as_deref() != Some("mean"),
+        }
+    }
+
+    /// The water-balance parameters (W17).
+    pub fn balance(&self) -> super::balance::BalanceParams {
+        super::balance::BalanceParams {
+            window_ns: self.window.map_or(i64::MAX, |w| {
+                i64::try_from(w.get().as_nanos()).unwrap_or(i64::MAX)
+            }),
+            utc_offset_h: self.utc_offset_h.unwrap_or(8.0),
+            above: self.above.unwrap_or(f64::INFINITY),
+            clear_margin: self.clear_margin,
         }
     }
 
@@ -349,6 +373,34 @@ impl RuleConfig {
                     ),
                     "aggregate",
                     "\"min_hourly\" or \"mean\"",
+                );
+            }
+            RuleKind::Balance => {
+                need(
+                    !self.fields.is_empty(),
+                    "fields",
+                    "the inflow totaliser field(s), m³",
+                );
+                need(
+                    self.sub_measurement.is_some(),
+                    "sub_measurement",
+                    "the sub-meters' measurement",
+                );
+                need(
+                    !self.sub_fields.is_empty(),
+                    "sub_fields",
+                    "the sub-meters' totaliser field(s), m³",
+                );
+                need(
+                    self.above.is_some(),
+                    "above",
+                    "the loss rate limit in percent",
+                );
+                need(
+                    self.window
+                        .is_some_and(|w| w.get() >= std::time::Duration::from_secs(3600)),
+                    "window",
+                    "a window of at least an hour (a week is usual)",
                 );
             }
             RuleKind::MakeupRatio => {

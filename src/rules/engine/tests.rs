@@ -10,7 +10,8 @@ use crate::model::{Field, Severity, Value};
 const S: i64 = 1_000_000_000;
 const T0: i64 = 1_764_150_000 * S;
 
-const FIELDS: [&str; 14] = [
+const FIELDS: [&str; 15] = [
+    "total_m3",
     "p",
     "p_set",
     "flow",
@@ -529,4 +530,68 @@ fn night_pump_power_above_its_seven_night_median_raises_w15_on_the_second_night(
         vec![(10 * 86_400 + 4 * 3600, true)],
         "raised after the second high night"
     );
+}
+
+#[test]
+fn water_balance_raises_w17_on_a_day_losing_19_percent_and_clears_on_the_next() {
+    let rules = rule(
+        "id = \"W17\"\nkind = \"balance\"\nseverity = \"warn\"\ndevices = [\"dev\"]\nfields = [\"total_m3\"]\n\
+         sub_measurement = \"test\"\nsub_fields = [\"total_m3\"]\nsub_devices = [\"m1\", \"m2\"]\nwindow = \"1d\"\nabove = 12.0\nclear_margin = 2.0",
+    );
+    let meters = "[[device]]\nid = \"m1\"\nbus = \"b\"\nunit = 2\nprofile = \"test\"\ninterval = \"1s\"\n\
+                  [[device]]\nid = \"m2\"\nbus = \"b\"\nunit = 3\nprofile = \"test\"\ninterval = \"1s\"\n";
+    let state_dir = tempfile::tempdir().expect("temp dir");
+    let state = state_dir.path().join("state.json");
+    let (_dir, mut e) = engine_with(&rules, "", "", Some(state.clone()), meters);
+    assert_eq!(e.rules_of("dev"), vec!["W17".to_string()]);
+    // Per day, the inflow and the two sub-meters in m³/h. Day 0: 8 % lost; day 1: 19.4 %
+    // (DOMAIN.md §4.1's 182.5 m³ in, 147.0 m³ out); day 2: 5 %.
+    let days = [
+        (10.0, 6.0, 3.2),
+        (182.5 / 24.0, 100.0 / 24.0, 47.0 / 24.0),
+        (10.0, 6.0, 3.5),
+    ];
+    let (mut totals, mut events) = ([0.0_f64; 3], Vec::new());
+    // Start at local midnight (UTC+8) before T0, read every 15 minutes for three days.
+    let midnight = (T0 + 8 * 3600 * S).div_euclid(86_400 * S) * 86_400 * S - 8 * 3600 * S;
+    for step in 0..=3 * 96 {
+        let t = midnight + step * 900 * S;
+        let (inflow, a, b) = days[(step as usize / 96).min(2)];
+        if step == 144 {
+            // A restart in the middle of day 1: the window's first readings come from disk.
+            e.save().expect("saves");
+            e = engine_with(&rules, "", "", Some(state.clone()), meters).1;
+        }
+        for (i, (device, rate)) in [("m1", a), ("m2", b), ("dev", inflow)]
+            .into_iter()
+            .enumerate()
+        {
+            let mut reading = sample(0, &[("total_m3", totals[i])]);
+            reading.device = Arc::from(device);
+            reading.time_ns = t;
+            events.extend(
+                e.evaluate(&reading)
+                    .into_iter()
+                    .map(|e| ((e.time_ns - midnight) / (3600 * S), e.firing, e.value)),
+            );
+            totals[i] += rate / 4.0;
+        }
+    }
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!((events[0].0, events[0].1), (48, true), "{events:?}");
+    assert!(
+        (events[0].2 - 35.5 / 182.5 * 100.0).abs() < 1e-6,
+        "{events:?}"
+    );
+    assert_eq!((events[1].0, events[1].1), (72, false), "{events:?}");
+}
+
+#[test]
+fn water_balance_without_sub_meters_is_not_evaluated() {
+    let rules = rule(
+        "id = \"W17\"\nkind = \"balance\"\nseverity = \"warn\"\nfields = [\"total_m3\"]\n\
+         sub_measurement = \"water_meter\"\nsub_fields = [\"total_m3\"]\nwindow = \"7d\"\nabove = 12.0",
+    );
+    let (_dir, e) = engine(&rules, "", "", None);
+    assert!(e.rules_of("dev").is_empty());
 }
