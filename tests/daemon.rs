@@ -1,5 +1,6 @@
 //! The `retrofit-gateway` binary as an operator runs it: `run -c FILE` writes line protocol for
-//! every device and stops cleanly within 5 s of SIGTERM; `demo` runs with no services at all.
+//! every device and stops cleanly within 5 s of SIGTERM; restarted while an alarm fires, it
+//! neither raises the alarm again nor forgets to send its clear; `demo` runs with no services.
 
 mod common;
 
@@ -8,6 +9,8 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::example_site;
+use common::http_script::{Answer, ScriptedServer};
+use retrofit_sim::faults::{Fault, FaultKind};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_retrofit-gateway");
 
@@ -54,11 +57,14 @@ fn device_of_line(line: &str) -> String {
         .to_string()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn run_writes_every_device_and_stops_on_sigterm_within_five_seconds() {
-    let site = example_site().await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let output = dir.path().join("lines.txt");
+/// Writes `config/demo.toml` pointed at the simulated `site`, with its data in `dir`, lines to
+/// `output` and `extra` TOML appended; returns the config's path.
+fn demo_config_for(
+    site: &common::Site,
+    dir: &Path,
+    output: &Path,
+    extra: &str,
+) -> std::path::PathBuf {
     let profiles = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/profiles");
     let mut text =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/demo.toml"))
@@ -73,13 +79,60 @@ async fn run_writes_every_device_and_stops_on_sigterm_within_five_seconds() {
     }
     text = text.replace(
         "data_dir = \"/tmp/retrofit-gateway-demo\"",
-        &format!("data_dir = {:?}\nprofile_dir = {:?}", dir.path(), profiles),
+        &format!("data_dir = {:?}\nprofile_dir = {:?}", dir, profiles),
     );
     text = text.replace("path = \"-\"", &format!("path = {output:?}"));
     let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rules");
     text = text.replace("\"rules/", &format!("\"{}/", rules.display()));
-    let config = dir.path().join("gateway.toml");
+    text.push_str(extra);
+    let config = dir.join("gateway.toml");
     std::fs::write(&config, text).expect("config written");
+    config
+}
+
+/// Sends SIGTERM and waits up to 5 s for a clean exit.
+fn terminate(child: &mut std::process::Child, log: &Path) {
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(kill.success());
+    let status = wait_for_exit(child, Duration::from_secs(5)).unwrap_or_else(|| {
+        let _ = child.kill();
+        panic!("still running 5 s after SIGTERM")
+    });
+    assert!(
+        status.success(),
+        "exit status {status:?}\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
+
+/// Lines of `device` in the line-protocol file.
+fn lines_of(output: &Path, device: &str) -> usize {
+    let tag = format!(",device={device},");
+    std::fs::read_to_string(output)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(&tag))
+        .count()
+}
+
+/// Waits, up to `bound`, until `done` holds.
+async fn until(bound: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + bound;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what} within {bound:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_writes_every_device_and_stops_on_sigterm_within_five_seconds() {
+    let site = example_site().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let output = dir.path().join("lines.txt");
+    let config = demo_config_for(&site, dir.path(), &output, "");
 
     let log = dir.path().join("gateway.log");
     let mut child = common::spawn_gateway(BINARY, &["run", "-c"], &config, &log);
@@ -98,26 +151,81 @@ async fn run_writes_every_device_and_stops_on_sigterm_within_five_seconds() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let signalled = Instant::now();
-    let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(kill.success());
-    let status = wait_for_exit(&mut child, Duration::from_secs(5)).unwrap_or_else(|| {
-        let _ = child.kill();
-        panic!("still running 5 s after SIGTERM")
-    });
-    assert!(
-        status.success(),
-        "exit status {status:?}\n{}",
-        std::fs::read_to_string(&log).unwrap_or_default()
-    );
+    terminate(&mut child, &log);
     let lines = std::fs::read_to_string(&output).expect("output");
     assert!(lines.ends_with('\n'), "a torn last line");
     for line in lines.lines() {
         device_of_line(line);
     }
     eprintln!("stopped {:?} after SIGTERM", signalled.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_while_an_alarm_fires_neither_raises_it_again_nor_loses_its_clear() {
+    let site = example_site().await;
+    let robot = ScriptedServer::start(|_, _| Answer::Status(200, Vec::new(), "{}".into())).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url_file = dir.path().join("robot.url");
+    std::fs::write(&url_file, format!("{}/alarms", robot.url())).expect("url file");
+    let output = dir.path().join("lines.txt");
+    let hook = format!(
+        "\n[[alarms.webhook]]\nname = \"recorder\"\nkind = \"generic\"\nurl_file = {url_file:?}\nmin_severity = \"info\"\n"
+    );
+    let config = demo_config_for(&site, dir.path(), &output, &hook);
+    // (alarm id, firing) of every W13 message about booster-1 the robot received.
+    let pump_trips = || -> Vec<(String, bool)> {
+        robot
+            .recorded()
+            .iter()
+            .filter_map(|r| serde_json::from_str::<serde_json::Value>(&r.body).ok())
+            .filter(|b| b["alarm"]["rule"] == "W13" && b["alarm"]["device"] == "booster-1")
+            .map(|b| {
+                (
+                    b["alarm"]["id"].as_str().unwrap_or_default().to_string(),
+                    b["alarm"]["firing"].as_bool().unwrap_or_default(),
+                )
+            })
+            .collect()
+    };
+
+    let first_log = dir.path().join("first.log");
+    let mut first = common::spawn_gateway(BINARY, &["run", "-c"], &config, &first_log);
+    until(Duration::from_secs(15), "booster-1 polled", || {
+        lines_of(&output, "booster-1") > 0
+    })
+    .await;
+    let trip = Fault::plant(FaultKind::PumpTrip);
+    site.community.inject(trip.clone());
+    until(Duration::from_secs(15), "W13 raised", || {
+        !pump_trips().is_empty()
+    })
+    .await;
+    terminate(&mut first, &first_log);
+
+    let second_log = dir.path().join("second.log");
+    let mut second = common::spawn_gateway(BINARY, &["run", "-c"], &config, &second_log);
+    // The restarted gateway sees the tripped pump on several polls before it is repaired.
+    let before = lines_of(&output, "booster-1");
+    until(
+        Duration::from_secs(15),
+        "booster-1 polled after the restart",
+        || lines_of(&output, "booster-1") >= before + 3,
+    )
+    .await;
+    site.community.clear(&trip);
+    // The outbox delivers in order, so a second raise would arrive before the clear.
+    until(Duration::from_secs(15), "W13 cleared", || {
+        pump_trips().iter().any(|(_, firing)| !firing)
+    })
+    .await;
+    terminate(&mut second, &second_log);
+    let trips = pump_trips();
+    assert_eq!(trips.len(), 2, "{trips:?}");
+    assert!(trips[0].1 && !trips[1].1, "{trips:?}");
+    assert_eq!(
+        trips[0].0, trips[1].0,
+        "the clear names the raised alarm: {trips:?}"
+    );
 }
 
 #[test]
