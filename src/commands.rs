@@ -156,7 +156,7 @@ pub async fn run(config: LoadedConfig) -> anyhow::Result<()> {
         .take()
         .context("the outputs take no samples")?;
     let alarms = Alarms::start(&config, to_outputs, None)?;
-    let gateway = Gateway::start(&config, alarms.samples.clone());
+    let gateway = Gateway::start(&config, alarms.samples.clone())?;
     tracing::info!(
         gateway = %config.gateway.gateway.id,
         buses = config.gateway.bus.len(),

@@ -149,7 +149,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
             );
         }
     });
-    let gateway = Gateway::start(&config, alarms_stage.samples.clone());
+    let gateway = Gateway::start(&config, alarms_stage.samples.clone())?;
     let scenario = options.faults.then(|| community.play(demo_scenario()));
     let status = Arc::clone(&gateway.status);
     let printer = tokio::spawn(print(

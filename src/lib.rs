@@ -27,6 +27,7 @@ pub mod config;
 pub mod demo;
 pub mod metrics;
 pub mod model;
+pub mod mqtt;
 pub mod rules;
 pub mod runtime;
 pub mod secret;

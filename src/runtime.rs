@@ -1,5 +1,5 @@
-//! Wiring of stages and shutdown. [`Gateway::start`] spawns one task per bus feeding a bounded
-//! sample channel; [`Gateway::stop`] broadcasts shutdown, waits for every task up to a deadline,
+//! Wiring of stages and shutdown. [`Gateway::start`] spawns one task per bus, and the MQTT
+//! source when one is configured, feeding a bounded sample channel; [`Gateway::stop`] broadcasts shutdown, waits for every task up to a deadline,
 //! then aborts what is left. Dropping the channel's last sender ends the consumer.
 
 use std::sync::Arc;
@@ -12,6 +12,7 @@ use crate::config::LoadedConfig;
 use crate::model::Sample;
 use crate::sources::modbus::bus::BusTask;
 use crate::sources::modbus::status::StatusBoard;
+use crate::sources::mqtt::{IngestStats, MqttSource};
 
 /// Samples in flight between the sources and the output. When full, sources wait (polls are
 /// delayed and counted as skipped if a whole interval late); nothing is dropped here.
@@ -22,27 +23,37 @@ pub struct Gateway {
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     pub status: Arc<StatusBoard>,
+    /// What the MQTT source received, when there is one.
+    pub mqtt: Option<Arc<IngestStats>>,
 }
 
 impl Gateway {
-    /// Starts polling every bus of `config` into `samples`. Must run inside a tokio runtime.
-    pub fn start(config: &LoadedConfig, samples: mpsc::Sender<Sample>) -> Gateway {
+    /// Starts polling every bus of `config` and subscribing to its MQTT source into `samples`.
+    /// Fails only when the MQTT password or TLS files cannot be read. Must run inside a tokio runtime.
+    pub fn start(
+        config: &LoadedConfig,
+        samples: mpsc::Sender<Sample>,
+    ) -> Result<Gateway, crate::mqtt::BrokerError> {
         let (shutdown, watcher) = watch::channel(false);
         let status = Arc::new(StatusBoard::default());
-        let tasks = config
-            .gateway
-            .bus
-            .iter()
-            .map(|bus| {
-                let task = BusTask::new(config, bus, samples.clone(), Arc::clone(&status));
-                tokio::spawn(task.run(watcher.clone()))
-            })
-            .collect();
-        Gateway {
+        let mut mqtt = None;
+        let mut tasks = Vec::new();
+        if let Some(source) = &config.gateway.mqtt_source {
+            let stats = Arc::new(IngestStats::default());
+            let task = MqttSource::new(config, source, samples.clone(), Arc::clone(&stats))?;
+            tasks.push(tokio::spawn(task.run(watcher.clone())));
+            mqtt = Some(stats);
+        }
+        tasks.extend(config.gateway.bus.iter().map(|bus| {
+            let task = BusTask::new(config, bus, samples.clone(), Arc::clone(&status));
+            tokio::spawn(task.run(watcher.clone()))
+        }));
+        Ok(Gateway {
             shutdown,
             tasks,
             status,
-        }
+            mqtt,
+        })
     }
 
     /// Stops polling: signals every task and waits for them up to `deadline`.

@@ -7,40 +7,16 @@ mod common;
 
 use std::time::Duration;
 
-use common::example_site;
 use common::mqtt::{host_port, subscribe, unique};
 use common::services::service_url;
+use common::{example_site, expect_event};
 use retrofit_gateway::config::{ConfigDuration, MqttAlarmConfig};
 use retrofit_gateway::demo::shorten_holds;
-use retrofit_gateway::model::{AlarmEvent, Severity};
+use retrofit_gateway::model::Severity;
 use retrofit_gateway::runtime::{Alarms, Gateway};
 use retrofit_sim::faults::{Fault, FaultKind};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-
-/// Waits for an event on `device`/`rule` that is `firing` (or cleared), up to `bound`.
-async fn expect(
-    events: &mut mpsc::Receiver<AlarmEvent>,
-    device: &str,
-    rule: &str,
-    firing: bool,
-    bound: Duration,
-) -> AlarmEvent {
-    let deadline = Instant::now() + bound;
-    loop {
-        match tokio::time::timeout_at(deadline, events.recv()).await {
-            Ok(Some(e)) if &*e.device == device && &*e.rule == rule && e.firing == firing => {
-                return e
-            }
-            Ok(Some(_)) => continue,
-            Ok(None) => panic!("event channel closed"),
-            Err(_) => panic!(
-                "no {} event for {device} {rule} within {bound:?}",
-                if firing { "raise" } else { "clear" }
-            ),
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_injected_fault_raises_its_rule_and_clears_after_it_ends() {
@@ -64,6 +40,7 @@ async fn each_injected_fault_raises_its_rule_and_clears_after_it_ends() {
             password_file: None,
             password_env: None,
             keep_alive: ConfigDuration::from_millis(30_000),
+            tls: None,
             topic_prefix: prefix.clone(),
             min_severity: Severity::Info,
         });
@@ -71,7 +48,7 @@ async fn each_injected_fault_raises_its_rule_and_clears_after_it_ends() {
     }
     let (listener, mut events) = mpsc::channel(1024);
     let alarms = Alarms::start(&site.config, to_outputs, Some(listener)).expect("alarms start");
-    let gateway = Gateway::start(&site.config, alarms.samples.clone());
+    let gateway = Gateway::start(&site.config, alarms.samples.clone()).expect("gateway starts");
 
     let cases: [(Fault, &str, &str, Severity); 9] = [
         (
@@ -134,11 +111,11 @@ async fn each_injected_fault_raises_its_rule_and_clears_after_it_ends() {
         expected.push((device, rule, "firing"));
         expected.push((device, rule, "cleared"));
         site.community.inject(fault.clone());
-        let raised = expect(&mut events, device, rule, true, Duration::from_secs(20)).await;
+        let raised = expect_event(&mut events, device, rule, true, Duration::from_secs(20)).await;
         assert_eq!(raised.severity, severity, "{rule} on {device}");
         site.community.clear(&fault);
         // A silent device comes back at its next probe, which may be a backoff away.
-        let cleared = expect(&mut events, device, rule, false, Duration::from_secs(40)).await;
+        let cleared = expect_event(&mut events, device, rule, false, Duration::from_secs(40)).await;
         assert_eq!(
             cleared.id, raised.id,
             "{rule}: the clear names the raised alarm"

@@ -57,7 +57,7 @@ fn start(site: &mut Site, name: &str, output: InfluxOutput) -> (Pipeline, String
     config.outputs.influxdb = Some(output);
     let mut outputs = Outputs::start(&site.config).expect("outputs start");
     let samples = outputs.samples.take().expect("a sample channel");
-    let gateway = Gateway::start(&site.config, samples);
+    let gateway = Gateway::start(&site.config, samples).expect("gateway starts");
     (
         Pipeline {
             gateway,

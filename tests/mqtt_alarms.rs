@@ -4,10 +4,9 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::mqtt::{host_port, subscribe, unique};
+use common::mqtt::{host_port, subscribe, unique, OwnBroker};
 use common::pump_alarms::{config, fault, outbox_holds_an_alarm, raise};
 use common::services::service_url;
 use tokio::time::Instant;
@@ -61,53 +60,22 @@ async fn alarms_reach_the_broker_as_retained_state_and_events() {
     late_task.abort();
 }
 
-struct OwnBroker(Child);
-
-impl Drop for OwnBroker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_alarm_raised_while_the_broker_is_down_arrives_when_it_comes_up() {
     let Some(binary) = service_url("RGW_TEST_MOSQUITTO_BIN") else {
         return;
     };
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port");
-    let addr = format!("127.0.0.1:{port}");
-    let prefix = unique("late");
     let dir = tempfile::tempdir().expect("temp dir");
+    let mut broker = OwnBroker::new(binary, dir.path(), "");
+    let addr = broker.addr();
+    let prefix = unique("late");
     let config = config(dir.path(), &mqtt_section(&addr, &prefix));
     // The broker is not there yet: the alarm waits in the outbox while the gateway retries.
     let alarms = raise(&config, &[fault(1, 0)], || {
         outbox_holds_an_alarm(&config, "mqtt")
     })
     .await;
-    let conf = dir.path().join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
-    )
-    .expect("conf");
-    let _broker = OwnBroker(
-        Command::new(binary)
-            .args(["-c"])
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto starts"),
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(&addr).is_err() {
-        assert!(Instant::now() < deadline, "broker did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    broker.start().await;
     let (received, task) = subscribe(&addr, &format!("{prefix}/#")).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

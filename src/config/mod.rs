@@ -37,6 +37,160 @@ pub struct GatewayConfig {
     pub buffer: BufferConfig,
     #[serde(default)]
     pub alarms: AlarmsConfig,
+    /// Devices that publish over MQTT (4G DTUs, battery sensors).
+    #[serde(default)]
+    pub mqtt_source: Option<MqttSourceConfig>,
+}
+
+/// A broker to subscribe to, and how its messages become samples.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttSourceConfig {
+    pub host: String,
+    #[serde(default = "default_mqtt_port")]
+    pub port: u16,
+    /// Default `rgw-<gateway id>-in`.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    #[serde(default)]
+    pub password_env: Option<String>,
+    #[serde(default = "default_keep_alive")]
+    pub keep_alive: ConfigDuration,
+    /// TLS to the broker (then usually port 8883).
+    #[serde(default)]
+    pub tls: Option<MqttTls>,
+    /// false (default): the broker keeps the subscriptions and queues QoS 1 messages while the
+    /// gateway is away, so a restart loses nothing.
+    #[serde(default)]
+    pub clean_session: bool,
+    /// Messages accepted before they are acknowledged to the broker (its in-flight window).
+    #[serde(default = "default_mqtt_inflight")]
+    pub max_inflight: u16,
+    #[serde(rename = "mapping")]
+    pub mappings: Vec<MqttMapping>,
+}
+
+impl MqttSourceConfig {
+    pub fn broker(&self, gateway: &str) -> BrokerSettings<'_> {
+        BrokerSettings {
+            host: &self.host,
+            port: self.port,
+            client_id: self
+                .client_id
+                .clone()
+                .unwrap_or_else(|| format!("rgw-{gateway}-in")),
+            username: self.username.as_deref(),
+            password_file: self.password_file.as_deref(),
+            password_env: self.password_env.as_deref(),
+            keep_alive: self.keep_alive,
+            tls: self.tls.as_ref(),
+        }
+    }
+}
+
+/// The connection settings the MQTT source and the MQTT alarm sink share, borrowed from their
+/// sections.
+#[derive(Debug, Clone)]
+pub struct BrokerSettings<'a> {
+    pub host: &'a str,
+    pub port: u16,
+    pub client_id: String,
+    pub username: Option<&'a str>,
+    pub password_file: Option<&'a std::path::Path>,
+    pub password_env: Option<&'a str>,
+    pub keep_alive: ConfigDuration,
+    pub tls: Option<&'a MqttTls>,
+}
+
+/// TLS settings of an MQTT connection: the broker is verified against `ca_file` (PEM) or, without
+/// one, the system's roots; `client_cert_file` and `client_key_file` (PEM) authenticate the
+/// gateway to brokers that ask for a client certificate.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttTls {
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    #[serde(default)]
+    pub client_cert_file: Option<PathBuf>,
+    #[serde(default)]
+    pub client_key_file: Option<PathBuf>,
+}
+
+fn default_mqtt_inflight() -> u16 {
+    100
+}
+
+/// How a payload is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayloadFormat {
+    /// A JSON object; each field is found by a JSON pointer (`/p_out_kpa`).
+    Flat,
+    /// EMQX Neuron's upload formats: `"values": {tag: value}` or `"tags": [{name, value}]`
+    /// (either is accepted); each field names a Neuron tag; time from `timestamp` (ms); device
+    /// from `node` unless the mapping says otherwise.
+    Neuron,
+}
+
+const PAYLOAD_FORMATS: &[(&str, PayloadFormat)] = &[
+    ("flat", PayloadFormat::Flat),
+    ("neuron", PayloadFormat::Neuron),
+];
+named::deserialize_by_name!(PayloadFormat, PAYLOAD_FORMATS);
+
+/// Messages on one topic filter and how they become samples of one measurement.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttMapping {
+    /// Topic filter, wildcards allowed (`site/+/gas/+/telemetry`).
+    pub topic: String,
+    pub format: PayloadFormat,
+    /// The device kind the samples belong to (`gas_regulator`, `valve_well`, `room`).
+    pub measurement: String,
+    /// The device id is this topic level (0-based) …
+    #[serde(default)]
+    pub device_level: Option<usize>,
+    /// … or this JSON pointer into the payload (`/dev`).
+    #[serde(default)]
+    pub device_pointer: Option<String>,
+    /// The timestamp (seconds or milliseconds since the epoch, told apart by size) is at this
+    /// JSON pointer; without one (and for Neuron without `timestamp`), the arrival time.
+    #[serde(default)]
+    pub time_pointer: Option<String>,
+    /// How often the devices report; they count as silent (X1) after three of these.
+    #[serde(default = "default_report_interval")]
+    pub interval: ConfigDuration,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    #[serde(rename = "field")]
+    pub fields: Vec<MqttField>,
+}
+
+fn default_report_interval() -> ConfigDuration {
+    ConfigDuration::from_millis(15 * 60_000)
+}
+
+/// One field of a mapping: value = raw × scale + offset.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttField {
+    /// The field name written (`outlet_pressure_kpa`).
+    pub name: String,
+    /// Flat: a JSON pointer (`/p_out_kpa`); Neuron: the tag name.
+    pub from: String,
+    #[serde(default)]
+    pub unit: Option<String>,
+    #[serde(default = "one")]
+    pub scale: f64,
+    #[serde(default)]
+    pub offset: f64,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 /// Alarm rules.
@@ -96,8 +250,7 @@ pub struct RuleOverride {
     pub window: Option<ConfigDuration>,
 }
 
-/// Alarm publishing to an MQTT 3.1.1 broker (plain TCP; TLS waits for a fixed rumqttc release,
-/// see the README's advisories).
+/// Alarm publishing to an MQTT 3.1.1 broker.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MqttAlarmConfig {
@@ -115,12 +268,33 @@ pub struct MqttAlarmConfig {
     pub password_env: Option<String>,
     #[serde(default = "default_keep_alive")]
     pub keep_alive: ConfigDuration,
+    /// TLS to the broker (then usually port 8883).
+    #[serde(default)]
+    pub tls: Option<MqttTls>,
     /// Topics are `<prefix>/<gateway>/alarm/<device>/<rule>` (retained) and
     /// `<prefix>/<gateway>/events`.
     #[serde(default = "default_topic_prefix")]
     pub topic_prefix: String,
     #[serde(default = "default_mqtt_min_severity")]
     pub min_severity: crate::model::Severity,
+}
+
+impl MqttAlarmConfig {
+    pub fn broker(&self, gateway: &str) -> BrokerSettings<'_> {
+        BrokerSettings {
+            host: &self.host,
+            port: self.port,
+            client_id: self
+                .client_id
+                .clone()
+                .unwrap_or_else(|| format!("rgw-{gateway}")),
+            username: self.username.as_deref(),
+            password_file: self.password_file.as_deref(),
+            password_env: self.password_env.as_deref(),
+            keep_alive: self.keep_alive,
+            tls: self.tls.as_ref(),
+        }
+    }
 }
 
 fn default_mqtt_port() -> u16 {

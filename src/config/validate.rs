@@ -71,6 +71,35 @@ impl<'a> Issues<'a> {
         }
     }
 
+    /// Settings of an MQTT connection under `prefix`.
+    fn broker(&mut self, prefix: &str, broker: &super::BrokerSettings<'_>) {
+        self.text(format!("{prefix}.host"), broker.host);
+        if broker.port == 0 {
+            self.add(format!("{prefix}.port"), "0 (expected a TCP port)");
+        }
+        if broker.password_file.is_some() && broker.password_env.is_some() {
+            self.add(
+                format!("{prefix}.password_env"),
+                "set together with password_file (expected one of them)",
+            );
+        }
+        if broker.keep_alive.get() < std::time::Duration::from_secs(5) {
+            self.add(
+                format!("{prefix}.keep_alive"),
+                format!("{} (expected at least 5s)", broker.keep_alive),
+            );
+        }
+        self.text(format!("{prefix}.client_id"), &broker.client_id);
+        if let Some(tls) = broker.tls {
+            if tls.client_cert_file.is_some() != tls.client_key_file.is_some() {
+                self.add(
+                    format!("{prefix}.tls.client_key_file"),
+                    "set without client_cert_file or the other way round (expected both or neither)",
+                );
+            }
+        }
+    }
+
     fn tags(&mut self, prefix: &str, tags: &BTreeMap<String, String>) {
         for (key, value) in tags {
             let path = format!("{prefix}.{key}");
@@ -421,10 +450,7 @@ pub fn gateway(
         influxdb(&mut issues, influx);
     }
     if let Some(mqtt) = &config.alarms.mqtt {
-        issues.text("alarms.mqtt.host".into(), &mqtt.host);
-        if mqtt.port == 0 {
-            issues.add("alarms.mqtt.port".into(), "0 (expected a TCP port)");
-        }
+        issues.broker("alarms.mqtt", &mqtt.broker(&config.gateway.id));
         let prefix = &mqtt.topic_prefix;
         if prefix.is_empty() || prefix.contains(['#', '+']) || prefix.ends_with('/') {
             issues.add(
@@ -432,18 +458,9 @@ pub fn gateway(
                 format!("{prefix:?} (expected topic levels without wildcards or a trailing '/')"),
             );
         }
-        if mqtt.password_file.is_some() && mqtt.password_env.is_some() {
-            issues.add(
-                "alarms.mqtt.password_env".into(),
-                "set together with password_file (expected one of them)",
-            );
-        }
-        if mqtt.keep_alive.get() < std::time::Duration::from_secs(5) {
-            issues.add(
-                "alarms.mqtt.keep_alive".into(),
-                format!("{} (expected at least 5s)", mqtt.keep_alive),
-            );
-        }
+    }
+    if let Some(source) = &config.mqtt_source {
+        mqtt_source(&mut issues, source, config);
     }
     let mut hook_names = HashSet::new();
     for (i, hook) in config.alarms.webhook.iter().enumerate() {
@@ -659,4 +676,135 @@ pub fn overrides(
         }
     }
     issues.list
+}
+
+/// Whether `filter` is a valid MQTT topic filter: `+` and `#` only as whole levels, `#` last.
+fn is_topic_filter(filter: &str) -> bool {
+    let levels: Vec<&str> = filter.split('/').collect();
+    !filter.is_empty()
+        && !filter.contains('\0')
+        && levels.iter().enumerate().all(|(i, level)| {
+            (*level == "#" && i == levels.len() - 1) || *level == "+" || !level.contains(['+', '#'])
+        })
+}
+
+/// A JSON pointer (RFC 6901): empty, or `/`-separated tokens.
+fn is_json_pointer(pointer: &str) -> bool {
+    pointer.starts_with('/')
+}
+
+fn mqtt_source(issues: &mut Issues<'_>, source: &super::MqttSourceConfig, config: &GatewayConfig) {
+    issues.broker("mqtt_source", &source.broker(&config.gateway.id));
+    issues.in_range(
+        "mqtt_source.max_inflight".into(),
+        source.max_inflight,
+        1,
+        1000,
+    );
+    if source.mappings.is_empty() {
+        issues.add(
+            "mqtt_source.mapping".into(),
+            "no mapping (expected at least one [[mqtt_source.mapping]])",
+        );
+    }
+    for (i, mapping) in source.mappings.iter().enumerate() {
+        let at = |key: &str| format!("mqtt_source.mapping[{i}].{key}");
+        if !is_topic_filter(&mapping.topic) {
+            issues.add(
+                at("topic"),
+                format!("{:?} is not a topic filter (expected levels separated by '/', with '+' or a final '#' as whole levels)", mapping.topic),
+            );
+        }
+        if !is_identifier(&mapping.measurement) {
+            issues.add(
+                at("measurement"),
+                format!("{:?} is not a measurement name (expected lower-case letters, digits and '_', e.g. \"gas_regulator\")", mapping.measurement),
+            );
+        }
+        let from_payload =
+            mapping.device_pointer.is_some() || mapping.format == super::PayloadFormat::Neuron;
+        if mapping.device_level.is_some() && mapping.device_pointer.is_some() {
+            issues.add(
+                at("device_pointer"),
+                "set together with device_level (expected one of them)",
+            );
+        } else if mapping.device_level.is_none() && !from_payload {
+            issues.add(
+                at("device_level"),
+                "missing (expected device_level, the topic level with the device id, or device_pointer)",
+            );
+        }
+        if let Some(level) = mapping.device_level {
+            let levels: Vec<&str> = mapping.topic.split('/').collect();
+            match levels.get(level) {
+                Some(&"+") => {}
+                _ => issues.add(
+                    at("device_level"),
+                    format!("{level} is not a '+' level of {:?} (expected the index of the level that varies per device)", mapping.topic),
+                ),
+            }
+        }
+        for (key, pointer, example) in [
+            ("device_pointer", &mapping.device_pointer, "/dev"),
+            ("time_pointer", &mapping.time_pointer, "/ts"),
+        ] {
+            if let Some(pointer) = pointer {
+                if !is_json_pointer(pointer) {
+                    issues.add(
+                        at(key),
+                        format!("{pointer:?} is not a JSON pointer (expected e.g. {example:?})"),
+                    );
+                }
+            }
+        }
+        issues.positive(at("interval"), mapping.interval);
+        issues.tags(&at("tags"), &mapping.tags);
+        if mapping.fields.is_empty() {
+            issues.add(
+                at("field"),
+                "no field (expected at least one [[mqtt_source.mapping.field]])",
+            );
+        }
+        let mut names = HashSet::new();
+        for (j, field) in mapping.fields.iter().enumerate() {
+            let at = |key: &str| format!("mqtt_source.mapping[{i}].field[{j}].{key}");
+            if !is_identifier(&field.name) {
+                issues.add(
+                    at("name"),
+                    format!(
+                        "{:?} is not a field name (expected lower-case letters, digits and '_')",
+                        field.name
+                    ),
+                );
+            } else if !names.insert(field.name.as_str()) {
+                issues.add(
+                    at("name"),
+                    format!(
+                        "{:?} is used twice (expected unique field names)",
+                        field.name
+                    ),
+                );
+            }
+            if mapping.format == super::PayloadFormat::Flat && !is_json_pointer(&field.from) {
+                issues.add(
+                    at("from"),
+                    format!(
+                        "{:?} is not a JSON pointer (expected e.g. \"/p_out_kpa\")",
+                        field.from
+                    ),
+                );
+            } else {
+                issues.text(at("from"), &field.from);
+            }
+            if !field.scale.is_finite() || field.scale == 0.0 || !field.offset.is_finite() {
+                issues.add(
+                    at("scale"),
+                    format!(
+                        "scale {} offset {} (expected a finite non-zero scale and a finite offset)",
+                        field.scale, field.offset
+                    ),
+                );
+            }
+        }
+    }
 }

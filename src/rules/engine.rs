@@ -42,6 +42,8 @@ struct DeviceContext {
     /// Water balances this device is a sub-meter of: (inflow device, rule index).
     feeds: Arc<[(Arc<str>, usize)]>,
     last_seen_ns: Option<i64>,
+    /// For a device that joined by publishing: its measurement (remembered across restarts).
+    published: Option<Arc<str>>,
 }
 
 /// An alarm that is raised now.
@@ -64,6 +66,9 @@ struct SavedState {
     /// Water-balance windows per (inflow device, rule).
     #[serde(default)]
     balances: Vec<SavedHistory<BalanceState>>,
+    /// Devices that joined by publishing: (device, measurement).
+    #[serde(default)]
+    published: Vec<(String, String)>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -98,6 +103,12 @@ struct SavedMachine {
 
 pub struct RuleEngine {
     rules: Vec<Rule>,
+    /// Rules from the packs; those after them are per-device copies made by overrides.
+    pack_rules: usize,
+    disabled: Vec<String>,
+    overrides: Vec<crate::config::RuleOverride>,
+    /// What publishing devices of each measurement report.
+    templates: Vec<Template>,
     devices: HashMap<String, DeviceContext>,
     machines: BTreeMap<(String, String), Machine>,
     nights: BTreeMap<(String, String), NightFlowState>,
@@ -112,95 +123,78 @@ pub struct RuleEngine {
     started_ns: i64,
 }
 
+/// The fields, report interval and tags of the devices an MQTT mapping writes (mappings of one
+/// measurement are merged).
+#[derive(Debug, Clone)]
+struct Template {
+    measurement: Arc<str>,
+    fields: Vec<String>,
+    interval_ns: i64,
+    tags: Vec<(String, String)>,
+}
+
+fn templates(config: &LoadedConfig) -> Vec<Template> {
+    let mut templates: Vec<Template> = Vec::new();
+    let Some(source) = &config.gateway.mqtt_source else {
+        return templates;
+    };
+    for mapping in &source.mappings {
+        let fields = mapping.fields.iter().map(|f| f.name.clone());
+        let interval_ns = nanos(mapping.interval);
+        match templates
+            .iter_mut()
+            .find(|t| *t.measurement == *mapping.measurement)
+        {
+            Some(t) => {
+                t.fields.extend(fields);
+                t.interval_ns = t.interval_ns.min(interval_ns);
+            }
+            None => templates.push(Template {
+                measurement: Arc::from(mapping.measurement.as_str()),
+                fields: fields.collect(),
+                interval_ns,
+                tags: mapping
+                    .tags
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            }),
+        }
+    }
+    templates
+}
+
+fn prepare(r: &RuleConfig) -> Rule {
+    Rule {
+        key: Arc::from(r.key().as_str()),
+        timing: Timing {
+            hold_ns: nanos(r.hold),
+            clear_hold_ns: nanos(r.clear_for.unwrap_or(r.hold)),
+            flap_limit: r.flap_limit,
+            flap_window_ns: nanos(r.flap_window),
+        },
+        config: r.clone(),
+    }
+}
+
 fn nanos(d: crate::config::ConfigDuration) -> i64 {
     i64::try_from(d.get().as_nanos()).unwrap_or(i64::MAX)
 }
 
 impl RuleEngine {
     /// The engine for a validated config: its rules matched to its devices, its state loaded
-    /// from `state_file` when given.
+    /// from `state_file` when given. Devices that publish over MQTT are not known in advance:
+    /// each joins at its first sample, by its mapping's measurement and fields.
     pub fn new(config: &LoadedConfig, state_file: Option<PathBuf>, now_ns: i64) -> RuleEngine {
-        let prepare = |r: &RuleConfig| Rule {
-            key: Arc::from(r.key().as_str()),
-            timing: Timing {
-                hold_ns: nanos(r.hold),
-                clear_hold_ns: nanos(r.clear_for.unwrap_or(r.hold)),
-                flap_limit: r.flap_limit,
-                flap_window_ns: nanos(r.flap_window),
-            },
-            config: r.clone(),
-        };
-        let mut rules: Vec<Rule> = config.rules.iter().map(prepare).collect();
-        let pack_rules = rules.len();
-        let mut devices = HashMap::new();
-        for device in &config.gateway.device {
-            let Some(profile) = config.profile_of(device) else {
-                continue;
-            };
-            let has = |field: &str| profile.points.iter().any(|p| p.name == field);
-            let tags = crate::sources::modbus::bus::device_tags(config, device);
-            let disabled = &config.gateway.alarms.disabled;
-            let applies: Vec<usize> = rules
-                .iter()
-                .enumerate()
-                .filter(|(_, rule)| {
-                    let off = disabled.iter().any(|d| {
-                        *d == *rule.key
-                            || *d == rule.config.id
-                            || *d == format!("{}:{}", device.id, rule.key)
-                    });
-                    !off && applies_to(
-                        &rule.config,
-                        &device.id,
-                        &profile.kind,
-                        &has,
-                        device.site.is_some(),
-                    ) && rule
-                        .config
-                        .tags
-                        .iter()
-                        .all(|(k, v)| tags.iter().any(|(tk, tv)| tk == k && tv == v))
-                })
-                .map(|(i, _)| i)
-                .collect();
-            // Overrides give this device its own copy of the rule.
-            let applies: Vec<usize> = applies
-                .into_iter()
-                .map(|i| {
-                    let wanted: Vec<&crate::config::RuleOverride> = config
-                        .gateway
-                        .alarms
-                        .overrides
-                        .iter()
-                        .filter(|o| rules[i].config.is_named(&o.rule))
-                        .filter(|o| o.devices.is_empty() || o.devices.contains(&device.id))
-                        .collect();
-                    if wanted.is_empty() || i >= pack_rules {
-                        return i;
-                    }
-                    let tuned = wanted
-                        .iter()
-                        .fold(rules[i].config.clone(), |rule, o| rule.overridden(o));
-                    rules.push(prepare(&tuned));
-                    rules.len() - 1
-                })
-                .collect();
-            devices.insert(
-                device.id.clone(),
-                DeviceContext {
-                    id: Arc::from(device.id.as_str()),
-                    site: device.site.clone().map(Arc::new),
-                    interval_ns: nanos(device.interval),
-                    rules: applies.into(),
-                    feeds: Arc::new([]),
-                    last_seen_ns: None,
-                },
-            );
-        }
-        connect_balances(config, &rules, &mut devices);
+        let rules: Vec<Rule> = config.rules.iter().map(prepare).collect();
+        let alarms = &config.gateway.alarms;
         let mut engine = RuleEngine {
+            pack_rules: rules.len(),
             rules,
-            devices,
+            disabled: alarms.disabled.clone(),
+            overrides: alarms.overrides.clone(),
+            templates: templates(config),
+            devices: HashMap::new(),
             machines: BTreeMap::new(),
             nights: BTreeMap::new(),
             balances: BTreeMap::new(),
@@ -210,8 +204,116 @@ impl RuleEngine {
             state_file,
             started_ns: now_ns,
         };
+        for device in &config.gateway.device {
+            let Some(profile) = config.profile_of(device) else {
+                continue;
+            };
+            let has = |field: &str| profile.points.iter().any(|p| p.name == field);
+            let tags = crate::sources::modbus::bus::device_tags(config, device);
+            let rules = engine.rules_for(
+                &device.id,
+                &profile.kind,
+                &has,
+                device.site.is_some(),
+                &tags,
+            );
+            engine.devices.insert(
+                device.id.clone(),
+                DeviceContext {
+                    id: Arc::from(device.id.as_str()),
+                    site: device.site.clone().map(Arc::new),
+                    interval_ns: nanos(device.interval),
+                    rules: rules.into(),
+                    feeds: Arc::new([]),
+                    last_seen_ns: None,
+                    published: None,
+                },
+            );
+        }
+        connect_balances(config, &engine.rules, &mut engine.devices);
         engine.load();
         engine
+    }
+
+    /// Indices of the rules that apply to a device, not disabled for it; an override for the
+    /// device gives it its own copy of the rule.
+    fn rules_for(
+        &mut self,
+        device: &str,
+        measurement: &str,
+        has: &dyn Fn(&str) -> bool,
+        has_site: bool,
+        tags: &[(String, String)],
+    ) -> Vec<usize> {
+        let applies: Vec<usize> = self
+            .rules
+            .iter()
+            .enumerate()
+            .filter(|(_, rule)| {
+                let off = self.disabled.iter().any(|d| {
+                    *d == *rule.key
+                        || *d == rule.config.id
+                        || *d == format!("{device}:{}", rule.key)
+                });
+                !off && applies_to(&rule.config, device, measurement, has, has_site)
+                    && rule
+                        .config
+                        .tags
+                        .iter()
+                        .all(|(k, v)| tags.iter().any(|(tk, tv)| tk == k && tv == v))
+            })
+            .map(|(i, _)| i)
+            .collect();
+        applies
+            .into_iter()
+            .map(|i| {
+                let wanted: Vec<&crate::config::RuleOverride> = self
+                    .overrides
+                    .iter()
+                    .filter(|o| self.rules[i].config.is_named(&o.rule))
+                    .filter(|o| o.devices.is_empty() || o.devices.iter().any(|d| d == device))
+                    .collect();
+                if wanted.is_empty() || i >= self.pack_rules {
+                    return i;
+                }
+                let tuned = wanted
+                    .iter()
+                    .fold(self.rules[i].config.clone(), |rule, o| rule.overridden(o));
+                self.rules.push(prepare(&tuned));
+                self.rules.len() - 1
+            })
+            .collect()
+    }
+
+    /// Registers a device that publishes (MQTT) under the mapping for `measurement`; false
+    /// when no mapping writes that measurement.
+    fn adopt(&mut self, device: &str, measurement: &str) -> bool {
+        let Some(template) = self
+            .templates
+            .iter()
+            .find(|t| &*t.measurement == measurement)
+            .cloned()
+        else {
+            return false;
+        };
+        let has = |field: &str| template.fields.iter().any(|f| f == field);
+        let mut tags = template.tags.clone();
+        tags.push(("device".into(), device.to_string()));
+        let rules = self.rules_for(device, measurement, &has, false, &tags);
+        self.devices.insert(
+            device.to_string(),
+            DeviceContext {
+                id: Arc::from(device),
+                site: None,
+                interval_ns: template.interval_ns,
+                rules: rules.into(),
+                feeds: Arc::new([]),
+                last_seen_ns: None,
+                published: Some(Arc::clone(&template.measurement)),
+            },
+        );
+        self.dirty = true;
+        true
     }
 
     /// Rules (by key) that apply to a device.
@@ -229,6 +331,11 @@ impl RuleEngine {
 
     /// Evaluates every rule of the sample's device.
     pub fn evaluate(&mut self, sample: &Sample) -> Vec<AlarmEvent> {
+        if !self.devices.contains_key(&*sample.device)
+            && !self.adopt(&sample.device, &sample.measurement)
+        {
+            return Vec::new();
+        }
         let Some(device) = self.devices.get_mut(&*sample.device) else {
             return Vec::new();
         };
@@ -532,6 +639,11 @@ impl RuleEngine {
                 .collect(),
             nights: saved(&self.nights),
             balances: saved(&self.balances),
+            published: self
+                .devices
+                .values()
+                .filter_map(|d| Some((d.id.to_string(), d.published.as_deref()?.to_string())))
+                .collect(),
         };
         let text = serde_json::to_vec_pretty(&state).map_err(std::io::Error::other)?;
         write_atomically(path, &text)
@@ -553,6 +665,12 @@ impl RuleEngine {
             Ok(state) => {
                 self.nights = restored(state.nights);
                 self.balances = restored(state.balances);
+                for (device, measurement) in state.published {
+                    if !self.devices.contains_key(&device) && !self.adopt(&device, &measurement) {
+                        tracing::info!(%device, %measurement, "No MQTT mapping writes this measurement any more; its alarms are forgotten");
+                    }
+                }
+                self.dirty = false;
                 for saved in state.machines {
                     let known = self.devices.get(&saved.device).is_some_and(|d| {
                         d.rules.iter().any(|i| *self.rules[*i].key == *saved.rule)

@@ -2,3 +2,4 @@
 //! sends them down a bounded channel; no source ever waits on the uplink.
 
 pub mod modbus;
+pub mod mqtt;

@@ -4,6 +4,7 @@
 // Each integration test crate compiles this module and uses a different part of it.
 #![allow(dead_code)]
 
+pub mod hostile;
 pub mod http_script;
 pub mod mqtt;
 pub mod pump_alarms;
@@ -17,7 +18,7 @@ use std::time::Duration;
 
 use retrofit_gateway::config::{load, EnvOverlay, LoadedConfig};
 use retrofit_gateway::demo::attach_to;
-use retrofit_gateway::model::Sample;
+use retrofit_gateway::model::{AlarmEvent, Sample};
 use retrofit_gateway::runtime::Gateway;
 use retrofit_sim::layout::Layout;
 use retrofit_sim::{Community, SimOptions};
@@ -56,7 +57,7 @@ pub async fn example_site() -> Site {
 /// The gateway started on `config`, with the receiving end of its samples.
 pub fn start_gateway(config: &LoadedConfig) -> (Gateway, mpsc::Receiver<Sample>) {
     let (tx, rx) = mpsc::channel(4096);
-    (Gateway::start(config, tx), rx)
+    (Gateway::start(config, tx).expect("gateway starts"), rx)
 }
 
 /// Receives samples until every device in `devices` has produced one, or panics after `bound`.
@@ -134,4 +135,28 @@ pub fn spawn_gateway(
         .stderr(std::fs::File::create(log).expect("log file"))
         .spawn()
         .expect("gateway starts")
+}
+
+/// Waits for an event on `device`/`rule` that is `firing` (or cleared), up to `bound`.
+pub async fn expect_event(
+    events: &mut mpsc::Receiver<AlarmEvent>,
+    device: &str,
+    rule: &str,
+    firing: bool,
+    bound: Duration,
+) -> AlarmEvent {
+    let deadline = Instant::now() + bound;
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Some(e)) if &*e.device == device && &*e.rule == rule && e.firing == firing => {
+                return e
+            }
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("event channel closed"),
+            Err(_) => panic!(
+                "no {} event for {device} {rule} within {bound:?}",
+                if firing { "raise" } else { "clear" }
+            ),
+        }
+    }
 }

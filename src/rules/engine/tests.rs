@@ -595,3 +595,38 @@ fn water_balance_without_sub_meters_is_not_evaluated() {
     let (_dir, e) = engine(&rules, "", "", None);
     assert!(e.rules_of("dev").is_empty());
 }
+
+#[test]
+fn a_published_device_joins_at_its_first_sample_and_its_alarm_survives_a_restart() {
+    let rules = "[[rule]]\nid = \"H1\"\nkind = \"threshold\"\nseverity = \"warn\"\ndescription = \"d\"\nsource = \"s\"\n\
+                 measurement = \"room\"\nfield = \"t_c\"\nbelow = 18.0\nclear_margin = 0.5\nfor = \"1h\"\n";
+    let source = "[mqtt_source]\nhost = \"127.0.0.1\"\n[[mqtt_source.mapping]]\ntopic = \"r/+\"\nformat = \"flat\"\n\
+                  measurement = \"room\"\ndevice_level = 1\nfield = [{ name = \"t_c\", from = \"/t_c\" }]\n";
+    let state_dir = tempfile::tempdir().expect("temp dir");
+    let state = state_dir.path().join("state.json");
+    let room = |t: i64, celsius: f64| {
+        let mut s = sample(t, &[("t_c", celsius)]);
+        s.measurement = Arc::from("room");
+        s.device = Arc::from("room_1");
+        s
+    };
+    let (_dir, mut e) = engine_with(rules, "", "", Some(state.clone()), source);
+    assert!(
+        e.rules_of("room_1").is_empty(),
+        "not known before it publishes"
+    );
+    assert!(e.evaluate(&room(0, 17.0)).is_empty());
+    let raised = e.evaluate(&room(3600, 17.0));
+    assert_eq!(raised.len(), 1);
+    assert!(raised[0].firing);
+    e.save().expect("saves");
+
+    let (_dir, mut e) = engine_with(rules, "", "", Some(state.clone()), source);
+    assert_eq!(e.rules_of("room_1"), vec!["H1".to_string()], "remembered");
+    assert!(e.evaluate(&room(3700, 17.0)).is_empty(), "no second raise");
+    assert!(e.evaluate(&room(3800, 19.0)).is_empty());
+    let cleared = e.evaluate(&room(7400, 19.0));
+    assert_eq!(cleared.len(), 1);
+    assert!(!cleared[0].firing);
+    assert_eq!(cleared[0].id, raised[0].id);
+}

@@ -21,11 +21,9 @@ use crate::backoff::Backoff;
 use crate::buffer::outbox::Outbox;
 use crate::config::MqttAlarmConfig;
 use crate::model::{AlarmEvent, Severity};
-use crate::secret::{read_secret, SecretError};
+use crate::mqtt::BrokerError;
+use crate::mqtt::{connack, BROKER_TIMEOUT};
 use crate::sinks::webhook::message::local_time;
-
-/// How long the broker may take for CONNACK or a PUBACK.
-const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct MqttAlarms {
     options: MqttOptions,
@@ -52,22 +50,9 @@ impl MqttAlarms {
         config: &MqttAlarmConfig,
         site: &str,
         gateway: &str,
-    ) -> Result<MqttAlarms, SecretError> {
-        let client_id = config
-            .client_id
-            .clone()
-            .unwrap_or_else(|| format!("rgw-{gateway}"));
-        let mut options = MqttOptions::new(client_id, config.host.clone(), config.port);
-        options.set_keep_alive(config.keep_alive.get());
+    ) -> Result<MqttAlarms, BrokerError> {
+        let mut options = crate::mqtt::options(&config.broker(gateway))?;
         options.set_clean_session(true);
-        if let Some(user) = &config.username {
-            let password = read_secret(
-                "the MQTT password",
-                &config.password_file,
-                &config.password_env,
-            )?;
-            options.set_credentials(user.clone(), password.map(|p| p.0).unwrap_or_default());
-        }
         Ok(MqttAlarms {
             options,
             prefix: config.topic_prefix.clone(),
@@ -210,14 +195,6 @@ impl MqttAlarms {
             if let Err(e) = outbox.mark_delivered(seq).await {
                 tracing::error!(error = %e, "Cannot mark an alarm published; it may be published twice");
             }
-        }
-    }
-}
-
-async fn connack(eventloop: &mut EventLoop) -> Result<(), rumqttc::ConnectionError> {
-    loop {
-        if let Event::Incoming(Incoming::ConnAck(_)) = eventloop.poll().await? {
-            return Ok(());
         }
     }
 }

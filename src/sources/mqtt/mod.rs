@@ -1,0 +1,284 @@
+//! MQTT ingestion: devices that publish (4G DTUs polling meters themselves, battery gas RTUs,
+//! valve-well and room sensors) become samples like any polled device, and go through the same
+//! rules and outputs.
+//!
+//! One task owns the broker connection. It subscribes to every mapping's topic filter (QoS 1)
+//! after every CONNACK, since a broker that lost the session has lost the subscriptions too.
+//! A message is acknowledged to the broker only after its sample is in the sample channel; with
+//! `clean_session = false` the broker keeps what arrives while the gateway is away. Connection
+//! failures are retried with jittered exponential backoff (1 s → 60 s), counted in
+//! `rgw_mqtt_source_connection_attempts_total`. A message no mapping can use is counted per
+//! topic and logged at most once a minute per topic with an excerpt.
+
+pub mod payload;
+pub mod topic;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rumqttc::{AsyncClient, Event, EventLoop, Incoming, MqttOptions, Publish, QoS};
+use tokio::sync::{mpsc, watch};
+
+use crate::backoff::Backoff;
+use crate::config::{LoadedConfig, MqttMapping, MqttSourceConfig};
+use crate::model::{unix_nanos, Sample};
+use crate::mqtt::BrokerError;
+use crate::mqtt::{connack, BROKER_TIMEOUT};
+
+/// Largest packet accepted from the broker: above [`payload::MAX_PAYLOAD`], so that an
+/// oversized message is read, counted and dropped instead of breaking the connection.
+const MAX_INCOMING_PACKET: usize = 2 << 20;
+/// Topics whose errors are counted one by one; beyond them only the metric counts.
+const MAX_COUNTED_TOPICS: usize = 1000;
+/// How often one topic's bad payloads are logged at most.
+const LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Counts of what the source received, shared with whoever reports on it.
+#[derive(Debug, Default)]
+pub struct IngestStats {
+    inner: Mutex<Counts>,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    messages: u64,
+    samples: u64,
+    /// Per topic: messages with a problem, and when one was last logged.
+    errors: HashMap<String, (u64, Option<Instant>)>,
+    connection_attempts: u64,
+    connections: u64,
+}
+
+impl IngestStats {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Counts> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Messages with a problem received on `topic`.
+    pub fn errors_on(&self, topic: &str) -> u64 {
+        self.lock().errors.get(topic).map_or(0, |(n, _)| *n)
+    }
+
+    /// Messages received, samples produced, connection attempts and successful connections.
+    pub fn totals(&self) -> (u64, u64, u64, u64) {
+        let c = self.lock();
+        (c.messages, c.samples, c.connection_attempts, c.connections)
+    }
+
+    /// Counts a problem on `topic`; true when it should be logged now.
+    fn problem(&self, topic: &str) -> bool {
+        metrics::counter!("rgw_mqtt_source_payload_errors_total").increment(1);
+        let mut c = self.lock();
+        if !c.errors.contains_key(topic) && c.errors.len() >= MAX_COUNTED_TOPICS {
+            // Counted in the metric only: a flood of topics must not grow memory.
+            return false;
+        }
+        let (count, logged) = c.errors.entry(topic.to_string()).or_default();
+        *count += 1;
+        let due = logged.is_none_or(|at| at.elapsed() >= LOG_EVERY);
+        if due {
+            *logged = Some(Instant::now());
+        }
+        due
+    }
+}
+
+/// A mapping with the tags its samples carry besides `device`.
+struct Route {
+    mapping: MqttMapping,
+    tags: Vec<(String, String)>,
+}
+
+pub struct MqttSource {
+    options: MqttOptions,
+    routes: Vec<Route>,
+    samples: mpsc::Sender<Sample>,
+    stats: Arc<IngestStats>,
+}
+
+enum Stop {
+    Reconnect,
+    Shutdown,
+}
+
+impl MqttSource {
+    pub fn new(
+        config: &LoadedConfig,
+        source: &MqttSourceConfig,
+        samples: mpsc::Sender<Sample>,
+        stats: Arc<IngestStats>,
+    ) -> Result<MqttSource, BrokerError> {
+        let gateway = &config.gateway.gateway;
+        let mut options = crate::mqtt::options(&source.broker(&gateway.id))?;
+        options.set_clean_session(source.clean_session);
+        options.set_manual_acks(true);
+        options.set_inflight(source.max_inflight);
+        options.set_max_packet_size(MAX_INCOMING_PACKET, 256 << 10);
+        let routes = source
+            .mappings
+            .iter()
+            .map(|mapping| {
+                let mut tags: Vec<(String, String)> = mapping
+                    .tags
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                tags.push(("site".into(), gateway.site.clone()));
+                tags.push(("gateway".into(), gateway.id.clone()));
+                Route {
+                    mapping: mapping.clone(),
+                    tags,
+                }
+            })
+            .collect();
+        Ok(MqttSource {
+            options,
+            routes,
+            samples,
+            stats,
+        })
+    }
+
+    /// Connects, subscribes and ingests until `shutdown`.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+        loop {
+            metrics::counter!("rgw_mqtt_source_connection_attempts_total").increment(1);
+            self.stats.lock().connection_attempts += 1;
+            let (client, mut eventloop) = AsyncClient::new(self.options.clone(), 64);
+            let connected = tokio::select! {
+                answer = tokio::time::timeout(BROKER_TIMEOUT, connack(&mut eventloop)) => answer,
+                _ = shutdown.changed() => return,
+            };
+            let stop = match connected {
+                Ok(Ok(())) => {
+                    backoff.reset();
+                    self.stats.lock().connections += 1;
+                    tracing::info!(broker = %self.options.broker_address().0, "MQTT source connected");
+                    self.ingest(&client, &mut eventloop, &mut shutdown).await
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "MQTT source broker unreachable");
+                    Stop::Reconnect
+                }
+                Err(_) => {
+                    tracing::warn!("MQTT source broker did not answer CONNACK in time");
+                    Stop::Reconnect
+                }
+            };
+            if matches!(stop, Stop::Shutdown) {
+                let _ = client.try_disconnect();
+                return;
+            }
+            let delay = backoff.next_delay();
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    /// Subscribes, then turns messages into samples until the connection fails or shutdown.
+    async fn ingest(
+        &self,
+        client: &AsyncClient,
+        eventloop: &mut EventLoop,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Stop {
+        for route in &self.routes {
+            if let Err(e) = client.try_subscribe(route.mapping.topic.clone(), QoS::AtLeastOnce) {
+                tracing::warn!(error = %e, topic = %route.mapping.topic, "Cannot queue an MQTT subscription");
+                return Stop::Reconnect;
+            }
+        }
+        loop {
+            let polled = tokio::select! {
+                polled = eventloop.poll() => polled,
+                _ = shutdown.changed() => return Stop::Shutdown,
+            };
+            match polled {
+                Ok(Event::Incoming(Incoming::Publish(publish))) => {
+                    let sent = tokio::select! {
+                        sent = self.accept(&publish) => sent,
+                        _ = shutdown.changed() => return Stop::Shutdown,
+                    };
+                    if !sent {
+                        return Stop::Shutdown;
+                    }
+                    // Only now may the broker forget the message.
+                    if let Err(e) = client.try_ack(&publish) {
+                        tracing::warn!(error = %e, "Cannot queue an MQTT acknowledgement; the broker will send the message again");
+                    }
+                }
+                Ok(Event::Incoming(Incoming::SubAck(ack))) => {
+                    if ack
+                        .return_codes
+                        .iter()
+                        .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
+                    {
+                        tracing::error!(
+                            "The MQTT broker refused a subscription (check its ACL for this user)"
+                        );
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "MQTT source connection lost");
+                    return Stop::Reconnect;
+                }
+            }
+        }
+    }
+
+    /// Turns a message into a sample and sends it on; false when the channel has closed.
+    async fn accept(&self, publish: &Publish) -> bool {
+        let arrival = unix_nanos(std::time::SystemTime::now());
+        self.stats.lock().messages += 1;
+        metrics::counter!("rgw_mqtt_source_messages_total").increment(1);
+        let topic = publish.topic.as_str();
+        let Some(route) = self
+            .routes
+            .iter()
+            .find(|r| topic::matches(&r.mapping.topic, topic))
+        else {
+            if self.stats.problem(topic) {
+                tracing::warn!(topic, "MQTT message on a topic no mapping covers");
+            }
+            return true;
+        };
+        match payload::decode(
+            &route.mapping,
+            &route.tags,
+            topic,
+            &publish.payload,
+            arrival,
+        ) {
+            Ok(decoded) => {
+                if !decoded.problems.is_empty() && self.stats.problem(topic) {
+                    tracing::warn!(
+                        topic,
+                        problems = %decoded.problems.join("; "),
+                        excerpt = %payload::excerpt(&publish.payload, 200),
+                        "MQTT payload partly unusable (logged at most once a minute per topic)"
+                    );
+                }
+                self.stats.lock().samples += 1;
+                self.samples.send(decoded.sample).await.is_ok()
+            }
+            Err(e) => {
+                if self.stats.problem(topic) {
+                    tracing::warn!(
+                        topic,
+                        error = %e,
+                        excerpt = %payload::excerpt(&publish.payload, 200),
+                        "MQTT payload dropped (logged at most once a minute per topic)"
+                    );
+                }
+                true
+            }
+        }
+    }
+}

@@ -1,0 +1,576 @@
+//! MQTT ingestion against a real Mosquitto (started by `scripts/test.sh`): gas regulator RTUs,
+//! valve-well sensors and room thermometers publishing the payloads of DOMAIN.md §3.9–3.10, and a
+//! DTU publishing Neuron's format, arrive as samples with their values and timestamps, and the
+//! gas, well and room rules fire on them; a corpus of malformed and hostile payloads is counted
+//! message by message without breaking the connection. With a broker of the test's own: a restart
+//! of the broker is survived with backoff and a new subscription, and TLS works with the broker's
+//! CA.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use common::expect_event;
+use common::mqtt::{host_port, publisher, unique, OwnBroker};
+use common::services::service_url;
+use retrofit_gateway::config::{
+    load, BrokerSettings, ConfigDuration, EnvOverlay, LoadedConfig, MqttTls,
+};
+use retrofit_gateway::model::{unix_nanos, Sample, Severity};
+use retrofit_gateway::runtime::{Alarms, Gateway};
+use rumqttc::{AsyncClient, QoS};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// The gateway config: four mappings under `prefix` on the broker at `addr`, the water, gas and
+/// heating packs, and `extra` TOML at the end.
+fn config(dir: &Path, addr: &str, prefix: &str, extra: &str) -> LoadedConfig {
+    let (host, port) = host_port(addr);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let pack = |name: &str| root.join("config/rules").join(name);
+    let text = format!(
+        r#"[gateway]
+id = "gw-mqtt"
+site = "幸福小区"
+data_dir = {data:?}
+profile_dir = {profiles:?}
+
+[alarms]
+rule_packs = [{water:?}, {gas:?}, {heating:?}]
+
+[mqtt_source]
+host = "{host}"
+port = {port}
+client_id = "{prefix}"
+
+[[mqtt_source.mapping]]
+topic = "{prefix}/gas/+/telemetry"
+format = "flat"
+measurement = "gas_regulator"
+device_pointer = "/dev"
+time_pointer = "/ts"
+field = [
+  {{ name = "p_in_mpa", from = "/p_in_mpa" }},
+  {{ name = "p_out_kpa", from = "/p_out_kpa" }},
+  {{ name = "slam_shut", from = "/slam_shut" }},
+  {{ name = "door", from = "/door" }},
+  {{ name = "lel_pct", from = "/lel_pct" }},
+  {{ name = "batt_v", from = "/batt_v" }},
+]
+
+[[mqtt_source.mapping]]
+topic = "{prefix}/well/status/+"
+format = "flat"
+measurement = "valve_well"
+device_level = 3
+time_pointer = "/ts"
+field = [
+  {{ name = "water", from = "/water" }},
+  {{ name = "tilt_deg", from = "/tilt" }},
+  {{ name = "battery_pct", from = "/battery" }},
+]
+
+[[mqtt_source.mapping]]
+topic = "{prefix}/room/+"
+format = "flat"
+measurement = "room"
+device_pointer = "/device_id"
+time_pointer = "/ts"
+field = [{{ name = "t_c", from = "/t_c" }}, {{ name = "rh_pct", from = "/rh" }}]
+
+[[mqtt_source.mapping]]
+topic = "{prefix}/neuron/+/modbus/+"
+format = "neuron"
+measurement = "dtu_meter"
+tags = {{ source = "neuron" }}
+field = [{{ name = "supply_temp_c", from = "t_supply", scale = 0.1 }}]
+{extra}
+"#,
+        data = dir,
+        profiles = root.join("config/profiles"),
+        water = pack("water.toml"),
+        gas = pack("gas.toml"),
+        heating = pack("heating.toml"),
+    );
+    let file = dir.join("gateway.toml");
+    std::fs::write(&file, text).expect("config written");
+    load(&file, EnvOverlay::None).unwrap_or_else(|e| panic!("{e}"))
+}
+
+struct Running {
+    gateway: Gateway,
+    alarms: Alarms,
+    samples: mpsc::Receiver<Sample>,
+    events: mpsc::Receiver<retrofit_gateway::model::AlarmEvent>,
+}
+
+async fn start(config: &LoadedConfig) -> Running {
+    let (to_outputs, samples) = mpsc::channel(4096);
+    let (listener, events) = mpsc::channel(1024);
+    let alarms = Alarms::start(config, to_outputs, Some(listener)).expect("alarms start");
+    let gateway = Gateway::start(config, alarms.samples.clone()).expect("gateway starts");
+    Running {
+        gateway,
+        alarms,
+        samples,
+        events,
+    }
+}
+
+/// Waits for a sample of `device`, skipping others, up to 15 s.
+async fn sample_of(samples: &mut mpsc::Receiver<Sample>, device: &str) -> Sample {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match tokio::time::timeout_at(deadline, samples.recv()).await {
+            Ok(Some(s)) if &*s.device == device => return s,
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("sample channel closed"),
+            Err(_) => panic!("no sample from {device} within 15 s"),
+        }
+    }
+}
+
+/// Publishes a probe until its sample arrives: the gateway has subscribed.
+async fn until_subscribed(client: &AsyncClient, prefix: &str, run: &mut Running) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        client
+            .publish(
+                format!("{prefix}/gas/probe/telemetry"),
+                QoS::AtLeastOnce,
+                false,
+                r#"{"dev":"probe","p_out_kpa":2.4}"#,
+            )
+            .await
+            .expect("queued");
+        if let Ok(Some(_)) =
+            tokio::time::timeout(Duration::from_millis(300), run.samples.recv()).await
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the gateway never subscribed");
+    }
+}
+
+fn now_s() -> i64 {
+    unix_nanos(SystemTime::now()) / 1_000_000_000
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn published_devices_arrive_with_their_values_and_times_and_their_rules_fire() {
+    let Some(addr) = service_url("RGW_TEST_MQTT_ADDR") else {
+        return;
+    };
+    let prefix = unique("ingest");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = config(dir.path(), &addr, &prefix, "");
+    let mut run = start(&config).await;
+    let (client, driver) = publisher(&addr).await;
+    until_subscribed(&client, &prefix, &mut run).await;
+    let publish = |topic: String, payload: String| {
+        let client = client.clone();
+        async move {
+            client
+                .publish(topic, QoS::AtLeastOnce, false, payload)
+                .await
+                .expect("queued")
+        }
+    };
+    let gas = |dev: &str, ts: i64, p_out: f64, lel: f64| {
+        publish(
+            format!("{prefix}/gas/{dev}/telemetry"),
+            format!(
+                r#"{{"ts": {ts}, "dev": "{dev}", "p_in_mpa": 0.186, "p_out_kpa": {p_out}, "t_c": 4.2,
+                "slam_shut": 0, "relief_open": 0, "door": 0, "lel_pct": {lel}, "batt_v": 3.58, "rssi": -79, "alarm": []}}"#
+            ),
+        )
+    };
+    let t0 = now_s() - 1200;
+
+    // The DOMAIN.md §3.9 message, value by value and with its own timestamp.
+    gas("GRB-01", t0, 2.46, 0.0).await;
+    let first = sample_of(&mut run.samples, "GRB-01").await;
+    assert_eq!(&*first.measurement, "gas_regulator");
+    assert_eq!(first.time_ns, t0 * 1_000_000_000);
+    let value = |s: &Sample, f: &str| s.field(f).and_then(|v| v.as_f64());
+    assert_eq!(value(&first, "p_out_kpa"), Some(2.46));
+    assert_eq!(value(&first, "p_in_mpa"), Some(0.186));
+    assert_eq!(value(&first, "batt_v"), Some(3.58));
+    assert_eq!(value(&first, "slam_shut"), Some(0.0));
+    assert_eq!(first.fields.len(), 6);
+    assert!(first
+        .tags
+        .iter()
+        .any(|(k, v)| k == "site" && v == "幸福小区"));
+
+    // G5: 30 % LEL raises at once and clears when the gas is gone.
+    gas("GRB-01", t0 + 10, 2.46, 30.0).await;
+    let raised = expect_event(
+        &mut run.events,
+        "GRB-01",
+        "G5",
+        true,
+        Duration::from_secs(15),
+    )
+    .await;
+    assert_eq!(raised.severity, Severity::Crit);
+    gas("GRB-01", t0 + 20, 2.46, 0.0).await;
+    expect_event(
+        &mut run.events,
+        "GRB-01",
+        "G5",
+        false,
+        Duration::from_secs(15),
+    )
+    .await;
+
+    // G1: outlet pressure 1.2 kPa held for 60 s, then back to 2.4 kPa for 60 s.
+    for (dt, p) in [(30, 1.2), (60, 1.2), (91, 1.2), (120, 2.4), (181, 2.4)] {
+        gas("GRB-01", t0 + dt, p, 0.0).await;
+    }
+    let raised = expect_event(
+        &mut run.events,
+        "GRB-01",
+        "G1",
+        true,
+        Duration::from_secs(15),
+    )
+    .await;
+    assert_eq!(raised.severity, Severity::Warn);
+    assert_eq!(
+        raised.time_ns,
+        (t0 + 91) * 1_000_000_000,
+        "decided on the payload's clock"
+    );
+    expect_event(
+        &mut run.events,
+        "GRB-01",
+        "G1",
+        false,
+        Duration::from_secs(15),
+    )
+    .await;
+
+    // G2: 3.2 kPa for 10 s on another regulator.
+    for dt in [0, 5, 11] {
+        gas("GRB-02", t0 + dt, 3.2, 0.0).await;
+    }
+    let raised = expect_event(
+        &mut run.events,
+        "GRB-02",
+        "G2",
+        true,
+        Duration::from_secs(15),
+    )
+    .await;
+    assert_eq!(raised.severity, Severity::Warn);
+
+    // W19: water in a valve well for a minute; W20: a cover tilted 22° for 3 s.
+    let well = |id: &str, ts: i64, water: u8, tilt: f64| {
+        publish(
+            format!("{prefix}/well/status/{id}"),
+            format!(
+                r#"{{"device_id": "{id}", "tilt": {tilt}, "water": {water}, "battery": 89, "status": "abnormal", "ts": {ts}}}"#
+            ),
+        )
+    };
+    for dt in [0, 30, 61] {
+        well("well_07", t0 + dt, 1, 0.5).await;
+    }
+    expect_event(
+        &mut run.events,
+        "well_07",
+        "W19",
+        true,
+        Duration::from_secs(15),
+    )
+    .await;
+    for dt in [0, 1, 3] {
+        well("well_08", t0 + dt, 0, 22.4).await;
+    }
+    expect_event(
+        &mut run.events,
+        "well_08",
+        "W20",
+        true,
+        Duration::from_secs(15),
+    )
+    .await;
+
+    // H1: a sample flat at 17.4 °C for more than two hours (a report every 15 minutes).
+    let start = now_s() - 9000;
+    for k in 0..=10 {
+        publish(
+            format!("{prefix}/room/11-2-0901"),
+            format!(r#"{{"device_id": "room_11-2-0901", "t_c": 17.4, "rh": 31, "battery": 95, "ts": {}}}"#, start + k * 900),
+        )
+        .await;
+    }
+    let raised = expect_event(
+        &mut run.events,
+        "room_11-2-0901",
+        "H1",
+        true,
+        Duration::from_secs(15),
+    )
+    .await;
+    assert_eq!(raised.severity, Severity::Warn);
+
+    // A DTU publishing Neuron's values format: device from `node`, time in milliseconds.
+    publish(
+        format!("{prefix}/neuron/dtu-7/modbus/g1"),
+        format!(
+            r#"{{"timestamp": {}, "node": "dtu-7", "group": "g1", "values": {{"t_supply": 652}}}}"#,
+            t0 * 1000 + 250
+        ),
+    )
+    .await;
+    let dtu = sample_of(&mut run.samples, "dtu-7").await;
+    assert_eq!(dtu.time_ns, t0 * 1_000_000_000 + 250_000_000);
+    assert!((value(&dtu, "supply_temp_c").expect("t_supply") - 65.2).abs() < 1e-9);
+    assert!(dtu.tags.iter().any(|(k, v)| k == "source" && v == "neuron"));
+
+    driver.abort();
+    run.gateway.stop(Duration::from_secs(2)).await;
+    run.alarms.finish(Duration::from_secs(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_malformed_or_hostile_payload_is_counted_and_the_connection_survives() {
+    let Some(addr) = service_url("RGW_TEST_MQTT_ADDR") else {
+        return;
+    };
+    let prefix = unique("hostile");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = config(dir.path(), &addr, &prefix, "");
+    let mut run = start(&config).await;
+    let stats: Arc<_> = Arc::clone(run.gateway.mqtt.as_ref().expect("an MQTT source"));
+    let (client, driver) = publisher(&addr).await;
+    until_subscribed(&client, &prefix, &mut run).await;
+    let topic = format!("{prefix}/gas/bad/telemetry");
+    let corpus = common::hostile::payloads();
+    assert!(corpus.len() >= 30);
+    for (_, payload) in &corpus {
+        client
+            .publish(topic.clone(), QoS::AtLeastOnce, false, payload.clone())
+            .await
+            .expect("queued");
+    }
+    // Messages on one topic arrive in order: once this one is a sample, the corpus is processed.
+    client
+        .publish(
+            topic.clone(),
+            QoS::AtLeastOnce,
+            false,
+            r#"{"dev":"after-the-corpus","p_out_kpa":2.4}"#,
+        )
+        .await
+        .expect("queued");
+    sample_of(&mut run.samples, "after-the-corpus").await;
+    assert_eq!(
+        stats.errors_on(&topic),
+        corpus.len() as u64,
+        "each payload counted once"
+    );
+    let (_, _, attempts, connections) = stats.totals();
+    assert_eq!(
+        (attempts, connections),
+        (1, 1),
+        "no reconnect on any payload"
+    );
+    driver.abort();
+    run.gateway.stop(Duration::from_secs(2)).await;
+    run.alarms.finish(Duration::from_secs(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restart_is_survived_with_backoff_and_a_new_subscription() {
+    let Some(binary) = service_url("RGW_TEST_MOSQUITTO_BIN") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut broker = OwnBroker::new(binary, dir.path(), "");
+    broker.start().await;
+    let prefix = unique("restart");
+    let config = config(dir.path(), &broker.addr(), &prefix, "");
+    let mut run = start(&config).await;
+    let stats = Arc::clone(run.gateway.mqtt.as_ref().expect("an MQTT source"));
+    let (client, driver) = publisher(&broker.addr()).await;
+    until_subscribed(&client, &prefix, &mut run).await;
+    driver.abort();
+
+    // Down for 6 s: the broker forgets every session and subscription (no persistence).
+    broker.stop();
+    let (_, _, before, _) = stats.totals();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    broker.start().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while stats.totals().3 < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "never reconnected: {:?}",
+            stats.totals()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, _, after, _) = stats.totals();
+    // Delays of at least 0.5, 1, 2, 4 … s: at most 5 attempts fit in the outage, plus the one
+    // that succeeded. A loop without backoff would make hundreds.
+    let attempts = after - before;
+    eprintln!("connection attempts over a 6 s outage: {attempts}");
+    assert!((2..=6).contains(&attempts), "{attempts} attempts");
+    // Subscribed again: a new message arrives.
+    let (client, driver) = publisher(&broker.addr()).await;
+    until_subscribed(&client, &prefix, &mut run).await;
+    driver.abort();
+    run.gateway.stop(Duration::from_secs(2)).await;
+    run.alarms.finish(Duration::from_secs(2)).await;
+}
+
+/// A CA and a server certificate for 127.0.0.1 made with openssl in `dir`: (CA file, the lines
+/// a Mosquitto listener needs).
+fn certificates(dir: &Path) -> (std::path::PathBuf, String) {
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl runs (scripts/test.sh installs it)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").expect("ext file");
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=rgw test CA",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+    let listener = format!(
+        "cafile {}\ncertfile {}\nkeyfile {}\n",
+        dir.join("ca.pem").display(),
+        dir.join("server.pem").display(),
+        dir.join("server.key").display()
+    );
+    (dir.join("ca.pem"), listener)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingests_over_tls_verified_against_the_brokers_ca() {
+    let Some(binary) = service_url("RGW_TEST_MOSQUITTO_BIN") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (ca, listener) = certificates(dir.path());
+    let mut broker = OwnBroker::new(binary, dir.path(), &listener);
+    broker.start().await;
+    let prefix = unique("tls");
+    let tls = format!("[mqtt_source.tls]\nca_file = {ca:?}\n");
+    let trusting = config(dir.path(), &broker.addr(), &prefix, &tls);
+    let mut run = start(&trusting).await;
+    let stats = Arc::clone(run.gateway.mqtt.as_ref().expect("an MQTT source"));
+    let (client, driver) = tls_publisher(&broker.addr(), &ca);
+    until_subscribed(&client, &prefix, &mut run).await;
+    assert_eq!(stats.totals().3, 1);
+    driver.abort();
+    run.gateway.stop(Duration::from_secs(2)).await;
+    run.alarms.finish(Duration::from_secs(2)).await;
+
+    // A gateway that trusts another CA is refused by its own verification.
+    let other = tempfile::tempdir().expect("temp dir");
+    let (other_ca, _) = certificates(other.path());
+    let tls = format!("[mqtt_source.tls]\nca_file = {other_ca:?}\n");
+    let wrong = config(other.path(), &broker.addr(), &unique("tls-wrong"), &tls);
+    let run = start(&wrong).await;
+    let stats = Arc::clone(run.gateway.mqtt.as_ref().expect("an MQTT source"));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while stats.totals().2 < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "no second attempt: {:?}",
+            stats.totals()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        stats.totals().3,
+        0,
+        "connected to a broker it should not trust"
+    );
+    run.gateway.stop(Duration::from_secs(2)).await;
+    run.alarms.finish(Duration::from_secs(2)).await;
+}
+
+/// A publishing client over TLS trusting `ca`.
+fn tls_publisher(addr: &str, ca: &Path) -> (AsyncClient, tokio::task::JoinHandle<()>) {
+    let (host, port) = host_port(addr);
+    let tls = MqttTls {
+        ca_file: Some(ca.to_path_buf()),
+        client_cert_file: None,
+        client_key_file: None,
+    };
+    let options = retrofit_gateway::mqtt::options(&BrokerSettings {
+        host: &host,
+        port,
+        client_id: unique("tls-pub"),
+        username: None,
+        password_file: None,
+        password_env: None,
+        keep_alive: ConfigDuration::from_millis(30_000),
+        tls: Some(&tls),
+    })
+    .expect("TLS options");
+    let (client, mut eventloop) = AsyncClient::new(options, 64);
+    let task = tokio::spawn(async move {
+        loop {
+            if let Err(e) = eventloop.poll().await {
+                eprintln!("TLS publisher: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    });
+    (client, task)
+}
