@@ -117,5 +117,8 @@ cargo fmt --all -- --check
 echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
+echo "== cargo clippy -D warnings, field build (no demo broker)"
+cargo clippy --no-default-features -- -D warnings
+
 echo "== cargo test"
 cargo test --workspace

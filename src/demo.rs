@@ -2,7 +2,10 @@
 //! services. The simulator's buses listen on free loopback ports; the demo config's bus addresses
 //! are pointed at them. A built-in scenario injects faults while it runs, and a digest of the
 //! latest readings and each device's communication state is printed every few seconds. When the
-//! config has `[outputs.influxdb]`, readings are also forwarded there through the telemetry log.
+//! config has `[mqtt_source]`, the simulated publishing devices (gas regulator RTUs, valve wells,
+//! room thermometers) send to an embedded broker (feature `demo-broker`) and the gateway
+//! subscribes there. When the config has `[outputs.influxdb]`, readings are also forwarded there
+//! through the telemetry log.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -70,7 +73,44 @@ pub fn demo_scenario() -> Vec<ScenarioStep> {
         step(65, 20, Fault::plant(FaultKind::TransformerOvertemp)),
         step(90, 20, Fault::plant(FaultKind::Leak)),
         step(115, 40, Fault::plant(FaultKind::HeatingMakeupSurge)),
+        step(30, 15, Fault::on(FaultKind::GasLeak, "GRB-01")),
+        step(55, 20, Fault::on(FaultKind::CoverOpened, "well_08")),
+        step(75, 90, Fault::on(FaultKind::ColdFlat, "room_11-2-0901")),
     ]
+}
+
+/// The topic prefix of the simulated publishing devices; `config/demo.toml`'s mappings use it.
+pub const DEMO_MQTT_PREFIX: &str = "site/xingfu";
+
+/// Points the config's MQTT source at an embedded broker and has the community's publishing
+/// devices send there; says what it did. Without the broker feature, the source is left out.
+fn attach_mqtt(config: &mut LoadedConfig, community: &mut Community) -> anyhow::Result<String> {
+    let Some(source) = &mut config.gateway.mqtt_source else {
+        return Ok("no [mqtt_source] in the config: no publishing devices".into());
+    };
+    #[cfg(feature = "demo-broker")]
+    {
+        let broker = crate::demo_broker::start()?;
+        source.host = broker.ip().to_string();
+        source.port = broker.port();
+        source.clean_session = true;
+        community.publish(retrofit_sim::PublishOptions {
+            host: source.host.clone(),
+            port: source.port,
+            prefix: DEMO_MQTT_PREFIX.into(),
+            interval: Duration::from_secs(2),
+        });
+        Ok(format!(
+            "{} publishing devices sending every 2 s to the embedded MQTT broker at {broker}",
+            community.published_devices()
+        ))
+    }
+    #[cfg(not(feature = "demo-broker"))]
+    {
+        let _ = (source, community);
+        config.gateway.mqtt_source = None;
+        Ok("built without the demo-broker feature: no publishing devices".into())
+    }
 }
 
 /// Points the demo config's buses at a running community.
@@ -89,10 +129,11 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     let mut config = load_config(&options.config)?;
     shorten_holds(&mut config, DEMO_HOLD_DIVISOR);
     let layout = Layout::example_site(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
-    let community = Community::start(&layout, SimOptions::default())
+    let mut community = Community::start(&layout, SimOptions::default())
         .await
         .context("cannot start the simulated community")?;
     attach_to(&mut config, &community)?;
+    let mqtt = attach_mqtt(&mut config, &mut community)?;
     if config.gateway.device.is_empty() {
         bail!("{} has no devices", options.config.display());
     }
@@ -111,6 +152,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    println!("{mqtt}");
     // Forward to InfluxDB only when the config names one (through the telemetry log in
     // data_dir, as `run` does); the demo prints instead of writing a line-protocol file.
     config.gateway.outputs.line_protocol = None;
@@ -240,24 +282,31 @@ async fn print(
 fn render_digest(latest: &BTreeMap<Arc<str>, Sample>, status: &StatusBoard, count: u64) -> String {
     use std::fmt::Write as _;
     let states = status.snapshot();
+    let values = |sample: &Sample| {
+        sample
+            .fields
+            .iter()
+            .take(DIGEST_FIELDS)
+            .map(|f| match f.value.as_f64() {
+                Some(v) => format!("{}={}", f.name, (v * 1000.0).round() / 1000.0),
+                None => format!("{}={:?}", f.name, f.value),
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     let mut out = format!("\n{count} samples so far\n");
     for (device, s) in &states {
-        let values = latest
-            .get(device.as_str())
-            .map(|sample| {
-                sample
-                    .fields
-                    .iter()
-                    .take(DIGEST_FIELDS)
-                    .map(|f| match f.value.as_f64() {
-                        Some(v) => format!("{}={}", f.name, (v * 1000.0).round() / 1000.0),
-                        None => format!("{}={:?}", f.name, f.value),
-                    })
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            })
-            .unwrap_or_default();
-        let _ = writeln!(out, "  {device:<12} {:<9} {values}", s.state.to_string());
+        let shown = latest.get(device.as_str()).map(values).unwrap_or_default();
+        let _ = writeln!(out, "  {device:<14} {:<9} {shown}", s.state.to_string());
+    }
+    // Devices that publish have no poll state: their latest message is what there is.
+    for (device, sample) in latest {
+        if !states
+            .iter()
+            .any(|(polled, _)| polled.as_str() == &**device)
+        {
+            let _ = writeln!(out, "  {device:<14} {:<9} {}", "published", values(sample));
+        }
     }
     out
 }

@@ -25,6 +25,8 @@ pub mod buffer;
 pub mod commands;
 pub mod config;
 pub mod demo;
+#[cfg(feature = "demo-broker")]
+pub mod demo_broker;
 pub mod metrics;
 pub mod model;
 pub mod mqtt;

@@ -28,7 +28,7 @@ fn replay(fault: Option<(i64, i64, Fault)>) -> (Vec<AlarmEvent>, usize) {
     assert!(config.rules.len() > 40, "the rule packs are loaded");
     let mut engine = RuleEngine::new(&config, None, MIDNIGHT * 1_000_000_000);
     let layout = Layout::example_site(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
-    let mut world = World::new(&layout.devices, SimClock::new(MIDNIGHT as f64, 0.0), 7);
+    let mut world = World::new(&layout, SimClock::new(MIDNIGHT as f64, 0.0), 7);
 
     let mut events = Vec::new();
     let mut evaluated = 0usize;

@@ -31,10 +31,24 @@ pub enum FaultKind {
     Exception,
     /// A device that answers 300 ms late (needs a device).
     SlowReplies,
+    /// Gas leaking into a regulator box: the detector reading rises 5 %LEL/s up to 60 %LEL.
+    GasLeak,
+    /// Regulator outlet pressure at 1.2 kPa (below the appliances' 1.5 kPa).
+    GasPressureLow,
+    /// Regulator outlet pressure at 3.3 kPa (above 3.0, below the shut-off).
+    GasPressureHigh,
+    /// The slam-shut valve has tripped: outlet pressure gone.
+    SlamShut,
+    /// Water in a valve well.
+    WellFlooding,
+    /// A valve-well cover lifted: 25° tilt.
+    CoverOpened,
+    /// A sample flat at 16.8 °C (below the 18 °C the heating must keep).
+    ColdFlat,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 10] = [
+    pub const ALL: [FaultKind; 17] = [
         FaultKind::Leak,
         FaultKind::PumpTrip,
         FaultKind::PumpRoomFlooding,
@@ -45,6 +59,13 @@ impl FaultKind {
         FaultKind::Silent,
         FaultKind::Exception,
         FaultKind::SlowReplies,
+        FaultKind::GasLeak,
+        FaultKind::GasPressureLow,
+        FaultKind::GasPressureHigh,
+        FaultKind::SlamShut,
+        FaultKind::WellFlooding,
+        FaultKind::CoverOpened,
+        FaultKind::ColdFlat,
     ];
 
     pub fn name(self) -> &'static str {
@@ -59,6 +80,13 @@ impl FaultKind {
             FaultKind::Silent => "silent",
             FaultKind::Exception => "exception",
             FaultKind::SlowReplies => "slow_replies",
+            FaultKind::GasLeak => "gas_leak",
+            FaultKind::GasPressureLow => "gas_pressure_low",
+            FaultKind::GasPressureHigh => "gas_pressure_high",
+            FaultKind::SlamShut => "slam_shut",
+            FaultKind::WellFlooding => "well_flooding",
+            FaultKind::CoverOpened => "cover_opened",
+            FaultKind::ColdFlat => "cold_flat",
         }
     }
 
@@ -84,7 +112,8 @@ impl FromStr for FaultKind {
     }
 }
 
-/// An active fault, on one device or on the plant.
+/// An active fault, on one device or on the plant (for the faults of publishing devices: on
+/// every device of the kind).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Fault {
     pub kind: FaultKind,

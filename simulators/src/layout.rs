@@ -3,6 +3,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use crate::devices::published::Shape;
 use crate::devices::{Feed, Kind, PressurePoint, Transformer};
 
 /// How a simulated bus is served.
@@ -30,10 +31,19 @@ pub struct DeviceSpec {
     pub kind: Kind,
 }
 
+/// A device that publishes over MQTT.
+#[derive(Debug, Clone)]
+pub struct PublishedSpec {
+    pub id: String,
+    pub shape: Shape,
+}
+
 #[derive(Debug, Clone)]
 pub struct Layout {
     pub buses: Vec<BusSpec>,
     pub devices: Vec<DeviceSpec>,
+    /// Devices that publish over MQTT (when the community is given a broker).
+    pub published: Vec<PublishedSpec>,
 }
 
 /// LV incomer: 800 kVA at 0.4 kV is 1 155 A; CT 1500/5.
@@ -141,7 +151,25 @@ impl Layout {
             ),
             device("heating-plc", "heating", 1, Kind::HeatingPlc),
         ];
-        Layout { buses, devices }
+        let published = [
+            ("GRB-01", Shape::GasRegulator),
+            ("GRB-02", Shape::GasRegulator),
+            ("well_07", Shape::ValveWell),
+            ("well_08", Shape::ValveWell),
+            ("room_11-2-0901", Shape::Room),
+            ("room_3-1-0502", Shape::Room),
+        ]
+        .into_iter()
+        .map(|(id, shape)| PublishedSpec {
+            id: id.to_string(),
+            shape,
+        })
+        .collect();
+        Layout {
+            buses,
+            devices,
+            published,
+        }
     }
 
     /// `count` booster controllers on Modbus TCP buses of `per_bus` units each, named
@@ -152,6 +180,7 @@ impl Layout {
         let mut layout = Layout {
             buses: Vec::new(),
             devices: Vec::new(),
+            published: Vec::new(),
         };
         for n in 0..count {
             let bus = format!("fleet-{:02}", n / per_bus + 1);

@@ -1,6 +1,7 @@
-//! retrofit-sim: the simulated community of DOMAIN.md §3 as real Modbus servers, with realistic
-//! behaviour (diurnal demand with a night minimum, noise, pump frequency following demand, a
-//! heating weather curve, transformer load and temperature) and fault injection while running.
+//! retrofit-sim: the simulated community of DOMAIN.md §3 as real Modbus servers and MQTT
+//! publishers, with realistic behaviour (diurnal demand with a night minimum, noise, pump
+//! frequency following demand, a heating weather curve, transformer load and temperature) and
+//! fault injection while running.
 //!
 //! # Layout
 //!
@@ -10,7 +11,8 @@
 //!   reader must recover.
 //! - [`world`]: the community state and its physics step.
 //! - [`faults`]: fault kinds and scenario files.
-//! - [`server`]: the Modbus TCP and RTU-over-TCP servers.
+//! - [`server`]: the Modbus TCP and RTU-over-TCP servers; [`Community::publish`] sends the
+//!   publishing devices' messages to an MQTT broker.
 //! - [`clock`], [`noise`]: simulated time and seeded measurement noise.
 
 pub mod clock;
@@ -35,7 +37,22 @@ use clock::SimClock;
 use faults::{Fault, ScenarioStep};
 use layout::{Layout, SimTransport};
 use server::{lock, BusService};
-use world::World;
+use world::{Message, World};
+
+/// Where the publishing devices send, and how often.
+#[derive(Debug, Clone)]
+pub struct PublishOptions {
+    pub host: String,
+    pub port: u16,
+    /// Topics are `<prefix>/gas/<id>/telemetry`, `<prefix>/well/status/<id>`, `<prefix>/room/<id>`.
+    pub prefix: String,
+    /// Real time between two messages of one device (battery devices report every 5–15 min in
+    /// the field; tests and the demo want seconds).
+    pub interval: Duration,
+}
+
+/// Messages kept in the log of what was published (the oldest go first).
+const SENT_LOG: usize = 10_000;
 
 /// How the community runs.
 #[derive(Debug, Clone)]
@@ -78,7 +95,7 @@ impl Community {
                 SimClock::new(now, options.speed)
             }
         };
-        let world = Arc::new(Mutex::new(World::new(&layout.devices, clock, options.seed)));
+        let world = Arc::new(Mutex::new(World::new(layout, clock, options.seed)));
         let mut addresses = BTreeMap::new();
         let mut tasks = Vec::new();
         for bus in &layout.buses {
@@ -160,6 +177,60 @@ impl Community {
             .iter()
             .map(|d| (d.id.clone(), d.reads))
             .collect()
+    }
+
+    /// How many devices publish over MQTT.
+    pub fn published_devices(&self) -> usize {
+        lock(&self.world).published.len()
+    }
+
+    /// Starts publishing: every `interval`, one QoS 1 message per publishing device. Returns
+    /// the log of what was handed to the broker, newest last, for tests to compare with.
+    pub fn publish(&mut self, options: PublishOptions) -> Arc<Mutex<Vec<Message>>> {
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let mut mqtt = rumqttc::MqttOptions::new(
+            format!("retrofit-sim-{}", std::process::id()),
+            options.host.clone(),
+            options.port,
+        );
+        mqtt.set_keep_alive(Duration::from_secs(30));
+        let (client, mut eventloop) = rumqttc::AsyncClient::new(mqtt, 256);
+        self.tasks.push(tokio::spawn(async move {
+            loop {
+                if let Err(e) = eventloop.poll().await {
+                    tracing::warn!(error = %e, "Simulated devices lost the broker; retrying in 1 s");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }));
+        let world = Arc::clone(&self.world);
+        let log = Arc::clone(&sent);
+        self.tasks.push(tokio::spawn(async move {
+            let mut interval = tokio::time::interval(options.interval);
+            loop {
+                interval.tick().await;
+                let messages = lock(&world).messages(&options.prefix);
+                for message in messages {
+                    let queued = client
+                        .publish(
+                            message.topic.clone(),
+                            rumqttc::QoS::AtLeastOnce,
+                            false,
+                            message.payload.clone(),
+                        )
+                        .await;
+                    if queued.is_err() {
+                        return;
+                    }
+                    let mut log = lock(&log);
+                    if log.len() >= SENT_LOG {
+                        log.remove(0);
+                    }
+                    log.push(message);
+                }
+            }
+        }));
+        sent
     }
 
     /// Plays a scenario: each step's fault is injected at its start and cleared after its

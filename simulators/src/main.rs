@@ -10,6 +10,7 @@ use tokio_serial::SerialPortBuilderExt;
 
 const USAGE: &str =
     "usage: retrofit-sim [--bind ADDR] [--port-base N] [--speed X] [--seed N] [--scenario FILE]
+                    [--mqtt HOST:PORT] [--mqtt-prefix P] [--mqtt-interval SECONDS]
 
 Serves the example community of DOMAIN.md on ADDR (default 127.0.0.1):
   pump-room    RTU over TCP  port-base + 1   units 1 (booster set), 2 (break tank)
@@ -18,6 +19,8 @@ Serves the example community of DOMAIN.md on ADDR (default 127.0.0.1):
   heating      Modbus TCP    port-base + 4   unit 1 (heating substation PLC)
 Default port base 15020 matches config/demo.toml. --speed 60 runs an hour a minute.
 A scenario file has lines 'START_S DURATION_S FAULT [DEVICE]'.
+--mqtt publishes the gas regulator RTUs, valve-well sensors and room thermometers to a broker,
+under prefix P (default site/xingfu), every SECONDS (default 5).
 --serial also serves a bus as Modbus RTU on a serial device (e.g. pump-room=/dev/ttyUSB0).
 --fleet serves N booster controllers instead (pump-0001…, units 1-M on Modbus TCP buses
 fleet-01… at port-base + 1, + 2 …), for load tests.";
@@ -30,6 +33,9 @@ struct Args {
     serial: Vec<(String, String)>,
     baud: u32,
     fleet: Option<(usize, usize)>,
+    mqtt: Option<String>,
+    mqtt_prefix: String,
+    mqtt_interval: f64,
 }
 
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
@@ -41,6 +47,9 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         serial: Vec::new(),
         baud: 9600,
         fleet: None,
+        mqtt: None,
+        mqtt_prefix: "site/xingfu".into(),
+        mqtt_interval: 5.0,
     };
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -71,6 +80,15 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--per-bus" => {
                 let per_bus = value()?.parse().map_err(|e| format!("--per-bus: {e}"))?;
                 parsed.fleet = Some((parsed.fleet.map_or(0, |(count, _)| count), per_bus));
+            }
+            "--mqtt" => parsed.mqtt = Some(value()?),
+            "--mqtt-prefix" => parsed.mqtt_prefix = value()?,
+            "--mqtt-interval" => {
+                parsed.mqtt_interval = value()?
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|s| s.is_finite() && *s >= 0.01)
+                    .ok_or_else(|| "--mqtt-interval: expected seconds ≥ 0.01".to_string())?
             }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
@@ -131,6 +149,25 @@ async fn main() -> ExitCode {
                 return ExitCode::from(1);
             }
         }
+    }
+    if let Some(broker) = &args.mqtt {
+        let Some((host, port)) = broker
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
+        else {
+            eprintln!("retrofit-sim: --mqtt {broker:?}: expected HOST:PORT");
+            return ExitCode::from(2);
+        };
+        community.publish(retrofit_sim::PublishOptions {
+            host,
+            port,
+            prefix: args.mqtt_prefix.clone(),
+            interval: std::time::Duration::from_secs_f64(args.mqtt_interval),
+        });
+        println!(
+            "mqtt         {broker} (publishing under {})",
+            args.mqtt_prefix
+        );
     }
     let _scenario = community.play(steps);
     let _ = tokio::signal::ctrl_c().await;

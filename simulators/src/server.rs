@@ -17,8 +17,9 @@ use crate::world::{Behaviour, World};
 /// How late a device with the `slow_replies` fault answers.
 pub const SLOW_REPLY_DELAY: Duration = Duration::from_millis(300);
 
-pub fn lock(world: &Mutex<World>) -> MutexGuard<'_, World> {
-    world
+/// Locks shared simulator state; a holder that panicked does not stop the simulation.
+pub fn lock<T>(shared: &Mutex<T>) -> MutexGuard<'_, T> {
+    shared
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

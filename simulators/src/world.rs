@@ -4,9 +4,10 @@
 use std::collections::BTreeMap;
 
 use crate::clock::SimClock;
+use crate::devices::published::Shape;
 use crate::devices::{electrical_load_shape, water_use_shape, Env, Kind, Values, POLL_COUNTER};
 use crate::faults::{Fault, FaultKind};
-use crate::layout::DeviceSpec;
+use crate::layout::Layout;
 use crate::noise::Noise;
 use crate::registers::{Reg, RegisterImage};
 
@@ -48,19 +49,49 @@ pub enum Behaviour {
     Slow,
 }
 
+/// A device that publishes over MQTT: its values move with the world like any other.
+pub struct PublishedDevice {
+    pub id: String,
+    pub shape: Shape,
+    pub values: Values,
+}
+
+/// One message a publishing device sends now.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub device: String,
+    pub topic: String,
+    pub payload: String,
+    /// The timestamp the payload carries, ns.
+    pub time_ns: i64,
+    /// The values in the payload, by payload key.
+    pub values: BTreeMap<String, f64>,
+}
+
 pub struct World {
     clock: SimClock,
     last_unix_s: f64,
     noise: Noise,
     faults: Vec<Fault>,
     pub devices: Vec<SimDevice>,
+    pub published: Vec<PublishedDevice>,
     /// While frozen, values stay put (tests compare decoded values with a still target).
     pub frozen: bool,
 }
 
 impl World {
-    pub fn new(specs: &[DeviceSpec], clock: SimClock, seed: u64) -> World {
-        let devices = specs
+    pub fn new(layout: &Layout, clock: SimClock, seed: u64) -> World {
+        let published = layout
+            .published
+            .iter()
+            .map(|spec| PublishedDevice {
+                id: spec.id.clone(),
+                shape: spec.shape,
+                values: Values::new(),
+            })
+            .collect();
+        let devices = layout
+            .devices
             .iter()
             .map(|spec| SimDevice {
                 id: spec.id.clone(),
@@ -79,6 +110,7 @@ impl World {
             noise: Noise::new(seed),
             faults: Vec::new(),
             devices,
+            published,
             frozen: false,
         };
         world.step_to(world.last_unix_s, true);
@@ -120,6 +152,28 @@ impl World {
                 .update(&mut device.values, &env, &mut self.noise);
             device.image = RegisterImage::encode(&device.map, &device.values);
         }
+        for device in &mut self.published {
+            device
+                .shape
+                .update(&device.id, &mut device.values, &env, &mut self.noise);
+        }
+    }
+
+    /// The message each publishing device sends now, on topics under `prefix`.
+    pub fn messages(&self, prefix: &str) -> Vec<Message> {
+        self.published
+            .iter()
+            .map(|d| {
+                let (payload, time_ns) = d.shape.payload(&d.id, &d.values, self.last_unix_s);
+                Message {
+                    device: d.id.clone(),
+                    topic: d.shape.topic(prefix, &d.id),
+                    payload,
+                    time_ns,
+                    values: d.values.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+                }
+            })
+            .collect()
     }
 
     pub fn inject(&mut self, fault: Fault) {
@@ -182,7 +236,7 @@ mod tests {
     /// 03:00 in Shuozhou on 2025-11-27 (night minimum), with time standing still.
     fn night_world() -> World {
         let layout = Layout::example_site(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
-        World::new(&layout.devices, SimClock::new(1_764_183_600.0, 0.0), 7)
+        World::new(&layout, SimClock::new(1_764_183_600.0, 0.0), 7)
     }
 
     fn value(world: &World, device: &str, name: &str) -> f64 {

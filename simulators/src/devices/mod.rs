@@ -3,6 +3,7 @@
 
 mod heating;
 mod power;
+pub mod published;
 mod water;
 
 use std::collections::BTreeMap;
@@ -36,6 +37,13 @@ impl Env<'_> {
     /// Whether a plant fault is active.
     pub fn has(&self, kind: FaultKind) -> bool {
         self.faults.iter().any(|f| f.kind == kind)
+    }
+
+    /// Whether a fault is active on `device`, or on every device (no device named).
+    pub fn on(&self, kind: FaultKind, device: &str) -> bool {
+        self.faults
+            .iter()
+            .any(|f| f.kind == kind && f.device.as_deref().is_none_or(|d| d == device))
     }
 }
 
