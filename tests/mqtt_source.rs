@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 /// The gateway config: four mappings under `prefix` on the broker at `addr`, the water, gas and
-/// heating packs, and `extra` TOML at the end.
+/// heating packs, and `extra` keys in `[mqtt_source]` (credentials, TLS).
 fn config(dir: &Path, addr: &str, prefix: &str, extra: &str) -> LoadedConfig {
     let (host, port) = host_port(addr);
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -45,6 +45,7 @@ rule_packs = [{water:?}, {gas:?}, {heating:?}]
 host = "{host}"
 port = {port}
 client_id = "{prefix}"
+{extra}
 
 [[mqtt_source.mapping]]
 topic = "{prefix}/gas/+/telemetry"
@@ -87,7 +88,6 @@ format = "neuron"
 measurement = "dtu_meter"
 tags = {{ source = "neuron" }}
 field = [{{ name = "supply_temp_c", from = "t_supply", scale = 0.1 }}]
-{extra}
 "#,
         data = dir,
         profiles = root.join("config/profiles"),
@@ -509,7 +509,7 @@ async fn ingests_over_tls_verified_against_the_brokers_ca() {
     let mut broker = OwnBroker::new(binary, dir.path(), &listener);
     broker.start().await;
     let prefix = unique("tls");
-    let tls = format!("[mqtt_source.tls]\nca_file = {ca:?}\n");
+    let tls = format!("tls = {{ ca_file = {ca:?} }}");
     let trusting = config(dir.path(), &broker.addr(), &prefix, &tls);
     let mut run = start(&trusting).await;
     let stats = Arc::clone(run.gateway.mqtt.as_ref().expect("an MQTT source"));
@@ -523,7 +523,7 @@ async fn ingests_over_tls_verified_against_the_brokers_ca() {
     // A gateway that trusts another CA is refused by its own verification.
     let other = tempfile::tempdir().expect("temp dir");
     let (other_ca, _) = certificates(other.path());
-    let tls = format!("[mqtt_source.tls]\nca_file = {other_ca:?}\n");
+    let tls = format!("tls = {{ ca_file = {other_ca:?} }}");
     let wrong = config(other.path(), &broker.addr(), &unique("tls-wrong"), &tls);
     let run = start(&wrong).await;
     let stats = Arc::clone(run.gateway.mqtt.as_ref().expect("an MQTT source"));
@@ -733,4 +733,95 @@ async fn simulated_devices_arrive_as_published_and_their_faults_raise_their_rule
     drop(community);
     run.gateway.stop(Duration::from_secs(2)).await;
     run.alarms.finish(Duration::from_secs(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_sent_while_the_gateway_is_away_arrive_when_it_comes_back() {
+    let Some(addr) = service_url("RGW_TEST_MQTT_ADDR") else {
+        return;
+    };
+    let prefix = unique("away");
+    let dir = tempfile::tempdir().expect("temp dir");
+    // The default clean_session = false: the broker keeps the session and queues for it.
+    let config = config(dir.path(), &addr, &prefix, "");
+    let mut run = start(&config).await;
+    let (client, driver) = publisher(&addr).await;
+    until_subscribed(&client, &prefix, &mut run).await;
+    run.gateway.stop(Duration::from_secs(2)).await;
+    run.alarms.finish(Duration::from_secs(2)).await;
+
+    let t0 = now_s() - 60;
+    for k in 0..5 {
+        client
+            .publish(
+                format!("{prefix}/gas/GRB-09/telemetry"),
+                QoS::AtLeastOnce,
+                false,
+                format!(
+                    r#"{{"ts": {}, "dev": "GRB-09", "p_out_kpa": 2.4{k}}}"#,
+                    t0 + k
+                ),
+            )
+            .await
+            .expect("queued");
+    }
+    let mut back = start(&config).await;
+    for k in 0..5 {
+        let sample = sample_of(&mut back.samples, "GRB-09").await;
+        assert_eq!(sample.time_ns, (t0 + k) * 1_000_000_000);
+        let value = sample.field("p_out_kpa").and_then(|v| v.as_f64());
+        assert_eq!(value, format!("2.4{k}").parse().ok());
+    }
+    driver.abort();
+    back.gateway.stop(Duration::from_secs(2)).await;
+    back.alarms.finish(Duration::from_secs(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_that_wants_a_password_gets_the_one_from_the_password_file() {
+    let Some(binary) = service_url("RGW_TEST_MOSQUITTO_BIN") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let passwords = dir.path().join("passwd");
+    let made = std::process::Command::new("mosquitto_passwd")
+        .args(["-b", "-c"])
+        .arg(&passwords)
+        .args(["gateway", "s3cret-水泵"])
+        .status()
+        .expect("mosquitto_passwd runs");
+    assert!(made.success());
+    let mut broker = OwnBroker::new(
+        binary,
+        dir.path(),
+        &format!(
+            "allow_anonymous false\npassword_file {}\n",
+            passwords.display()
+        ),
+    );
+    broker.start().await;
+    for (password, accepted) in [("s3cret-水泵", true), ("wrong", false)] {
+        let file = dir.path().join(format!("pw-{accepted}"));
+        std::fs::write(&file, password).expect("password file");
+        let credentials = format!("username = \"gateway\"\npassword_file = {file:?}");
+        let config = config(dir.path(), &broker.addr(), &unique("auth"), &credentials);
+        let run = start(&config).await;
+        let stats = Arc::clone(run.gateway.mqtt.as_ref().expect("an MQTT source"));
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let (_, _, attempts, connections) = stats.totals();
+            if accepted && connections == 1 || !accepted && attempts >= 2 {
+                assert_eq!(connections, u64::from(accepted), "password {password:?}");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{password:?}: {:?}",
+                stats.totals()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        run.gateway.stop(Duration::from_secs(2)).await;
+        run.alarms.finish(Duration::from_secs(2)).await;
+    }
 }

@@ -67,9 +67,6 @@ pub struct MqttSourceConfig {
     /// gateway is away, so a restart loses nothing.
     #[serde(default)]
     pub clean_session: bool,
-    /// Messages accepted before they are acknowledged to the broker (its in-flight window).
-    #[serde(default = "default_mqtt_inflight")]
-    pub max_inflight: u16,
     #[serde(rename = "mapping")]
     pub mappings: Vec<MqttMapping>,
 }
@@ -118,10 +115,6 @@ pub struct MqttTls {
     pub client_cert_file: Option<PathBuf>,
     #[serde(default)]
     pub client_key_file: Option<PathBuf>,
-}
-
-fn default_mqtt_inflight() -> u16 {
-    100
 }
 
 /// How a payload is laid out.

@@ -695,12 +695,6 @@ fn is_json_pointer(pointer: &str) -> bool {
 
 fn mqtt_source(issues: &mut Issues<'_>, source: &super::MqttSourceConfig, config: &GatewayConfig) {
     issues.broker("mqtt_source", &source.broker(&config.gateway.id));
-    issues.in_range(
-        "mqtt_source.max_inflight".into(),
-        source.max_inflight,
-        1,
-        1000,
-    );
     if source.mappings.is_empty() {
         issues.add(
             "mqtt_source.mapping".into(),

@@ -4,8 +4,9 @@
 //!
 //! One task owns the broker connection. It subscribes to every mapping's topic filter (QoS 1)
 //! after every CONNACK, since a broker that lost the session has lost the subscriptions too.
-//! A message is acknowledged to the broker only after its sample is in the sample channel; with
-//! `clean_session = false` the broker keeps what arrives while the gateway is away. Connection
+//! Messages are taken one at a time: read, decoded, put into the bounded sample channel (waiting
+//! while it is full, which stops reading from the socket), and only then acknowledged to the
+//! broker; with `clean_session = false` the broker keeps what arrives while the gateway is away. Connection
 //! failures are retried with jittered exponential backoff (1 s → 60 s), counted in
 //! `rgw_mqtt_source_connection_attempts_total`. A message no mapping can use is counted per
 //! topic and logged at most once a minute per topic with an excerpt.
@@ -115,7 +116,6 @@ impl MqttSource {
         let mut options = crate::mqtt::options(&source.broker(&gateway.id))?;
         options.set_clean_session(source.clean_session);
         options.set_manual_acks(true);
-        options.set_inflight(source.max_inflight);
         options.set_max_packet_size(MAX_INCOMING_PACKET, 256 << 10);
         let routes = source
             .mappings
@@ -280,5 +280,24 @@ impl MqttSource {
                 true
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_problem_is_counted_and_each_topic_is_logged_once_a_minute() {
+        let stats = IngestStats::default();
+        assert!(stats.problem("a/1"), "the first is logged");
+        assert!(!stats.problem("a/1"), "the next within a minute is not");
+        assert!(stats.problem("a/2"), "another topic has its own minute");
+        assert_eq!((stats.errors_on("a/1"), stats.errors_on("a/2")), (2, 1));
+        // A flood of new topics stops growing the table at its bound.
+        for n in 0..MAX_COUNTED_TOPICS + 10 {
+            stats.problem(&format!("flood/{n}"));
+        }
+        assert_eq!(stats.lock().errors.len(), MAX_COUNTED_TOPICS);
     }
 }
