@@ -150,6 +150,10 @@ pub fn plan_report(config: &LoadedConfig) -> String {
 /// `run`: polls until SIGTERM/SIGINT, forwarding to InfluxDB through the telemetry log and/or
 /// writing line protocol where the config says.
 pub async fn run(config: LoadedConfig) -> anyhow::Result<()> {
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| tracing::error!(error = %e, "No metrics recorder; /metrics will be empty"))
+        .ok();
     let mut outputs = Outputs::start(&config)?;
     let to_outputs = outputs
         .samples
@@ -163,8 +167,12 @@ pub async fn run(config: LoadedConfig) -> anyhow::Result<()> {
         devices = config.gateway.device.len(),
         "Gateway started"
     );
+    let http = crate::http::start_for(&config, &gateway, &alarms, Some(&outputs), metrics).await;
     termination_signal().await;
     tracing::info!("Stopping");
+    if let Some((_, stop)) = http {
+        let _ = stop.send(true);
+    }
     let status = std::sync::Arc::clone(&gateway.status);
     gateway.stop(SHUTDOWN_DEADLINE).await;
     alarms.finish(Duration::from_millis(500)).await;

@@ -192,6 +192,20 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
         }
     });
     let gateway = Gateway::start(&config, alarms_stage.samples.clone())?;
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .ok();
+    let http = crate::http::start_for(
+        &config,
+        &gateway,
+        &alarms_stage,
+        forwarding.as_ref(),
+        metrics,
+    )
+    .await;
+    if let Some((address, _)) = &http {
+        println!("Status page 状态页: http://{address}/");
+    }
     let scenario = options.faults.then(|| community.play(demo_scenario()));
     let status = Arc::clone(&gateway.status);
     let printer = tokio::spawn(print(
@@ -211,6 +225,9 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     }
     if let Some(scenario) = scenario {
         scenario.abort();
+    }
+    if let Some((_, stop)) = http {
+        let _ = stop.send(true);
     }
     gateway.stop(SHUTDOWN_DEADLINE).await;
     alarms_stage.finish(Duration::from_millis(500)).await;

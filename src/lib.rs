@@ -27,6 +27,8 @@ pub mod config;
 pub mod demo;
 #[cfg(feature = "demo-broker")]
 pub mod demo_broker;
+pub mod health;
+pub mod http;
 pub mod metrics;
 pub mod model;
 pub mod mqtt;

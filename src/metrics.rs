@@ -54,6 +54,34 @@ pub fn publish_forwarder(stats: &ForwarderStats) {
     gauge!("rgw_influx_unauthorized").set(if stats.unauthorized { 1.0 } else { 0.0 });
 }
 
+/// Each polled device's communication counters and whether it is online, and the alarms raised
+/// now by severity (refreshed at every scrape; labels are bounded by the configured devices).
+pub fn publish_devices(
+    states: &std::collections::BTreeMap<String, crate::sources::modbus::status::DeviceStatus>,
+    active: &[crate::rules::engine::ActiveAlarm],
+) {
+    use crate::sources::modbus::status::CommState;
+    for (device, s) in states {
+        let online = if s.state == CommState::Online {
+            1.0
+        } else {
+            0.0
+        };
+        gauge!("rgw_device_online", "device" => device.clone()).set(online);
+        counter!("rgw_device_samples_total", "device" => device.clone()).absolute(s.samples);
+        counter!("rgw_device_timeouts_total", "device" => device.clone()).absolute(s.timeouts);
+        counter!("rgw_device_exceptions_total", "device" => device.clone()).absolute(s.exceptions);
+    }
+    for severity in [
+        crate::model::Severity::Info,
+        crate::model::Severity::Warn,
+        crate::model::Severity::Crit,
+    ] {
+        let count = active.iter().filter(|a| a.severity == severity).count();
+        gauge!("rgw_alarms_active", "severity" => severity.name()).set(count as f64);
+    }
+}
+
 /// One wait before a retry.
 pub fn record_retry_delay(delay: Duration) {
     histogram!("rgw_influx_retry_delay_seconds").record(delay.as_secs_f64());

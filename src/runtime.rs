@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::LoadedConfig;
+use crate::health::Health;
 use crate::model::Sample;
 use crate::sources::modbus::bus::BusTask;
 use crate::sources::modbus::status::StatusBoard;
@@ -25,6 +26,8 @@ pub struct Gateway {
     pub status: Arc<StatusBoard>,
     /// What the MQTT source received, when there is one.
     pub mqtt: Option<Arc<IngestStats>>,
+    /// The MQTT source's problems (broker out of reach).
+    pub health: Arc<Health>,
 }
 
 impl Gateway {
@@ -38,9 +41,11 @@ impl Gateway {
         let status = Arc::new(StatusBoard::default());
         let mut mqtt = None;
         let mut tasks = Vec::new();
+        let health = Arc::new(Health::default());
         if let Some(source) = &config.gateway.mqtt_source {
             let stats = Arc::new(IngestStats::default());
-            let task = MqttSource::new(config, source, samples.clone(), Arc::clone(&stats))?;
+            let task = MqttSource::new(config, source, samples.clone(), Arc::clone(&stats))?
+                .reporting_to(Arc::clone(&health));
             tasks.push(tokio::spawn(task.run(watcher.clone())));
             mqtt = Some(stats);
         }
@@ -53,6 +58,7 @@ impl Gateway {
             tasks,
             status,
             mqtt,
+            health,
         })
     }
 
@@ -107,6 +113,8 @@ pub struct Outputs {
     stages: Vec<JoinHandle<()>>,
     forwarder: Option<(JoinHandle<()>, watch::Sender<bool>)>,
     pub log: Option<crate::sinks::influx::forwarder::SharedLog>,
+    /// The telemetry log's and InfluxDB's problems.
+    pub health: Arc<Health>,
 }
 
 impl Outputs {
@@ -122,6 +130,7 @@ impl Outputs {
         let mut stages = Vec::new();
         let mut forwarder = None;
         let mut shared_log = None;
+        let health = Arc::new(Health::default());
         if let Some(influx) = &outputs.influxdb {
             let data_dir = &config.gateway.gateway.data_dir;
             let buffer = &config.gateway.buffer;
@@ -154,19 +163,22 @@ impl Outputs {
                 Arc::clone(&log),
                 Arc::clone(&appended),
                 ForwarderOptions::new(influx, data_dir.join("dead-letter.lp")),
-            );
+            )
+            .reporting_to(Arc::clone(&health));
             let (stop, stopped) = watch::channel(false);
             forwarder = Some((tokio::spawn(forwarder_task.run(stopped)), stop));
             let (tx, rx) = mpsc::channel(SAMPLE_CHANNEL_CAPACITY);
             senders.push(tx);
             let sync_interval = buffer.sync_interval.get();
             let stage_log = Arc::clone(&log);
+            let stage_health = Arc::clone(&health);
             stages.push(tokio::spawn(async move {
                 let counts = crate::sinks::telemetry_log::append_samples(
                     rx,
                     stage_log,
                     appended,
                     sync_interval,
+                    stage_health,
                 )
                 .await;
                 tracing::info!(
@@ -216,6 +228,7 @@ impl Outputs {
             stages,
             forwarder,
             log: shared_log,
+            health,
         })
     }
 
@@ -253,16 +266,19 @@ impl Outputs {
 
 /// The rules stage and alarm delivery, in front of the outputs.
 pub struct Alarms {
-    /// Where the sources send samples (the rules stage, or the outputs directly without rules).
+    /// Where the sources send samples: the rules stage.
     pub samples: mpsc::Sender<Sample>,
-    stage: Option<JoinHandle<()>>,
+    /// Latest samples and active alarms, kept by the rules stage.
+    pub view: Arc<crate::rules::stage::StageView>,
+    stage: JoinHandle<()>,
     senders: Vec<JoinHandle<()>>,
     stop: watch::Sender<bool>,
 }
 
 impl Alarms {
-    /// Starts the rules stage (when the config has rules) in front of `output`, with an outbox
-    /// and a delivery task per webhook. `listener` also gets every event (the demo prints them).
+    /// Starts the rules stage in front of `output` (with no rules it only keeps the latest
+    /// samples for the status page), with an outbox and a delivery task per alarm destination.
+    /// `listener` also gets every event (the demo prints them).
     pub fn start(
         config: &LoadedConfig,
         output: mpsc::Sender<Sample>,
@@ -270,14 +286,6 @@ impl Alarms {
     ) -> anyhow::Result<Alarms> {
         use anyhow::Context as _;
         let (stop, stopped) = watch::channel(false);
-        if config.rules.is_empty() {
-            return Ok(Alarms {
-                samples: output,
-                stage: None,
-                senders: Vec::new(),
-                stop,
-            });
-        }
         let gateway = &config.gateway.gateway;
         let alarms_dir = gateway.data_dir.join("alarms");
         let mut outboxes = Vec::new();
@@ -315,17 +323,19 @@ impl Alarms {
         let engine =
             crate::rules::engine::RuleEngine::new(config, Some(alarms_dir.join("state.json")), now);
         let (tx, rx) = mpsc::channel(SAMPLE_CHANNEL_CAPACITY);
+        let view = Arc::new(crate::rules::stage::StageView::default());
         let stage = tokio::spawn(crate::rules::stage::run(
             rx,
             output,
             engine,
             crate::rules::stage::Delivery { outboxes, listener },
-            gateway.site.clone(),
-            gateway.id.clone(),
+            Arc::clone(&view),
+            (gateway.site.clone(), gateway.id.clone()),
         ));
         Ok(Alarms {
             samples: tx,
-            stage: Some(stage),
+            view,
+            stage,
             senders,
             stop,
         })
@@ -335,11 +345,9 @@ impl Alarms {
     /// have not delivered stays in their outboxes).
     pub async fn finish(self, deadline: Duration) {
         drop(self.samples);
-        if let Some(stage) = self.stage {
-            let abort = stage.abort_handle();
-            if tokio::time::timeout(deadline, stage).await.is_err() {
-                abort.abort();
-            }
+        let abort = self.stage.abort_handle();
+        if tokio::time::timeout(deadline, self.stage).await.is_err() {
+            abort.abort();
         }
         let _ = self.stop.send(true);
         let aborts: Vec<_> = self.senders.iter().map(JoinHandle::abort_handle).collect();

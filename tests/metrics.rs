@@ -86,6 +86,7 @@ async fn log_and_forwarder_figures_reach_the_prometheus_scrape() {
         Arc::clone(&log),
         appended,
         Duration::from_millis(50),
+        Arc::new(retrofit_gateway::health::Health::default()),
     ));
     for i in 0..40 {
         tx.send(sample(i)).await.expect("stage runs");

@@ -40,6 +40,36 @@ pub struct GatewayConfig {
     /// Devices that publish over MQTT (4G DTUs, battery sensors).
     #[serde(default)]
     pub mqtt_source: Option<MqttSourceConfig>,
+    #[serde(default)]
+    pub http: HttpConfig,
+}
+
+/// The local status page, health check, metrics and status API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Loopback by default: the page has no authentication.
+    #[serde(default = "default_http_listen")]
+    pub listen: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            enabled: true,
+            listen: default_http_listen(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_http_listen() -> String {
+    "127.0.0.1:9850".into()
 }
 
 /// A broker to subscribe to, and how its messages become samples.

@@ -462,6 +462,15 @@ pub fn gateway(
     if let Some(source) = &config.mqtt_source {
         mqtt_source(&mut issues, source, config);
     }
+    if config.http.listen.parse::<std::net::SocketAddr>().is_err() {
+        issues.add(
+            "http.listen".into(),
+            format!(
+                "{:?} is not an address (expected \"ip:port\", e.g. \"127.0.0.1:9850\")",
+                config.http.listen
+            ),
+        );
+    }
     let mut hook_names = HashSet::new();
     for (i, hook) in config.alarms.webhook.iter().enumerate() {
         let at = |key: &str| format!("alarms.webhook[{i}].{key}");

@@ -1,10 +1,12 @@
 //! The rules stage between the sources and the outputs. Every sample is evaluated and passed on
 //! unchanged; every alarm transition is logged, persisted (the engine's state file), passed on as
 //! a sample of the `alarm` measurement (so InfluxDB gets the full alarm history through the
-//! telemetry log) and offered to an optional listener (the demo's printer; alarm delivery later).
-//! Stale rules are evaluated on a tick.
+//! telemetry log), written to the outboxes of the alarm destinations and offered to an optional
+//! listener (the demo's printer). Stale rules are evaluated on a tick. The stage also keeps the
+//! [`StageView`] the status page reads: each device's latest sample and the alarms raised now.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::mpsc;
@@ -14,7 +16,24 @@ use tokio::sync::Notify;
 use crate::buffer::outbox::Outbox;
 use crate::model::{unix_nanos, AlarmEvent, Field, Sample, Value};
 
-use super::engine::RuleEngine;
+use super::engine::{ActiveAlarm, RuleEngine};
+
+/// Each device's latest sample and the alarms raised now, for the status page and API.
+#[derive(Debug, Default)]
+pub struct StageView {
+    latest: Mutex<BTreeMap<String, Sample>>,
+    active: Mutex<Vec<ActiveAlarm>>,
+}
+
+impl StageView {
+    pub fn latest(&self) -> BTreeMap<String, Sample> {
+        lock(&self.latest).clone()
+    }
+
+    pub fn active(&self) -> Vec<ActiveAlarm> {
+        lock(&self.active).clone()
+    }
+}
 
 /// How often stale (communication-lost) rules are checked.
 pub const TICK: Duration = Duration::from_secs(1);
@@ -65,10 +84,11 @@ pub async fn run(
     output: mpsc::Sender<Sample>,
     engine: RuleEngine,
     delivery: Delivery,
-    site: String,
-    gateway: String,
+    view: Arc<StageView>,
+    (site, gateway): (String, String),
 ) {
-    let engine = Arc::new(std::sync::Mutex::new(engine));
+    *lock(&view.active) = engine.active();
+    let engine = Arc::new(Mutex::new(engine));
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -76,6 +96,7 @@ pub async fn run(
             sample = input.recv() => {
                 let Some(sample) = sample else { break };
                 let events = lock(&engine).evaluate(&sample);
+                lock(&view.latest).insert(sample.device.to_string(), sample.clone());
                 (Some(sample), events)
             }
             _ = tick.tick() => {
@@ -130,6 +151,7 @@ pub async fn run(
         for (_, appended) in &delivery.outboxes {
             appended.notify_one();
         }
+        *lock(&view.active) = lock(&engine).active();
         for event in events {
             if event.firing {
                 tracing::warn!(device = %event.device, rule = %event.rule, severity = event.severity.name(), value = event.value, limit = event.limit, id = %event.id, "Alarm raised");
@@ -150,8 +172,8 @@ pub async fn run(
     }
 }
 
-fn lock(engine: &std::sync::Mutex<RuleEngine>) -> std::sync::MutexGuard<'_, RuleEngine> {
-    engine
+fn lock<T>(shared: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    shared
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

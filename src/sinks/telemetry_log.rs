@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, Notify};
 
+use crate::health::Health;
 use crate::model::Sample;
 
 use super::influx::forwarder::{with_log, SharedLog};
@@ -24,12 +25,14 @@ pub struct Appended {
     pub refused: u64,
 }
 
-/// Appends samples until the channel closes, then syncs once more.
+/// Appends samples until the channel closes, then syncs once more. A batch the log refuses
+/// entirely is reported to `health` as `telemetry_log` until one is accepted again.
 pub async fn append_samples(
     mut samples: mpsc::Receiver<Sample>,
     log: SharedLog,
     appended: Arc<Notify>,
     sync_interval: Duration,
+    health: Arc<Health>,
 ) -> Appended {
     let mut counts = Appended::default();
     let mut sync = tokio::time::interval(sync_interval);
@@ -66,13 +69,14 @@ pub async fn append_samples(
             };
         }
         let result = with_log(&log, move |log| {
-            let mut outcome = (0u64, 0u64);
+            let mut outcome = (0u64, 0u64, None);
             for (time_ms, line) in &lines {
                 match log.append(*time_ms, line.as_bytes()) {
                     Ok(_) => outcome.0 += 1,
                     Err(e) => {
                         outcome.1 += 1;
                         tracing::error!(error = %e, "Telemetry log refused a reading; it is lost");
+                        outcome.2 = Some(e.to_string());
                     }
                 }
             }
@@ -84,6 +88,13 @@ pub async fn append_samples(
         .await;
         counts.lines += result.0;
         counts.refused += result.1;
+        match result.2 {
+            Some(error) if result.0 == 0 => health.set(
+                "telemetry_log",
+                format!("the telemetry log refuses readings: {error}"),
+            ),
+            _ => health.clear("telemetry_log"),
+        }
         appended.notify_one();
     }
     if let Err(e) = with_log(&log, |log| log.sync()).await {

@@ -20,6 +20,7 @@ use tokio::sync::{watch, Notify};
 use crate::backoff::Backoff;
 use crate::buffer::record::Record;
 use crate::buffer::SegmentLog;
+use crate::health::Health;
 
 use super::verdict::{classify, Verdict};
 use super::write::WriteEndpoint;
@@ -111,6 +112,7 @@ pub struct Forwarder {
     options: ForwarderOptions,
     backoff: Backoff,
     pub status: Arc<ForwarderStatus>,
+    health: Arc<Health>,
 }
 
 impl Forwarder {
@@ -128,7 +130,14 @@ impl Forwarder {
             options,
             backoff,
             status: Arc::new(ForwarderStatus::default()),
+            health: Arc::new(Health::default()),
         }
+    }
+
+    /// Reports InfluxDB failures (and their end) to `health` as `influxdb`.
+    pub fn reporting_to(mut self, health: Arc<Health>) -> Forwarder {
+        self.health = health;
+        self
     }
 
     /// Forwards until `shutdown` turns true.
@@ -202,6 +211,15 @@ impl Forwarder {
                             _ => s.requests_5xx += 1,
                         });
                         let verdict = classify(&response, &lines);
+                        if matches!(verdict, Verdict::Failed | Verdict::Throttled(_)) {
+                            self.health.set(
+                                "influxdb",
+                                format!(
+                                    "InfluxDB answers HTTP {}; readings wait in the telemetry log",
+                                    response.status
+                                ),
+                            );
+                        }
                         if verdict != Verdict::Delivered {
                             tracing::warn!(
                                 status = response.status,
@@ -214,6 +232,12 @@ impl Forwarder {
                     }
                     Err(e) => {
                         self.status.update(|s| s.request_failures += 1);
+                        self.health.set(
+                            "influxdb",
+                            format!(
+                                "InfluxDB unreachable ({e}); readings wait in the telemetry log"
+                            ),
+                        );
                         tracing::warn!(error = %e, "InfluxDB write failed");
                         (Verdict::Failed, 0, e.to_string())
                     }
@@ -225,6 +249,7 @@ impl Forwarder {
                             s.sent_lines += n;
                             s.unauthorized = false;
                         });
+                        self.health.clear("influxdb");
                         self.backoff.reset();
                         break;
                     }
@@ -256,6 +281,10 @@ impl Forwarder {
                     (Verdict::Unauthorized, status, _) => {
                         let was = self.status.snapshot().unauthorized;
                         self.status.update(|s| s.unauthorized = true);
+                        self.health.set(
+                            "influxdb",
+                            format!("InfluxDB refuses the credentials or the bucket/database (HTTP {status})"),
+                        );
                         if !was {
                             tracing::error!(
                                 status,

@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::backoff::Backoff;
 use crate::config::{LoadedConfig, MqttMapping, MqttSourceConfig};
+use crate::health::Health;
 use crate::model::{unix_nanos, Sample};
 use crate::mqtt::BrokerError;
 use crate::mqtt::{connack, BROKER_TIMEOUT};
@@ -98,6 +99,7 @@ pub struct MqttSource {
     routes: Vec<Route>,
     samples: mpsc::Sender<Sample>,
     stats: Arc<IngestStats>,
+    health: Arc<Health>,
 }
 
 enum Stop {
@@ -139,7 +141,14 @@ impl MqttSource {
             routes,
             samples,
             stats,
+            health: Arc::new(Health::default()),
         })
+    }
+
+    /// Reports an unreachable broker (and its return) to `health` as `mqtt_source`.
+    pub fn reporting_to(mut self, health: Arc<Health>) -> MqttSource {
+        self.health = health;
+        self
     }
 
     /// Connects, subscribes and ingests until `shutdown`.
@@ -157,6 +166,7 @@ impl MqttSource {
                 Ok(Ok(())) => {
                     backoff.reset();
                     self.stats.lock().connections += 1;
+                    self.health.clear("mqtt_source");
                     tracing::info!(broker = %self.options.broker_address().0, "MQTT source connected");
                     self.ingest(&client, &mut eventloop, &mut shutdown).await
                 }
@@ -173,6 +183,14 @@ impl MqttSource {
                 let _ = client.try_disconnect();
                 return;
             }
+            self.health.set(
+                "mqtt_source",
+                format!(
+                    "MQTT broker {}:{} out of reach; devices that publish are not heard",
+                    self.options.broker_address().0,
+                    self.options.broker_address().1
+                ),
+            );
             let delay = backoff.next_delay();
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
