@@ -53,7 +53,7 @@ wait_for() {
   exit 1
 }
 
-need influxd influxdb victoria-metrics victoria-metrics curl curl mosquitto mosquitto openssl openssl
+need influxd influxdb victoria-metrics victoria-metrics curl curl mosquitto mosquitto openssl openssl systemd-analyze systemd
 
 echo "== starting InfluxDB 1.x"
 influx_port=$(free_port)

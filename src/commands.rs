@@ -149,7 +149,8 @@ pub fn plan_report(config: &LoadedConfig) -> String {
 
 /// `run`: polls until SIGTERM/SIGINT, forwarding to InfluxDB through the telemetry log and/or
 /// writing line protocol where the config says.
-pub async fn run(config: LoadedConfig) -> anyhow::Result<()> {
+pub async fn run(mut config: LoadedConfig) -> anyhow::Result<()> {
+    let notifier = std::sync::Arc::new(crate::systemd::Notifier::from_env());
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .map_err(|e| tracing::error!(error = %e, "No metrics recorder; /metrics will be empty"))
@@ -160,7 +161,7 @@ pub async fn run(config: LoadedConfig) -> anyhow::Result<()> {
         .take()
         .context("the outputs take no samples")?;
     let alarms = Alarms::start(&config, to_outputs, None)?;
-    let gateway = Gateway::start(&config, alarms.samples.clone())?;
+    let mut gateway = Gateway::start(&config, alarms.samples.clone())?;
     tracing::info!(
         gateway = %config.gateway.gateway.id,
         buses = config.gateway.bus.len(),
@@ -168,8 +169,31 @@ pub async fn run(config: LoadedConfig) -> anyhow::Result<()> {
         "Gateway started"
     );
     let http = crate::http::start_for(&config, &gateway, &alarms, Some(&outputs), metrics).await;
-    termination_signal().await;
+    notifier.notify(&format!(
+        "READY=1\nSTATUS=polling {} devices on {} buses",
+        config.gateway.device.len(),
+        config.gateway.bus.len()
+    ));
+    let watchdog = notifier.watchdog_interval().map(|every| {
+        tokio::spawn(crate::daemon::watchdog(
+            every,
+            std::sync::Arc::clone(&alarms.view),
+            std::sync::Arc::clone(&notifier),
+        ))
+    });
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot listen for SIGHUP")?;
+    loop {
+        tokio::select! {
+            _ = termination_signal() => break,
+            _ = hangup.recv() => crate::daemon::reload(&mut config, &mut gateway, &notifier).await,
+        }
+    }
     tracing::info!("Stopping");
+    notifier.notify("STOPPING=1");
+    if let Some(watchdog) = watchdog {
+        watchdog.abort();
+    }
     if let Some((_, stop)) = http {
         let _ = stop.send(true);
     }

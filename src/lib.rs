@@ -24,6 +24,7 @@ pub mod backoff;
 pub mod buffer;
 pub mod commands;
 pub mod config;
+pub mod daemon;
 pub mod demo;
 #[cfg(feature = "demo-broker")]
 pub mod demo_broker;
@@ -37,3 +38,4 @@ pub mod runtime;
 pub mod secret;
 pub mod sinks;
 pub mod sources;
+pub mod systemd;

@@ -2,6 +2,7 @@
 //! source when one is configured, feeding a bounded sample channel; [`Gateway::stop`] broadcasts shutdown, waits for every task up to a deadline,
 //! then aborts what is left. Dropping the channel's last sender ends the consumer.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,15 +20,54 @@ use crate::sources::mqtt::{IngestStats, MqttSource};
 /// delayed and counted as skipped if a whole interval late); nothing is dropped here.
 pub const SAMPLE_CHANNEL_CAPACITY: usize = 1024;
 
-/// A running gateway.
+/// A running gateway: one task per bus and one for the MQTT source, each with its own stop
+/// switch so that a reload restarts only what changed.
 pub struct Gateway {
-    shutdown: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    sources: BTreeMap<String, Source>,
+    samples: mpsc::Sender<Sample>,
     pub status: Arc<StatusBoard>,
-    /// What the MQTT source received, when there is one.
+    /// What the MQTT source received, when there is one (kept across reloads).
     pub mqtt: Option<Arc<IngestStats>>,
     /// The MQTT source's problems (broker out of reach).
     pub health: Arc<Health>,
+}
+
+/// A running source and what it was started from.
+struct Source {
+    task: JoinHandle<()>,
+    stop: watch::Sender<bool>,
+    /// The configuration it runs (its bus, devices and their profiles, or the MQTT source).
+    fingerprint: String,
+}
+
+/// What a reload did, by source (`bus:<id>`, `mqtt`).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Reloaded {
+    pub started: Vec<String>,
+    pub restarted: Vec<String>,
+    pub stopped: Vec<String>,
+    pub unchanged: Vec<String>,
+}
+
+/// Each source of `config` with the text of everything it depends on.
+fn fingerprints(config: &LoadedConfig) -> BTreeMap<String, String> {
+    let mut sources = BTreeMap::new();
+    for bus in &config.gateway.bus {
+        let devices: Vec<_> = config
+            .gateway
+            .device
+            .iter()
+            .filter(|d| d.bus == bus.id)
+            .map(|d| (d, config.profile_of(d)))
+            .collect();
+        let identity = (&config.gateway.gateway, bus, devices);
+        sources.insert(format!("bus:{}", bus.id), format!("{identity:?}"));
+    }
+    if let Some(mqtt) = &config.gateway.mqtt_source {
+        let identity = (&config.gateway.gateway, mqtt);
+        sources.insert("mqtt".to_string(), format!("{identity:?}"));
+    }
+    sources
 }
 
 impl Gateway {
@@ -37,41 +77,129 @@ impl Gateway {
         config: &LoadedConfig,
         samples: mpsc::Sender<Sample>,
     ) -> Result<Gateway, crate::mqtt::BrokerError> {
-        let (shutdown, watcher) = watch::channel(false);
-        let status = Arc::new(StatusBoard::default());
-        let mut mqtt = None;
-        let mut tasks = Vec::new();
-        let health = Arc::new(Health::default());
-        if let Some(source) = &config.gateway.mqtt_source {
-            let stats = Arc::new(IngestStats::default());
-            let task = MqttSource::new(config, source, samples.clone(), Arc::clone(&stats))?
-                .reporting_to(Arc::clone(&health));
-            tasks.push(tokio::spawn(task.run(watcher.clone())));
-            mqtt = Some(stats);
+        let mut gateway = Gateway {
+            sources: BTreeMap::new(),
+            samples,
+            status: Arc::new(StatusBoard::default()),
+            mqtt: None,
+            health: Arc::new(Health::default()),
+        };
+        for (name, fingerprint) in fingerprints(config) {
+            gateway.launch(config, name, fingerprint)?;
         }
-        tasks.extend(config.gateway.bus.iter().map(|bus| {
-            let task = BusTask::new(config, bus, samples.clone(), Arc::clone(&status));
-            tokio::spawn(task.run(watcher.clone()))
-        }));
-        Ok(Gateway {
-            shutdown,
-            tasks,
-            status,
-            mqtt,
-            health,
-        })
+        Ok(gateway)
+    }
+
+    /// Starts the source `name` of `config`.
+    fn launch(
+        &mut self,
+        config: &LoadedConfig,
+        name: String,
+        fingerprint: String,
+    ) -> Result<(), crate::mqtt::BrokerError> {
+        let (stop, stopped) = watch::channel(false);
+        let task = match name.strip_prefix("bus:") {
+            Some(bus_id) => {
+                let Some(bus) = config.gateway.bus.iter().find(|b| b.id == bus_id) else {
+                    return Ok(());
+                };
+                let task =
+                    BusTask::new(config, bus, self.samples.clone(), Arc::clone(&self.status));
+                tokio::spawn(task.run(stopped))
+            }
+            None => {
+                let Some(source) = &config.gateway.mqtt_source else {
+                    return Ok(());
+                };
+                let stats = Arc::clone(self.mqtt.get_or_insert_with(Default::default));
+                let task = MqttSource::new(config, source, self.samples.clone(), stats)?
+                    .reporting_to(Arc::clone(&self.health));
+                tokio::spawn(task.run(stopped))
+            }
+        };
+        self.sources.insert(
+            name,
+            Source {
+                task,
+                stop,
+                fingerprint,
+            },
+        );
+        Ok(())
+    }
+
+    /// Applies a new configuration: sources whose bus, devices, profiles or MQTT settings
+    /// changed are stopped and started again, new ones started, removed ones stopped; the rest
+    /// keep running untouched. Samples already passed on are never affected: the outputs and
+    /// the telemetry log are not part of a reload.
+    pub async fn reload(
+        &mut self,
+        config: &LoadedConfig,
+        deadline: Duration,
+    ) -> Result<Reloaded, crate::mqtt::BrokerError> {
+        let wanted = fingerprints(config);
+        let mut done = Reloaded::default();
+        let names: Vec<String> = self.sources.keys().cloned().collect();
+        for name in names {
+            match wanted.get(&name) {
+                Some(fingerprint) if *fingerprint == self.sources[&name].fingerprint => {
+                    done.unchanged.push(name);
+                }
+                other => {
+                    if let Some(source) = self.sources.remove(&name) {
+                        stop_all(vec![source], deadline).await;
+                    }
+                    if other.is_some() {
+                        done.restarted.push(name);
+                    } else {
+                        done.stopped.push(name);
+                    }
+                }
+            }
+        }
+        let configured: Vec<&str> = config
+            .gateway
+            .device
+            .iter()
+            .map(|d| d.id.as_str())
+            .collect();
+        self.status.retain(&configured);
+        for (name, fingerprint) in wanted {
+            if self.sources.contains_key(&name) {
+                continue;
+            }
+            if !done.restarted.contains(&name) {
+                done.started.push(name.clone());
+            }
+            self.launch(config, name, fingerprint)?;
+        }
+        Ok(done)
     }
 
     /// Stops polling: signals every task and waits for them up to `deadline`.
     pub async fn stop(self, deadline: Duration) {
-        let _ = self.shutdown.send(true);
-        let aborts: Vec<_> = self.tasks.iter().map(JoinHandle::abort_handle).collect();
-        let all = join_all(self.tasks);
-        if tokio::time::timeout(deadline, all).await.is_err() {
-            tracing::warn!(?deadline, "Bus tasks did not stop in time; aborting them");
-            for abort in aborts {
-                abort.abort();
-            }
+        stop_all(self.sources.into_values().collect(), deadline).await;
+    }
+}
+
+/// Signals `sources` to stop and waits for them up to `deadline`, then aborts what is left.
+async fn stop_all(sources: Vec<Source>, deadline: Duration) {
+    let mut tasks = Vec::new();
+    for source in sources {
+        let _ = source.stop.send(true);
+        tasks.push(source.task);
+    }
+    let aborts: Vec<_> = tasks.iter().map(JoinHandle::abort_handle).collect();
+    if tokio::time::timeout(deadline, join_all(tasks))
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            ?deadline,
+            "Source tasks did not stop in time; aborting them"
+        );
+        for abort in aborts {
+            abort.abort();
         }
     }
 }

@@ -248,3 +248,154 @@ fn demo_runs_with_no_external_services() {
     let online = summary.lines().filter(|l| l.contains(" online ")).count();
     assert_eq!(online, 13, "{summary}");
 }
+
+/// Timestamps (ns) of `device`'s lines in the line-protocol file, in file order.
+fn times_of(output: &Path, device: &str) -> Vec<i64> {
+    let tag = format!(",device={device},");
+    std::fs::read_to_string(output)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(&tag))
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect()
+}
+
+/// Median gap between consecutive timestamps, ms.
+fn median_gap_ms(times: &[i64]) -> i64 {
+    let mut gaps: Vec<i64> = times
+        .windows(2)
+        .map(|w| (w[1] - w[0]) / 1_000_000)
+        .collect();
+    gaps.sort_unstable();
+    gaps.get(gaps.len() / 2).copied().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_applies_a_new_device_interval_without_a_restart_or_a_lost_sample() {
+    let site = example_site().await;
+    // InfluxDB down the whole time: every reading stays buffered in the telemetry log.
+    let influx = ScriptedServer::start(|_, _| Answer::Status(503, Vec::new(), String::new())).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let output = dir.path().join("lines.txt");
+    let extra = format!(
+        "\n[outputs.influxdb]\nurl = \"{}\"\napi = \"v2\"\norg = \"water\"\nbucket = \"community\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n",
+        influx.url()
+    );
+    let config = demo_config_for(&site, dir.path(), &output, &extra);
+    let log = dir.path().join("gateway.log");
+    let mut child = common::spawn_gateway(BINARY, &["run", "-c"], &config, &log);
+    until(
+        Duration::from_secs(15),
+        "six booster-1 polls at 1 s",
+        || times_of(&output, "booster-1").len() >= 6,
+    )
+    .await;
+    let before = times_of(&output, "booster-1");
+
+    let text = std::fs::read_to_string(&config).expect("config");
+    let faster = text.replacen(
+        "profile = \"booster-pump-cdab\"\ninterval = \"1s\"",
+        "profile = \"booster-pump-cdab\"\ninterval = \"500ms\"",
+        1,
+    );
+    assert_ne!(text, faster, "the booster's interval was found");
+    std::fs::write(&config, faster).expect("config rewritten");
+    let hup = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(hup.success());
+    let reloaded = before.len();
+    until(
+        Duration::from_secs(15),
+        "twelve booster-1 polls after the reload",
+        || times_of(&output, "booster-1").len() >= reloaded + 12,
+    )
+    .await;
+    assert!(
+        child.try_wait().expect("status").is_none(),
+        "the gateway exited on SIGHUP:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let after = times_of(&output, "booster-1");
+    let (gap_before, gap_after) = (
+        median_gap_ms(&before),
+        median_gap_ms(&after[reloaded + 1..]),
+    );
+    eprintln!("booster-1 median gap: {gap_before} ms before, {gap_after} ms after the reload");
+    assert!((900..=1100).contains(&gap_before), "{gap_before} ms");
+    assert!((400..=600).contains(&gap_after), "{gap_after} ms");
+    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(log_text.contains("Config reloaded"), "{log_text}");
+    assert!(log_text.contains("bus:pump-room"), "{log_text}");
+    terminate(&mut child, &log);
+
+    // Every reading written to the file is in the telemetry log, still unsent: the reload
+    // dropped nothing that had been accepted.
+    let written = std::fs::read_to_string(&output)
+        .expect("output")
+        .lines()
+        .count() as u64;
+    let (mut telemetry, _) = retrofit_gateway::buffer::SegmentLog::open(
+        &dir.path().join("telemetry"),
+        retrofit_gateway::buffer::LogOptions::default(),
+    )
+    .expect("the log opens");
+    assert_eq!(telemetry.pending(), written, "log and file disagree");
+    let mut read = 0;
+    loop {
+        let batch = telemetry.read(5_000, 8 << 20).expect("readable");
+        if batch.is_empty() {
+            break;
+        }
+        read += batch.len() as u64;
+        let last = batch.last().map(|r| r.seq).expect("a record");
+        telemetry.ack(last + 1).expect("ack");
+    }
+    assert_eq!(read, written);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn systemd_hears_ready_then_watchdog_pings_then_stopping() {
+    let site = example_site().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let output = dir.path().join("lines.txt");
+    let config = demo_config_for(&site, dir.path(), &output, "\n[http]\nenabled = false\n");
+    let socket_path = dir.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).expect("notify socket");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .expect("timeout");
+    let log = dir.path().join("gateway.log");
+    let mut child = Command::new(BINARY)
+        .args(["run", "-c"])
+        .arg(&config)
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "1000000")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("gateway starts");
+    let mut heard: Vec<String> = Vec::new();
+    let mut buffer = [0u8; 512];
+    while heard.iter().filter(|m| *m == "WATCHDOG=1").count() < 3 {
+        let n = socket.recv(&mut buffer).unwrap_or_else(|e| {
+            let _ = child.kill();
+            panic!("no notification ({e}); heard {heard:?}")
+        });
+        heard.push(String::from_utf8_lossy(&buffer[..n]).into_owned());
+    }
+    assert!(
+        heard[0].starts_with("READY=1\nSTATUS=polling 13 devices on 4 buses"),
+        "{heard:?}"
+    );
+    terminate(&mut child, &log);
+    let mut last = String::new();
+    while let Ok(n) = socket.recv(&mut buffer) {
+        last = String::from_utf8_lossy(&buffer[..n]).into_owned();
+        if last == "STOPPING=1" {
+            break;
+        }
+    }
+    assert_eq!(last, "STOPPING=1");
+}

@@ -23,6 +23,8 @@ use super::engine::{ActiveAlarm, RuleEngine};
 pub struct StageView {
     latest: Mutex<BTreeMap<String, Sample>>,
     active: Mutex<Vec<ActiveAlarm>>,
+    /// When the stage last went round its loop (at least every [`TICK`]).
+    beat: Mutex<Option<std::time::Instant>>,
 }
 
 impl StageView {
@@ -32,6 +34,11 @@ impl StageView {
 
     pub fn active(&self) -> Vec<ActiveAlarm> {
         lock(&self.active).clone()
+    }
+
+    /// Whether the stage went round its loop within `within` (what the watchdog checks).
+    pub fn alive(&self, within: Duration) -> bool {
+        lock(&self.beat).is_some_and(|beat| beat.elapsed() <= within)
     }
 }
 
@@ -92,6 +99,7 @@ pub async fn run(
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        *lock(&view.beat) = Some(std::time::Instant::now());
         let (sample, events) = tokio::select! {
             sample = input.recv() => {
                 let Some(sample) = sample else { break };

@@ -230,3 +230,23 @@ pub fn always_present_fields(
         })
         .collect()
 }
+
+/// The path of command `name`, or `None` (announced) outside `scripts/test.sh`, which installs
+/// it; run that way, a missing command fails the test.
+pub fn required_command(name: &str) -> Option<std::path::PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|candidate| candidate.is_file())
+    });
+    match found {
+        Some(path) => Some(path),
+        None if std::env::var("RGW_TEST_SERVICES").is_ok() || std::env::var("CI").is_ok() => {
+            panic!("{name} is not installed: scripts/test.sh should have installed it")
+        }
+        None => {
+            eprintln!("NOT RUN: {name} is not installed; run scripts/test.sh");
+            None
+        }
+    }
+}

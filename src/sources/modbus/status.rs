@@ -67,6 +67,14 @@ impl StatusBoard {
         change(devices.entry(device.to_string()).or_default());
     }
 
+    /// Forgets devices that are no longer configured (after a reload).
+    pub fn retain(&self, configured: &[&str]) {
+        self.devices
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .retain(|id, _| configured.contains(&id.as_str()));
+    }
+
     pub fn snapshot(&self) -> BTreeMap<String, DeviceStatus> {
         self.devices
             .lock()

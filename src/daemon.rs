@@ -1,0 +1,97 @@
+//! `run` as a service: readiness and watchdog for systemd, SIGHUP reloads, SIGTERM/SIGINT stop.
+//!
+//! A reload re-reads the config file. If it does not load, the error is logged and the running
+//! configuration stays. Otherwise the sources are updated per bus ([`Gateway::reload`]): a bus
+//! whose settings, devices or profiles changed is restarted, the others keep polling, and
+//! nothing already passed to the outputs is touched. Changes to `[gateway]`, `[outputs]`,
+//! `[buffer]`, `[alarms]`, the rule packs and `[http]` take effect at the next restart, and the
+//! log says so.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::commands::{load_config, SHUTDOWN_DEADLINE};
+use crate::config::LoadedConfig;
+use crate::rules::stage::StageView;
+use crate::runtime::Gateway;
+use crate::systemd::Notifier;
+
+/// Parts of the config a reload does not apply, and whether each changed.
+fn needs_restart(running: &LoadedConfig, new: &LoadedConfig) -> Vec<&'static str> {
+    let (a, b) = (&running.gateway, &new.gateway);
+    let mut changed = Vec::new();
+    let mut check = |name: &'static str, same: bool| {
+        if !same {
+            changed.push(name);
+        }
+    };
+    check(
+        "[outputs]",
+        format!("{:?}", a.outputs) == format!("{:?}", b.outputs),
+    );
+    check(
+        "[buffer]",
+        format!("{:?}", a.buffer) == format!("{:?}", b.buffer),
+    );
+    check(
+        "[alarms]",
+        format!("{:?}", a.alarms) == format!("{:?}", b.alarms),
+    );
+    check(
+        "rule packs",
+        format!("{:?}", running.rules) == format!("{:?}", new.rules),
+    );
+    check("[http]", format!("{:?}", a.http) == format!("{:?}", b.http));
+    changed
+}
+
+/// Re-reads the config and applies what can be applied while running.
+pub async fn reload(running: &mut LoadedConfig, gateway: &mut Gateway, notifier: &Notifier) {
+    notifier.notify("RELOADING=1");
+    tracing::info!(path = %running.path.display(), "SIGHUP: reloading the config");
+    match load_config(&running.path) {
+        Err(e) => tracing::error!(error = %e, "Config not reloaded; the running one stays"),
+        Ok(new)
+            if format!("{:?}", new.gateway.gateway) != format!("{:?}", running.gateway.gateway) =>
+        {
+            tracing::error!("The [gateway] section changed (identity, data directory); restart the service to apply it. Nothing reloaded");
+        }
+        Ok(new) => {
+            let later = needs_restart(running, &new);
+            if !later.is_empty() {
+                tracing::warn!(sections = ?later, "These changes apply at the next restart");
+            }
+            match gateway.reload(&new, SHUTDOWN_DEADLINE).await {
+                Ok(done) => {
+                    tracing::info!(
+                        restarted = ?done.restarted,
+                        started = ?done.started,
+                        stopped = ?done.stopped,
+                        unchanged = ?done.unchanged,
+                        "Config reloaded"
+                    );
+                    running.gateway.bus = new.gateway.bus;
+                    running.gateway.device = new.gateway.device;
+                    running.gateway.mqtt_source = new.gateway.mqtt_source;
+                    running.profiles = new.profiles;
+                }
+                Err(e) => tracing::error!(error = %e, "The MQTT source could not be restarted"),
+            }
+        }
+    }
+    notifier.notify("READY=1");
+}
+
+/// Pings the systemd watchdog every `every` while the rules stage is alive (it goes round its
+/// loop at least every second); a stalled pipeline stops the pings and systemd restarts us.
+pub async fn watchdog(every: Duration, view: Arc<StageView>, notifier: Arc<Notifier>) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        if view.alive(every.max(Duration::from_secs(5))) {
+            notifier.notify("WATCHDOG=1");
+        } else {
+            tracing::error!("The rules stage has stalled; not pinging the systemd watchdog");
+        }
+    }
+}
