@@ -17,6 +17,9 @@ use crate::sources::modbus::timing::{inter_frame_gap, serial_baud, wire_time};
 /// drain (1.5 s) and the forwarder's stop (1 s) the daemon exits within DESIGN.md's 5 s.
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(2);
 
+/// How often `run` writes the `gateway` measurement.
+pub const SELF_MONITORING_EVERY: Duration = Duration::from_secs(60);
+
 /// Loads a config with the process environment overlay.
 pub fn load_config(path: &Path) -> Result<LoadedConfig, ConfigError> {
     load(path, EnvOverlay::Process)
@@ -169,6 +172,13 @@ pub async fn run(mut config: LoadedConfig) -> anyhow::Result<()> {
         "Gateway started"
     );
     let http = crate::http::start_for(&config, &gateway, &alarms, Some(&outputs), metrics).await;
+    let selfmon = crate::selfmon::start_for(
+        &config,
+        &gateway,
+        Some(&outputs),
+        alarms.samples.clone(),
+        SELF_MONITORING_EVERY,
+    );
     notifier.notify(&format!(
         "READY=1\nSTATUS=polling {} devices on {} buses",
         config.gateway.device.len(),
@@ -191,6 +201,7 @@ pub async fn run(mut config: LoadedConfig) -> anyhow::Result<()> {
     }
     tracing::info!("Stopping");
     notifier.notify("STOPPING=1");
+    let _ = selfmon.send(true);
     if let Some(watchdog) = watchdog {
         watchdog.abort();
     }

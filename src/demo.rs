@@ -206,6 +206,13 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     if let Some((address, _)) = &http {
         println!("Status page 状态页: http://{address}/");
     }
+    let selfmon = crate::selfmon::start_for(
+        &config,
+        &gateway,
+        forwarding.as_ref(),
+        alarms_stage.samples.clone(),
+        Duration::from_secs(10),
+    );
     let scenario = options.faults.then(|| community.play(demo_scenario()));
     let status = Arc::clone(&gateway.status);
     let printer = tokio::spawn(print(
@@ -229,6 +236,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     if let Some((_, stop)) = http {
         let _ = stop.send(true);
     }
+    let _ = selfmon.send(true);
     gateway.stop(SHUTDOWN_DEADLINE).await;
     alarms_stage.finish(Duration::from_millis(500)).await;
     printer.await.context("printer failed")??;

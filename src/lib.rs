@@ -36,6 +36,7 @@ pub mod mqtt;
 pub mod rules;
 pub mod runtime;
 pub mod secret;
+pub mod selfmon;
 pub mod sinks;
 pub mod sources;
 pub mod systemd;

@@ -243,6 +243,8 @@ pub struct Outputs {
     pub log: Option<crate::sinks::influx::forwarder::SharedLog>,
     /// The telemetry log's and InfluxDB's problems.
     pub health: Arc<Health>,
+    /// The forwarder's counters, when forwarding.
+    pub forwarder_status: Option<Arc<crate::sinks::influx::forwarder::ForwarderStatus>>,
 }
 
 impl Outputs {
@@ -258,6 +260,7 @@ impl Outputs {
         let mut stages = Vec::new();
         let mut forwarder = None;
         let mut shared_log = None;
+        let mut forwarder_status = None;
         let health = Arc::new(Health::default());
         if let Some(influx) = &outputs.influxdb {
             let data_dir = &config.gateway.gateway.data_dir;
@@ -293,6 +296,7 @@ impl Outputs {
                 ForwarderOptions::new(influx, data_dir.join("dead-letter.lp")),
             )
             .reporting_to(Arc::clone(&health));
+            forwarder_status = Some(Arc::clone(&forwarder_task.status));
             let (stop, stopped) = watch::channel(false);
             forwarder = Some((tokio::spawn(forwarder_task.run(stopped)), stop));
             let (tx, rx) = mpsc::channel(SAMPLE_CHANNEL_CAPACITY);
@@ -357,6 +361,7 @@ impl Outputs {
             forwarder,
             log: shared_log,
             health,
+            forwarder_status,
         })
     }
 

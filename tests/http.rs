@@ -180,6 +180,7 @@ async fn metrics_parse_as_prometheus_text_and_the_status_api_has_its_schema() {
     assert_eq!(gateway["site"], "幸福小区");
     assert!(gateway["version"].is_string() && gateway["uptime_s"].is_number());
     assert!(gateway["time_ns"].is_i64());
+    assert!(gateway["clock_synchronised"].is_boolean() || gateway["clock_synchronised"].is_null());
     assert_eq!(status["healthy"], true, "{status}");
     assert_eq!(status["problems"], serde_json::json!([]));
     let buses = status["buses"].as_array().expect("buses");

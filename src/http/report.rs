@@ -157,6 +157,7 @@ pub fn status(observed: &Observed) -> Json {
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_s": observed.started.elapsed().as_secs_f64(),
             "time_ns": now_ns,
+            "clock_synchronised": crate::selfmon::clock_synchronised(),
         },
         "healthy": healthy,
         "problems": health["problems"],

@@ -134,7 +134,16 @@ struct Template {
 }
 
 fn templates(config: &LoadedConfig) -> Vec<Template> {
-    let mut templates: Vec<Template> = Vec::new();
+    // The gateway's own minute sample (self-monitoring) joins like a publishing device.
+    let mut templates: Vec<Template> = vec![Template {
+        measurement: Arc::from(crate::selfmon::MEASUREMENT),
+        fields: crate::selfmon::FIELDS
+            .iter()
+            .map(|f| f.to_string())
+            .collect(),
+        interval_ns: 60_000_000_000,
+        tags: Vec::new(),
+    }];
     let Some(source) = &config.gateway.mqtt_source else {
         return templates;
     };

@@ -46,6 +46,7 @@ function render(s) {
   document.getElementById("site").textContent = s.gateway.site;
   document.getElementById("gateway").textContent = `${s.gateway.id} (v${s.gateway.version})`;
   document.getElementById("uptime").textContent = `运行 up ${duration(s.gateway.uptime_s)}`;
+  document.getElementById("clock").hidden = s.gateway.clock_synchronised !== false;
   const badge = document.getElementById("health");
   badge.textContent = s.healthy ? "正常 OK" : "故障 PROBLEM";
   badge.className = "badge " + (s.healthy ? "ok" : "bad");
