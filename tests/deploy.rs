@@ -1,10 +1,15 @@
-//! What ships for installers: the systemd unit passes `systemd-analyze verify`, and its
-//! hardening keeps systemd's exposure score below 3 ("OK").
+//! What ships for installers and the central stack: the systemd unit passes `systemd-analyze
+//! verify` and its hardening keeps systemd's exposure score below 3 ("OK"); every Grafana
+//! dashboard is valid JSON whose every query names a measurement and fields that the shipped
+//! profiles, MQTT mappings, rules and self-monitoring actually write.
 
 mod common;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
+
+use retrofit_gateway::config::{load, EnvOverlay};
 
 use common::services::required_command;
 
@@ -64,5 +69,116 @@ fn the_systemd_unit_verifies_and_is_hardened() {
         "Restart=always",
     ] {
         assert!(unit.contains(setting), "{setting} missing");
+    }
+}
+
+/// Every quoted value that follows `marker` in `query`.
+fn quoted_after<'a>(query: &'a str, marker: &str) -> Vec<&'a str> {
+    query
+        .split(marker)
+        .skip(1)
+        .filter_map(|rest| rest.strip_prefix('"')?.split('"').next())
+        .collect()
+}
+
+/// Measurement → fields that the shipped configuration writes.
+fn written() -> BTreeMap<String, BTreeSet<String>> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut writes: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for file in ["config/demo.toml", "config/gateway.example.toml"] {
+        let config = load(&root.join(file), EnvOverlay::None).unwrap_or_else(|e| panic!("{e}"));
+        for profile in config.profiles.values() {
+            let fields = writes.entry(profile.kind.clone()).or_default();
+            fields.extend(profile.points.iter().map(|p| p.name.clone()));
+        }
+        for mapping in config.gateway.mqtt_source.iter().flat_map(|s| &s.mappings) {
+            let fields = writes.entry(mapping.measurement.clone()).or_default();
+            fields.extend(mapping.fields.iter().map(|f| f.name.clone()));
+        }
+    }
+    // The rules stage's alarm lines and the gateway's own sample.
+    writes
+        .entry("alarm".into())
+        .or_default()
+        .extend(["state", "value", "limit", "message", "id", "flapping"].map(String::from));
+    writes
+        .entry(retrofit_gateway::selfmon::MEASUREMENT.into())
+        .or_default()
+        .extend(retrofit_gateway::selfmon::FIELDS.map(String::from));
+    writes
+}
+
+#[test]
+fn every_dashboard_query_reads_what_the_gateway_writes() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/central/grafana");
+    let writes = written();
+    let datasources = std::fs::read_to_string(root.join("provisioning/datasources/influxdb.yaml"))
+        .expect("datasource provisioning");
+    let mut dashboards = 0;
+    let mut queries = 0;
+    let mut measurements_seen = BTreeSet::new();
+    for entry in std::fs::read_dir(root.join("dashboards")).expect("dashboards") {
+        let path = entry.expect("entry").path();
+        let text = std::fs::read_to_string(&path).expect("readable");
+        let dashboard: serde_json::Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{}: not JSON: {e}", path.display()));
+        dashboards += 1;
+        assert!(
+            dashboard["uid"].is_string() && dashboard["title"].is_string(),
+            "{}",
+            path.display()
+        );
+        let panels = dashboard["panels"].as_array().expect("panels");
+        assert!(!panels.is_empty(), "{}", path.display());
+        for panel in panels {
+            let uid = panel["datasource"]["uid"]
+                .as_str()
+                .expect("a datasource uid");
+            assert!(
+                datasources.contains(&format!("uid: {uid}")),
+                "{uid} is not provisioned"
+            );
+            for target in panel["targets"].as_array().expect("targets") {
+                let query = target["query"].as_str().expect("a query");
+                queries += 1;
+                let measurements = quoted_after(query, "r._measurement == ");
+                assert_eq!(measurements.len(), 1, "{}: {query}", path.display());
+                let measurement = measurements[0];
+                let fields = quoted_after(query, "r._field == ");
+                assert!(
+                    !fields.is_empty(),
+                    "{}: no field in {query}",
+                    path.display()
+                );
+                let known = writes.get(measurement).unwrap_or_else(|| {
+                    panic!("{}: nothing writes {measurement:?}", path.display())
+                });
+                for field in fields {
+                    assert!(
+                        known.contains(field),
+                        "{}: {measurement:?} has no field {field:?}",
+                        path.display()
+                    );
+                }
+                measurements_seen.insert(measurement.to_string());
+            }
+        }
+    }
+    eprintln!("{dashboards} dashboards, {queries} queries over {measurements_seen:?}");
+    // A dashboard per station kind, and the alarm table.
+    for kind in [
+        "pump_station",
+        "prv_station",
+        "flow_meter",
+        "power_meter",
+        "transformer",
+        "heating_substation",
+        "gas_regulator",
+        "room",
+        "valve_well",
+        "alarm",
+        "gateway",
+    ] {
+        assert!(measurements_seen.contains(kind), "no panel shows {kind}");
     }
 }
