@@ -35,7 +35,7 @@ cargo test --release --no-default-features --target aarch64-unknown-linux-gnu --
 if [ "${1:-}" = "--deb" ]; then
   command -v cargo-deb >/dev/null || cargo install cargo-deb --locked
   for target in "${!gcc[@]}"; do
-    cargo deb --no-build --no-strip --target "$target"
+    cargo deb --no-build --target "$target"
   done
   ls -l target/*/debian/*.deb
 fi
