@@ -44,7 +44,7 @@ pub struct DemoOptions {
 /// within a scenario that lasts minutes. Said on screen when the demo starts.
 pub const DEMO_HOLD_DIVISOR: u32 = 120;
 
-/// Divides every rule's hold, clear and stale times by `divisor`.
+/// Divides every rule's hold, clear, stale and flapping times by `divisor`.
 pub fn shorten_holds(config: &mut LoadedConfig, divisor: u32) {
     use crate::config::ConfigDuration;
     let shorten = |d: ConfigDuration| ConfigDuration(d.get() / divisor);
@@ -56,6 +56,7 @@ pub fn shorten_holds(config: &mut LoadedConfig, divisor: u32) {
         rule.hold = shorten(rule.hold);
         rule.clear_for = rule.clear_for.map(shorten);
         rule.after = rule.after.map(shorten);
+        rule.flap_window = shorten(rule.flap_window);
     }
 }
 
@@ -128,6 +129,14 @@ pub fn attach_to(config: &mut LoadedConfig, community: &Community) -> anyhow::Re
 pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     let mut config = load_config(&options.config)?;
     shorten_holds(&mut config, DEMO_HOLD_DIVISOR);
+    // Without InfluxDB nothing needs to outlive the run: alarm state starts fresh each time (a
+    // state left by an earlier run would show its alarms, flapping from run to run).
+    let scratch = config.gateway.outputs.influxdb.is_none().then(|| {
+        let dir =
+            std::env::temp_dir().join(format!("retrofit-gateway-demo-{}", std::process::id()));
+        config.gateway.gateway.data_dir = dir.clone();
+        dir
+    });
     let layout = Layout::example_site(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
     let mut community = Community::start(&layout, SimOptions::default())
         .await
@@ -243,6 +252,9 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     let _ = announcer.await;
     if let Some(outputs) = forwarding {
         outputs.finish(Duration::from_millis(1500)).await;
+    }
+    if let Some(dir) = scratch {
+        let _ = std::fs::remove_dir_all(dir);
     }
     println!("\nDevice summary:");
     println!(
