@@ -350,6 +350,7 @@ impl RuleEngine {
         };
         device.last_seen_ns = Some(sample.time_ns);
         let id = Arc::clone(&device.id);
+        let interval_ns = device.interval_ns;
         let site = device.site.clone();
         let indices = Arc::clone(&device.rules);
         for (inflow, index) in Arc::clone(&device.feeds).iter() {
@@ -458,7 +459,7 @@ impl RuleEngine {
                 Some(Evaluation {
                     condition: Condition::Clear,
                     value: 0.0,
-                    limit: rule.config.after.map_or(0.0, |a| a.get().as_secs_f64()),
+                    limit: stale_after_ns(&rule.config, interval_ns) as f64 / 1e9,
                     subject: "last sample age s".into(),
                 })
             } else {
@@ -526,11 +527,7 @@ impl RuleEngine {
                 if rule.config.kind != RuleKind::Stale {
                     continue;
                 }
-                let after = rule
-                    .config
-                    .after
-                    .map_or(0, nanos)
-                    .max(3 * device.interval_ns);
+                let after = stale_after_ns(&rule.config, device.interval_ns);
                 let age = now_ns - device.last_seen_ns.unwrap_or(self.started_ns);
                 let condition = if age >= after {
                     Condition::Active
@@ -697,6 +694,12 @@ impl RuleEngine {
             ),
         }
     }
+}
+
+/// The silence after which a stale rule fires: its `after`, but never less than three poll
+/// intervals (DOMAIN.md X1).
+fn stale_after_ns(rule: &RuleConfig, interval_ns: i64) -> i64 {
+    rule.after.map_or(0, nanos).max(3 * interval_ns)
 }
 
 /// Sum of the totaliser `fields` of a sample (split integer/fraction registers); `None` unless
