@@ -30,6 +30,7 @@ pub mod demo;
 pub mod demo_broker;
 pub mod health;
 pub mod http;
+pub mod kpi;
 pub mod metrics;
 pub mod model;
 pub mod mqtt;
