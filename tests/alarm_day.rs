@@ -1,8 +1,9 @@
 //! A fault-free day of the whole simulated community raises no alarm: the simulator's world is
 //! replayed through 24 hours (every 10 s of simulated time, from local midnight in late
 //! November, heating season) and every device's values go through the rule packs of
-//! `config/demo.toml` with their real hold times. Any alarm here is a threshold that does not
-//! fit a healthy community.
+//! `config/demo.toml` with their real hold times: the polled devices' register values, and the
+//! publishing devices' JSON messages through the demo's MQTT mappings and the gateway's payload
+//! decoder. Any alarm here is a threshold that does not fit a healthy community.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
@@ -11,6 +12,7 @@ use std::sync::Arc;
 use retrofit_gateway::config::{load, EnvOverlay};
 use retrofit_gateway::model::{AlarmEvent, Field, Sample, Value};
 use retrofit_gateway::rules::engine::RuleEngine;
+use retrofit_gateway::sources::mqtt::{payload, topic};
 use retrofit_sim::clock::SimClock;
 use retrofit_sim::faults::{Fault, FaultKind};
 use retrofit_sim::layout::Layout;
@@ -66,6 +68,29 @@ fn replay(fault: Option<(i64, i64, Fault)>) -> (Vec<AlarmEvent>, usize) {
             events.extend(engine.evaluate(&sample));
             evaluated += 1;
         }
+        let source = config
+            .gateway
+            .mqtt_source
+            .as_ref()
+            .expect("demo.toml has MQTT devices");
+        for message in world.messages(retrofit_gateway::demo::DEMO_MQTT_PREFIX) {
+            let mapping = source
+                .mappings
+                .iter()
+                .find(|m| topic::matches(&m.topic, &message.topic))
+                .unwrap_or_else(|| panic!("no mapping for {}", message.topic));
+            let decoded = payload::decode(
+                mapping,
+                &[],
+                &message.topic,
+                message.payload.as_bytes(),
+                time_ns,
+            )
+            .unwrap_or_else(|e| panic!("{e}: {}", message.payload));
+            assert!(decoded.problems.is_empty(), "{:?}", decoded.problems);
+            events.extend(engine.evaluate(&decoded.sample));
+            evaluated += 1;
+        }
         if t % 60 == 0 {
             events.extend(engine.tick(time_ns));
         }
@@ -101,7 +126,8 @@ fn a_fault_free_day_of_the_whole_community_raises_no_alarm() {
         described.len(),
         described.join("\n")
     );
-    assert_eq!(evaluated, 8640 * 13);
+    // 13 polled and 6 publishing devices every 10 s.
+    assert_eq!(evaluated, 8640 * (13 + 6));
 }
 
 #[test]
