@@ -8,6 +8,7 @@
 
 pub mod cjt188;
 pub mod dlt645;
+pub mod link;
 pub mod mbus;
 
 /// Why bytes are not a frame.

@@ -1,0 +1,168 @@
+//! One request–reply transaction with a meter over a byte stream (a local RS-485 port or a
+//! transparent TCP serial server): write the request, then read until the protocol's decoder
+//! finds a whole frame, refuses the bytes, or the timeout passes. Replies that arrive in pieces
+//! (slow 2400-baud lines behind a serial server) and noise before the start byte are normal.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::FrameError;
+
+/// Largest reply read before giving up (the longest of the three protocols is 6 + 255 bytes,
+/// plus preambles and noise).
+const MAX_REPLY: usize = 1024;
+
+/// Why a transaction failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TransactionError {
+    #[error("no complete reply within {0:?}")]
+    Timeout(Duration),
+    #[error("the link failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the link closed")]
+    Closed,
+    #[error("bad reply: {0}")]
+    Frame(FrameError),
+}
+
+/// A protocol's frame decoder: a frame and the bytes it used, or why the bytes are not one.
+pub type Decoder<T> = fn(&[u8]) -> Result<(T, usize), FrameError>;
+
+/// Sends `request` and decodes the reply with `decode` (one of the protocols' `decode`).
+pub async fn transact<S, T>(
+    stream: &mut S,
+    request: &[u8],
+    decode: Decoder<T>,
+    timeout: Duration,
+) -> Result<T, TransactionError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    stream.write_all(request).await?;
+    stream.flush().await?;
+    let exchange = async {
+        let mut reply = Vec::with_capacity(64);
+        let mut chunk = [0u8; 256];
+        loop {
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Err(TransactionError::Closed);
+            }
+            reply.extend_from_slice(&chunk[..n]);
+            match decode(&reply) {
+                Ok((frame, _)) => return Ok(frame),
+                Err(FrameError::Incomplete(_) | FrameError::NoStart) if reply.len() < MAX_REPLY => {
+                }
+                Err(e) => return Err(TransactionError::Frame(e)),
+            }
+        }
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| TransactionError::Timeout(timeout))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sources::meters::dlt645;
+
+    const METER: [u8; 6] = [0x78, 0x56, 0x34, 0x12, 0x00, 0x00];
+
+    /// A meter on the other end of `stream` that answers after reading a whole request with
+    /// `reply`, written in pieces of `piece` bytes with a pause between them.
+    fn meter(
+        mut stream: tokio::io::DuplexStream,
+        reply: Vec<u8>,
+        piece: usize,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut request = Vec::new();
+            let mut buffer = [0u8; 64];
+            while dlt645::decode(&request).is_err() {
+                let Ok(n) = stream.read(&mut buffer).await else {
+                    return;
+                };
+                if n == 0 {
+                    return;
+                }
+                request.extend_from_slice(&buffer[..n]);
+            }
+            for part in reply.chunks(piece) {
+                if stream.write_all(part).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            // Keep the line open, as a serial server does.
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        })
+    }
+
+    fn ua_reply() -> Vec<u8> {
+        let mut data = 0x0201_0100u32.to_le_bytes().to_vec();
+        data.extend([0x98, 0x22]);
+        dlt645::encode(&dlt645::Frame {
+            address: METER,
+            control: 0x91,
+            data,
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reply_in_pieces_after_line_noise_is_one_frame() {
+        let (mut gateway, line) = tokio::io::duplex(256);
+        let mut reply = vec![0x00, 0xFF, 0x13];
+        reply.extend(ua_reply());
+        let _meter = meter(line, reply, 3);
+        let request = dlt645::read_request(METER, 0x0201_0100);
+        let frame = transact(
+            &mut gateway,
+            &request,
+            dlt645::decode,
+            Duration::from_secs(2),
+        )
+        .await
+        .expect("a reply");
+        let ua = dlt645::data_id(0x0201_0100).expect("Ua");
+        assert_eq!(dlt645::reply_value(&frame, ua).expect("a value"), 229.8);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_meter_times_out_and_a_damaged_reply_is_refused() {
+        let (mut gateway, _line) = tokio::io::duplex(256);
+        let request = dlt645::read_request(METER, 0x0201_0100);
+        let silent = transact(
+            &mut gateway,
+            &request,
+            dlt645::decode,
+            Duration::from_millis(500),
+        )
+        .await;
+        assert!(
+            matches!(silent, Err(TransactionError::Timeout(_))),
+            "{silent:?}"
+        );
+
+        let (mut gateway, line) = tokio::io::duplex(256);
+        let mut damaged = ua_reply();
+        let at = damaged.len() - 2;
+        damaged[at] ^= 0x01;
+        let _meter = meter(line, damaged, 64);
+        let refused = transact(
+            &mut gateway,
+            &request,
+            dlt645::decode,
+            Duration::from_secs(2),
+        )
+        .await;
+        assert!(
+            matches!(
+                refused,
+                Err(TransactionError::Frame(FrameError::Checksum { .. }))
+            ),
+            "{refused:?}"
+        );
+    }
+}
