@@ -119,6 +119,8 @@ pub struct RuleEngine {
     frozen: BTreeMap<(String, String), FrozenState>,
     /// Set when remembered state changed without an alarm transition (a night closed).
     dirty: bool,
+    /// Whether the limit of publishing devices has been reported.
+    full_warned: bool,
     state_file: Option<PathBuf>,
     started_ns: i64,
 }
@@ -173,6 +175,10 @@ fn templates(config: &LoadedConfig) -> Vec<Template> {
     templates
 }
 
+/// Publishing devices the engine takes on: well above a community's sensors, low enough that
+/// a publisher inventing device ids cannot exhaust a Pi's memory.
+const MAX_PUBLISHED_DEVICES: usize = 5_000;
+
 fn prepare(r: &RuleConfig) -> Rule {
     Rule {
         key: Arc::from(r.key().as_str()),
@@ -210,6 +216,7 @@ impl RuleEngine {
             steps: BTreeMap::new(),
             frozen: BTreeMap::new(),
             dirty: false,
+            full_warned: false,
             state_file,
             started_ns: now_ns,
         };
@@ -297,6 +304,18 @@ impl RuleEngine {
     /// Registers a device that publishes (MQTT) under the mapping for `measurement`; false
     /// when no mapping writes that measurement.
     fn adopt(&mut self, device: &str, measurement: &str) -> bool {
+        let published = self
+            .devices
+            .values()
+            .filter(|d| d.published.is_some())
+            .count();
+        if published >= MAX_PUBLISHED_DEVICES {
+            if !self.full_warned {
+                self.full_warned = true;
+                tracing::error!(device, limit = MAX_PUBLISHED_DEVICES, "Too many devices publish; new ones get no alarm rules (a misconfigured or hostile publisher?)");
+            }
+            return false;
+        }
         let Some(template) = self
             .templates
             .iter()

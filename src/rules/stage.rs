@@ -42,6 +42,10 @@ impl StageView {
     }
 }
 
+/// Devices whose latest sample the status page keeps (bounded against publishers that invent
+/// device ids).
+const MAX_SHOWN_DEVICES: usize = 5_000;
+
 /// How often stale (communication-lost) rules are checked.
 pub const TICK: Duration = Duration::from_secs(1);
 
@@ -104,7 +108,10 @@ pub async fn run(
             sample = input.recv() => {
                 let Some(sample) = sample else { break };
                 let events = lock(&engine).evaluate(&sample);
-                lock(&view.latest).insert(sample.device.to_string(), sample.clone());
+                let mut latest = lock(&view.latest);
+                if latest.len() < MAX_SHOWN_DEVICES || latest.contains_key(&*sample.device) {
+                    latest.insert(sample.device.to_string(), sample.clone());
+                }
                 (Some(sample), events)
             }
             _ = tick.tick() => {

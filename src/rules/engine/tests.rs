@@ -630,3 +630,24 @@ fn a_published_device_joins_at_its_first_sample_and_its_alarm_survives_a_restart
     assert!(!cleared[0].firing);
     assert_eq!(cleared[0].id, raised[0].id);
 }
+
+#[test]
+fn publishers_inventing_device_ids_stop_at_the_limit() {
+    let rules = rule(
+        "id = \"X1\"\nvariant = \"room\"\nkind = \"stale\"\nseverity = \"info\"\nafter = \"45m\"",
+    )
+    .replace("measurement = \"test\"", "measurement = \"room\"");
+    let source = "[mqtt_source]\nhost = \"127.0.0.1\"\n[[mqtt_source.mapping]]\ntopic = \"r/+\"\nformat = \"flat\"\n\
+                  measurement = \"room\"\ndevice_level = 1\nfield = [{ name = \"t_c\", from = \"/t_c\" }]\n";
+    let (_dir, mut e) = engine_with(&rules, "", "", None, source);
+    for n in 0..=MAX_PUBLISHED_DEVICES {
+        let mut s = sample(0, &[("t_c", 20.0)]);
+        s.measurement = Arc::from("room");
+        s.device = Arc::from(format!("room_{n}").as_str());
+        e.evaluate(&s);
+    }
+    assert_eq!(e.rules_of("room_0"), vec!["X1.room".to_string()]);
+    assert!(e
+        .rules_of(&format!("room_{MAX_PUBLISHED_DEVICES}"))
+        .is_empty());
+}
