@@ -45,10 +45,14 @@ pub enum FaultKind {
     CoverOpened,
     /// A sample flat at 16.8 °C (below the 18 °C the heating must keep).
     ColdFlat,
+    /// A meter that answers with a wrong checksum (needs a device).
+    BadChecksum,
+    /// A meter that answers with line noise instead of a frame (needs a device).
+    Garbled,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 17] = [
+    pub const ALL: [FaultKind; 19] = [
         FaultKind::Leak,
         FaultKind::PumpTrip,
         FaultKind::PumpRoomFlooding,
@@ -66,6 +70,8 @@ impl FaultKind {
         FaultKind::WellFlooding,
         FaultKind::CoverOpened,
         FaultKind::ColdFlat,
+        FaultKind::BadChecksum,
+        FaultKind::Garbled,
     ];
 
     pub fn name(self) -> &'static str {
@@ -87,6 +93,8 @@ impl FaultKind {
             FaultKind::WellFlooding => "well_flooding",
             FaultKind::CoverOpened => "cover_opened",
             FaultKind::ColdFlat => "cold_flat",
+            FaultKind::BadChecksum => "bad_checksum",
+            FaultKind::Garbled => "garbled",
         }
     }
 
@@ -94,7 +102,11 @@ impl FaultKind {
     pub fn needs_device(self) -> bool {
         matches!(
             self,
-            FaultKind::Silent | FaultKind::Exception | FaultKind::SlowReplies
+            FaultKind::Silent
+                | FaultKind::Exception
+                | FaultKind::SlowReplies
+                | FaultKind::BadChecksum
+                | FaultKind::Garbled
         )
     }
 }

@@ -11,6 +11,7 @@
 //!   reader must recover.
 //! - [`world`]: the community state and its physics step.
 //! - [`faults`]: fault kinds and scenario files.
+//! - [`meters`]: DL/T 645 household meters behind a transparent serial server.
 //! - [`server`]: the Modbus TCP and RTU-over-TCP servers; [`Community::publish`] sends the
 //!   publishing devices' messages to an MQTT broker.
 //! - [`clock`], [`noise`]: simulated time and seeded measurement noise.
@@ -19,6 +20,7 @@ pub mod clock;
 pub mod devices;
 pub mod faults;
 pub mod layout;
+pub mod meters;
 pub mod noise;
 pub mod registers;
 pub mod server;
@@ -139,6 +141,28 @@ impl Community {
                 tracing::error!(error = %e, bus = %bus, "Simulated serial bus stopped");
             }
         }));
+    }
+
+    /// Serves a stairwell of DL/T 645 household meters (`meters::stairwell`) behind a
+    /// transparent serial server on `listen`; returns the bound address.
+    pub async fn serve_meters(
+        &mut self,
+        listen: SocketAddr,
+        meters: Vec<meters::HouseholdMeter>,
+    ) -> io::Result<SocketAddr> {
+        let listener = TcpListener::bind(listen).await?;
+        let address = listener.local_addr()?;
+        self.tasks.push(tokio::spawn(meters::serve(
+            listener,
+            Arc::clone(&self.world),
+            meters.into(),
+        )));
+        Ok(address)
+    }
+
+    /// What `meter` reports for the DL/T 645 identifier `di` right now (`None`: no such data).
+    pub fn meter_value(&self, meter: &meters::HouseholdMeter, di: u32) -> Option<f64> {
+        meters::value(&lock(&self.world), meter, di)
     }
 
     /// The address a bus listens on.

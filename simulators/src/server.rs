@@ -54,7 +54,7 @@ impl BusService {
                 device.reads += 1;
                 return (Err(ExceptionCode::ServerDeviceFailure), Duration::ZERO);
             }
-            Behaviour::Normal | Behaviour::Slow => {}
+            Behaviour::Normal | Behaviour::Slow | Behaviour::BadChecksum | Behaviour::Garbled => {}
         }
         device.answered(frozen);
         let delay = if behaviour == Behaviour::Slow {

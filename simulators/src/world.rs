@@ -47,6 +47,10 @@ pub enum Behaviour {
     Silent,
     Exception,
     Slow,
+    /// A reply whose checksum is wrong (meter protocols; Modbus devices answer normally).
+    BadChecksum,
+    /// Line noise instead of a reply (meter protocols; Modbus devices answer normally).
+    Garbled,
 }
 
 /// A device that publishes over MQTT: its values move with the world like any other.
@@ -207,6 +211,10 @@ impl World {
             Behaviour::Exception
         } else if on(FaultKind::SlowReplies) {
             Behaviour::Slow
+        } else if on(FaultKind::BadChecksum) {
+            Behaviour::BadChecksum
+        } else if on(FaultKind::Garbled) {
+            Behaviour::Garbled
         } else {
             Behaviour::Normal
         }

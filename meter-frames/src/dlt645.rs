@@ -8,7 +8,7 @@
 //! normal reply (0x91) repeats the DI followed by the value in little-endian BCD; the error reply
 //! (0xD1) carries one error byte. CS is the sum from the first 68 to the last data byte.
 
-use super::{bcd_le, checksum, find_start, FrameError};
+use crate::{bcd_le, checksum, find_start, FrameError};
 
 /// Read data.
 pub const READ: u8 = 0x11;
@@ -349,7 +349,7 @@ mod tests {
         fn every_value_survives_a_round_trip(pick in 0..DATA_IDS.len(), raw in 0u64..1_000_000, negative: bool) {
             let id = DATA_IDS[pick];
             let digits = raw % 10u64.pow(2 * id.bytes as u32 - u32::from(id.signed));
-            let mut value = super::super::to_bcd_le(digits, id.bytes);
+            let mut value = crate::to_bcd_le(digits, id.bytes);
             let negative = negative && id.signed && digits > 0;
             if negative {
                 *value.last_mut().expect("bytes") |= 0x80;

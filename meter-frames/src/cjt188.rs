@@ -9,7 +9,7 @@
 //! metering data (sent low byte first), CS is the sum from 68 to the last data byte; unlike DL/T
 //! 645 there is no +0x33 offset. Values are little-endian BCD followed by a unit code.
 
-use super::{bcd_le, checksum, find_start, FrameError};
+use crate::{bcd_le, checksum, find_start, FrameError};
 
 /// Meter types.
 pub const HEAT_METER: u8 = 0x20;

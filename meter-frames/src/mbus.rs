@@ -5,7 +5,7 @@
 //! Only the quantities a heat meter reports are named (energy, volume, power, volume flow,
 //! flow and return temperature, operating time); other records are skipped by their length.
 
-use super::{bcd_le, checksum, find_start, FrameError};
+use crate::{bcd_le, checksum, find_start, FrameError};
 
 /// What a record measures, in the gateway's units.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
