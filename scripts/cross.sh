@@ -30,7 +30,8 @@ for target in "${!gcc[@]}"; do
 done
 
 echo "== aarch64 unit tests under qemu-aarch64-static"
-cargo test --release --no-default-features --target aarch64-unknown-linux-gnu --lib
+cargo test --release --no-default-features --target aarch64-unknown-linux-gnu --lib \
+  -p retrofit-gateway -p meter-frames
 
 if [ "${1:-}" = "--deb" ]; then
   command -v cargo-deb >/dev/null || cargo install cargo-deb --locked
