@@ -2,6 +2,8 @@
 //! transparent TCP serial server): write the request, then read until the protocol's decoder
 //! finds a whole frame, refuses the bytes, or the timeout passes. Replies that arrive in pieces
 //! (slow 2400-baud lines behind a serial server) and noise before the start byte are normal.
+//! Whatever is already waiting on the line when a request goes out (a late reply to an earlier,
+//! timed-out request) is discarded first, so it is never taken for this request's reply.
 
 use std::time::Duration;
 
@@ -39,6 +41,10 @@ pub async fn transact<S, T>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let stale = drain(stream).await?;
+    if stale > 0 {
+        tracing::debug!(bytes = stale, "Discarded bytes left on the meter line");
+    }
     stream.write_all(request).await?;
     stream.flush().await?;
     let exchange = async {
@@ -61,6 +67,21 @@ where
     tokio::time::timeout(timeout, exchange)
         .await
         .map_err(|_| TransactionError::Timeout(timeout))?
+}
+
+/// Reads and discards what is already waiting on the line; how many bytes that was.
+async fn drain<S: AsyncRead + Unpin>(stream: &mut S) -> Result<usize, TransactionError> {
+    let mut chunk = [0u8; 256];
+    let mut discarded = 0;
+    loop {
+        // A zero timeout still polls the read once: waiting bytes are taken, none are awaited.
+        match tokio::time::timeout(Duration::ZERO, stream.read(&mut chunk)).await {
+            Ok(Ok(0)) => return Err(TransactionError::Closed),
+            Ok(Ok(n)) => discarded += n,
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => return Ok(discarded),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -127,6 +148,33 @@ mod tests {
         .expect("a reply");
         let ua = dlt645::data_id(0x0201_0100).expect("Ua");
         assert_eq!(dlt645::reply_value(&frame, ua).expect("a value"), 229.8);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_late_reply_to_an_earlier_request_is_not_taken_for_the_next_one() {
+        let (mut gateway, mut line) = tokio::io::duplex(256);
+        // The reply to an earlier request for Ua arrives after its timeout …
+        line.write_all(&ua_reply()).await.expect("written");
+        // … and then the meter answers the new request for Ia (−1.234 A).
+        let mut data = 0x0202_0100u32.to_le_bytes().to_vec();
+        data.extend([0x34, 0x12, 0x80]);
+        let ia = dlt645::encode(&dlt645::Frame {
+            address: METER,
+            control: 0x91,
+            data,
+        });
+        let _meter = meter(line, ia, 64);
+        let request = dlt645::read_request(METER, 0x0202_0100);
+        let frame = transact(
+            &mut gateway,
+            &request,
+            dlt645::decode,
+            Duration::from_secs(2),
+        )
+        .await
+        .expect("a reply");
+        let format = dlt645::data_id(0x0202_0100).expect("Ia");
+        assert_eq!(dlt645::reply_value(&frame, format), Ok(-1.234));
     }
 
     #[tokio::test(start_paused = true)]
