@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use metrics::{counter, gauge, histogram};
 
-use crate::buffer::LogStats;
+use crate::buffer::{Backlog, LogStats};
 use crate::sinks::influx::forwarder::ForwarderStats;
 use crate::sinks::telemetry_log::Appended;
 
 /// The telemetry log's state and counters.
-pub fn publish_log(stats: &LogStats, bytes: u64, pending: u64, oldest_unsent: Option<Duration>) {
+pub fn publish_log(stats: &LogStats, backlog: &Backlog) {
     counter!("rgw_log_appended_records_total").absolute(stats.appended);
     counter!("rgw_log_corrupted_records_total").absolute(stats.corrupted);
     counter!("rgw_log_torn_bytes_total").absolute(stats.torn_bytes);
@@ -27,10 +27,10 @@ pub fn publish_log(stats: &LogStats, bytes: u64, pending: u64, oldest_unsent: Op
     counter!("rgw_log_dropped_records_total", "reason" => "corrupt", "intentional" => "false")
         .absolute(stats.corrupted);
     counter!("rgw_log_cursor_resets_total").absolute(stats.cursor_resets);
-    gauge!("rgw_log_bytes").set(bytes as f64);
-    gauge!("rgw_log_pending_records").set(pending as f64);
+    gauge!("rgw_log_bytes").set(backlog.bytes as f64);
+    gauge!("rgw_log_pending_records").set(backlog.pending as f64);
     gauge!("rgw_log_oldest_unsent_age_seconds")
-        .set(oldest_unsent.map_or(0.0, |age| age.as_secs_f64()));
+        .set(backlog.oldest_unsent.map_or(0.0, |age| age.as_secs_f64()));
 }
 
 /// The stage that appends samples to the log.

@@ -115,21 +115,19 @@ pub fn sample(
 ) -> Sample {
     let mut fields: Vec<(&str, f64)> = Vec::new();
     if let Some((log, max_bytes, forwarder)) = &sources.forwarding {
-        let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
-        let bytes = log.total_bytes();
-        let oldest = log.oldest_pending_time_ms().ok().flatten();
-        let stats = log.stats().clone();
-        fields.push(("log_bytes", bytes as f64));
+        let (stats, backlog) = {
+            let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
+            (log.stats().clone(), log.backlog(now_ns / 1_000_000))
+        };
+        fields.push(("log_bytes", backlog.bytes as f64));
         fields.push((
             "log_fill_pct",
-            100.0 * bytes as f64 / (*max_bytes).max(1) as f64,
+            100.0 * backlog.bytes as f64 / (*max_bytes).max(1) as f64,
         ));
-        fields.push(("log_pending", log.pending() as f64));
+        fields.push(("log_pending", backlog.pending as f64));
         fields.push((
             "oldest_unsent_s",
-            oldest.map_or(0.0, |t| {
-                ((now_ns / 1_000_000 - t as i64).max(0)) as f64 / 1000.0
-            }),
+            backlog.oldest_unsent.map_or(0.0, |age| age.as_secs_f64()),
         ));
         fields.push((
             "dropped_records",

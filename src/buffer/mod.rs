@@ -51,7 +51,7 @@ pub mod outbox;
 pub mod record;
 mod segment_log;
 
-pub use segment_log::{AppendError, LogOptions, LogStats, RecoveryReport, SegmentLog};
+pub use segment_log::{AppendError, Backlog, LogOptions, LogStats, RecoveryReport, SegmentLog};
 
 #[cfg(test)]
 mod tests;

@@ -56,6 +56,16 @@ pub struct LogStats {
     pub cursor_resets: u64,
 }
 
+/// The log's size and what waits in it for InfluxDB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backlog {
+    pub bytes: u64,
+    /// Records appended but not acknowledged.
+    pub pending: u64,
+    /// Age of the oldest of them.
+    pub oldest_unsent: Option<Duration>,
+}
+
 /// Why an append was refused.
 #[derive(Debug, Error)]
 pub enum AppendError {
@@ -392,6 +402,18 @@ impl SegmentLog {
 
     pub fn stats(&self) -> &LogStats {
         &self.stats
+    }
+
+    /// Size and backlog as of `now_ms` (Unix ms): what metrics, the status API and
+    /// self-monitoring report. An unreadable oldest record gives no age rather than an error.
+    pub fn backlog(&mut self, now_ms: i64) -> Backlog {
+        let oldest = self.oldest_pending_time_ms().ok().flatten();
+        Backlog {
+            bytes: self.total_bytes(),
+            pending: self.pending(),
+            oldest_unsent: oldest
+                .map(|t| Duration::from_millis(now_ms.saturating_sub(t as i64).max(0) as u64)),
+        }
     }
 
     /// Append time (Unix ms) of the oldest unacknowledged record, `None` when nothing is

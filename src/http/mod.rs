@@ -93,14 +93,16 @@ impl Observed {
         let Some((log, max_bytes)) = &self.log else {
             return Json::Null;
         };
-        let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
         let now_ms = unix_nanos(SystemTime::now()) / 1_000_000;
-        let oldest = log.oldest_pending_time_ms().ok().flatten();
+        let backlog = log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .backlog(now_ms);
         json!({
-            "bytes": log.total_bytes(),
+            "bytes": backlog.bytes,
             "max_bytes": max_bytes,
-            "pending_records": log.pending(),
-            "oldest_unsent_age_s": oldest.map(|t| (now_ms - t as i64).max(0) as f64 / 1000.0),
+            "pending_records": backlog.pending,
+            "oldest_unsent_age_s": backlog.oldest_unsent.map(|age| age.as_secs_f64()),
         })
     }
 }

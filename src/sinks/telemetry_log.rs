@@ -106,20 +106,9 @@ pub async fn append_samples(
 
 /// Publishes the log's and this stage's figures as metrics.
 async fn publish(log: &SharedLog, counts: &Appended) {
-    let figures = with_log(log, |log| {
-        let oldest = log.oldest_pending_time_ms().ok().flatten();
-        (
-            log.stats().clone(),
-            log.total_bytes(),
-            log.pending(),
-            oldest,
-        )
-    })
-    .await;
-    let (stats, bytes, pending, oldest_ms) = figures;
     let now_ms = crate::model::unix_nanos(std::time::SystemTime::now()) / 1_000_000;
-    let age =
-        oldest_ms.map(|t| Duration::from_millis(now_ms.saturating_sub(t as i64).max(0) as u64));
-    crate::metrics::publish_log(&stats, bytes, pending, age);
+    let (stats, backlog) =
+        with_log(log, move |log| (log.stats().clone(), log.backlog(now_ms))).await;
+    crate::metrics::publish_log(&stats, &backlog);
     crate::metrics::publish_appended(counts);
 }
