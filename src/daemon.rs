@@ -19,30 +19,18 @@ use crate::systemd::Notifier;
 /// Parts of the config a reload does not apply, and whether each changed.
 fn needs_restart(running: &LoadedConfig, new: &LoadedConfig) -> Vec<&'static str> {
     let (a, b) = (&running.gateway, &new.gateway);
-    let mut changed = Vec::new();
-    let mut check = |name: &'static str, same: bool| {
-        if !same {
-            changed.push(name);
-        }
-    };
-    check(
-        "[outputs]",
-        format!("{:?}", a.outputs) == format!("{:?}", b.outputs),
-    );
-    check(
-        "[buffer]",
-        format!("{:?}", a.buffer) == format!("{:?}", b.buffer),
-    );
-    check(
-        "[alarms]",
-        format!("{:?}", a.alarms) == format!("{:?}", b.alarms),
-    );
-    check(
-        "rule packs",
-        format!("{:?}", running.rules) == format!("{:?}", new.rules),
-    );
-    check("[http]", format!("{:?}", a.http) == format!("{:?}", b.http));
-    changed
+    let text = |x: &dyn std::fmt::Debug| format!("{x:?}");
+    [
+        ("[outputs]", text(&a.outputs), text(&b.outputs)),
+        ("[buffer]", text(&a.buffer), text(&b.buffer)),
+        ("[alarms]", text(&a.alarms), text(&b.alarms)),
+        ("rule packs", text(&running.rules), text(&new.rules)),
+        ("[http]", text(&a.http), text(&b.http)),
+    ]
+    .into_iter()
+    .filter(|(_, before, after)| before != after)
+    .map(|(section, ..)| section)
+    .collect()
 }
 
 /// Re-reads the config and applies what can be applied while running.

@@ -38,7 +38,7 @@ pub const FIELDS: [&str; 11] = [
 const CLOCK_CHECK: Duration = Duration::from_secs(5);
 
 /// Detects wall-clock jumps: the wall clock's advance against the monotonic clock's.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct ClockWatch {
     last: Option<(i64, Instant)>,
     /// The largest jump (by size) since it was last taken, seconds.
@@ -46,13 +46,6 @@ pub struct ClockWatch {
 }
 
 impl ClockWatch {
-    pub fn new() -> ClockWatch {
-        ClockWatch {
-            last: None,
-            largest: 0.0,
-        }
-    }
-
     /// Records the clocks now; returns the jump since the previous call, seconds.
     pub fn observe(&mut self, wall_ns: i64, mono: Instant) -> f64 {
         let jump = match self.last {
@@ -72,12 +65,6 @@ impl ClockWatch {
     /// The largest jump since the last call (then forgotten).
     pub fn take_largest(&mut self) -> f64 {
         std::mem::take(&mut self.largest)
-    }
-}
-
-impl Default for ClockWatch {
-    fn default() -> Self {
-        ClockWatch::new()
     }
 }
 
@@ -206,7 +193,7 @@ pub async fn run(
     samples: mpsc::Sender<Sample>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut clock = ClockWatch::new();
+    let mut clock = ClockWatch::default();
     let mut check = tokio::time::interval(CLOCK_CHECK.min(every));
     let mut emit = tokio::time::interval(every);
     emit.tick().await;
@@ -248,7 +235,7 @@ mod tests {
 
     #[test]
     fn a_wall_clock_step_shows_as_a_jump_and_steady_time_does_not() {
-        let mut watch = ClockWatch::new();
+        let mut watch = ClockWatch::default();
         let t0 = Instant::now();
         let wall0 = 1_764_150_000 * S;
         assert_eq!(watch.observe(wall0, t0), 0.0);
