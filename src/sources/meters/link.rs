@@ -121,9 +121,14 @@ mod tests {
         })
     }
 
-    fn ua_reply() -> Vec<u8> {
-        let mut data = 0x0201_0100u32.to_le_bytes().to_vec();
-        data.extend([0x98, 0x22]);
+    const UA: u32 = 0x0201_0100;
+    const IA: u32 = 0x0202_0100;
+
+    /// The meter's normal reply to a read of `di` with the value bytes `value` (little-endian
+    /// BCD, as on the wire before the +0x33 offset).
+    fn reply(di: u32, value: &[u8]) -> Vec<u8> {
+        let mut data = di.to_le_bytes().to_vec();
+        data.extend_from_slice(value);
         dlt645::encode(&dlt645::Frame {
             address: METER,
             control: 0x91,
@@ -131,23 +136,31 @@ mod tests {
         })
     }
 
+    /// 229.8 V.
+    fn ua_reply() -> Vec<u8> {
+        reply(UA, &[0x98, 0x22])
+    }
+
+    /// Reads `di` from the meter over `gateway`, waiting up to `within`; the value.
+    async fn read(
+        gateway: &mut tokio::io::DuplexStream,
+        di: u32,
+        within: Duration,
+    ) -> Result<f64, TransactionError> {
+        let request = dlt645::read_request(METER, di);
+        let frame = transact(gateway, &request, dlt645::decode, within).await?;
+        let format = dlt645::data_id(di).expect("a known identifier");
+        dlt645::reply_value(&frame, format).map_err(TransactionError::Frame)
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_reply_in_pieces_after_line_noise_is_one_frame() {
         let (mut gateway, line) = tokio::io::duplex(256);
-        let mut reply = vec![0x00, 0xFF, 0x13];
-        reply.extend(ua_reply());
-        let _meter = meter(line, reply, 3);
-        let request = dlt645::read_request(METER, 0x0201_0100);
-        let frame = transact(
-            &mut gateway,
-            &request,
-            dlt645::decode,
-            Duration::from_secs(2),
-        )
-        .await
-        .expect("a reply");
-        let ua = dlt645::data_id(0x0201_0100).expect("Ua");
-        assert_eq!(dlt645::reply_value(&frame, ua).expect("a value"), 229.8);
+        let mut noisy = vec![0x00, 0xFF, 0x13];
+        noisy.extend(ua_reply());
+        let _meter = meter(line, noisy, 3);
+        let ua = read(&mut gateway, UA, Duration::from_secs(2)).await;
+        assert_eq!(ua.expect("a value"), 229.8);
     }
 
     #[tokio::test(start_paused = true)]
@@ -156,38 +169,15 @@ mod tests {
         // The reply to an earlier request for Ua arrives after its timeout …
         line.write_all(&ua_reply()).await.expect("written");
         // … and then the meter answers the new request for Ia (−1.234 A).
-        let mut data = 0x0202_0100u32.to_le_bytes().to_vec();
-        data.extend([0x34, 0x12, 0x80]);
-        let ia = dlt645::encode(&dlt645::Frame {
-            address: METER,
-            control: 0x91,
-            data,
-        });
-        let _meter = meter(line, ia, 64);
-        let request = dlt645::read_request(METER, 0x0202_0100);
-        let frame = transact(
-            &mut gateway,
-            &request,
-            dlt645::decode,
-            Duration::from_secs(2),
-        )
-        .await
-        .expect("a reply");
-        let format = dlt645::data_id(0x0202_0100).expect("Ia");
-        assert_eq!(dlt645::reply_value(&frame, format), Ok(-1.234));
+        let _meter = meter(line, reply(IA, &[0x34, 0x12, 0x80]), 64);
+        let ia = read(&mut gateway, IA, Duration::from_secs(2)).await;
+        assert_eq!(ia.expect("a value"), -1.234);
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_silent_meter_times_out_and_a_damaged_reply_is_refused() {
         let (mut gateway, _line) = tokio::io::duplex(256);
-        let request = dlt645::read_request(METER, 0x0201_0100);
-        let silent = transact(
-            &mut gateway,
-            &request,
-            dlt645::decode,
-            Duration::from_millis(500),
-        )
-        .await;
+        let silent = read(&mut gateway, UA, Duration::from_millis(500)).await;
         assert!(
             matches!(silent, Err(TransactionError::Timeout(_))),
             "{silent:?}"
@@ -198,13 +188,7 @@ mod tests {
         let at = damaged.len() - 2;
         damaged[at] ^= 0x01;
         let _meter = meter(line, damaged, 64);
-        let refused = transact(
-            &mut gateway,
-            &request,
-            dlt645::decode,
-            Duration::from_secs(2),
-        )
-        .await;
+        let refused = read(&mut gateway, UA, Duration::from_secs(2)).await;
         assert!(
             matches!(
                 refused,
