@@ -33,7 +33,7 @@ pub fn check_config(path: &Path) -> Result<String, ConfigError> {
         .device
         .iter()
         .filter_map(|d| config.profile_of(d))
-        .map(|p| p.points.len())
+        .map(|p| p.field_names().count())
         .sum();
     Ok(format!(
         "{}: ok ({} buses, {} devices, {} points, {} profiles, {} rules)",
@@ -86,6 +86,18 @@ pub fn plan_report(config: &LoadedConfig) -> String {
             let Some(profile) = config.profile_of(device) else {
                 continue;
             };
+            if let Some(address) = &device.meter_address {
+                let _ = writeln!(
+                    out,
+                    "  {} meter {address} ({}, {}), every {}, {} readings",
+                    device.id,
+                    device.profile,
+                    profile.protocol.name(),
+                    device.interval,
+                    profile.readings.len()
+                );
+                continue;
+            }
             let mut plan = DevicePlan::new(device, profile, PlanLimits::of(bus));
             let shapes = plan.cycle_shapes(PLAN_CYCLES_LISTED);
             let period = plan.period.min(PLAN_CYCLES_LISTED);
@@ -95,7 +107,7 @@ pub fn plan_report(config: &LoadedConfig) -> String {
                 out,
                 "  {} unit {} ({}), every {}, {} points",
                 device.id,
-                device.unit,
+                device.unit.unwrap_or_default(),
                 device.profile,
                 device.interval,
                 plan.points.len()

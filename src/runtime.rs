@@ -12,7 +12,6 @@ use tokio::task::JoinHandle;
 use crate::config::LoadedConfig;
 use crate::health::Health;
 use crate::model::Sample;
-use crate::sources::modbus::bus::BusTask;
 use crate::sources::modbus::status::StatusBoard;
 use crate::sources::mqtt::{IngestStats, MqttSource};
 
@@ -103,9 +102,13 @@ impl Gateway {
                 let Some(bus) = config.gateway.bus.iter().find(|b| b.id == bus_id) else {
                     return Ok(());
                 };
-                let task =
-                    BusTask::new(config, bus, self.samples.clone(), Arc::clone(&self.status));
-                tokio::spawn(task.run(stopped))
+                crate::sources::spawn_bus(
+                    config,
+                    bus,
+                    self.samples.clone(),
+                    Arc::clone(&self.status),
+                    stopped,
+                )
             }
             None => {
                 let Some(source) = &config.gateway.mqtt_source else {

@@ -45,8 +45,13 @@ fn the_demo_plan_issues_fewer_requests_than_there_are_points() {
         assert!(report.contains(&format!("bus {} (", bus.id)), "{report}");
     }
     for device in &config.gateway.device {
+        let address = match (device.unit, &device.meter_address) {
+            (Some(unit), _) => format!("unit {unit}"),
+            (None, Some(meter)) => format!("meter {meter}"),
+            (None, None) => panic!("{} has neither unit nor meter address", device.id),
+        };
         assert!(
-            report.contains(&format!("  {} unit {} ", device.id, device.unit)),
+            report.contains(&format!("  {} {address} ", device.id)),
             "{report}"
         );
     }

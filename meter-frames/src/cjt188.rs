@@ -129,8 +129,9 @@ fn with_unit(bytes: &[u8], decimals: i32) -> Result<f64, FrameError> {
     Ok(value * factor)
 }
 
-/// The current data of a heat meter's reply to a 901F read.
-pub fn heat_reading(frame: &Frame) -> Result<HeatReading, FrameError> {
+/// The data of a normal reply to a 901F read, at least `len` bytes; the meter's error byte as
+/// [`FrameError::MeterError`].
+fn current_data(frame: &Frame, len: usize) -> Result<&[u8], FrameError> {
     match frame.control {
         ERROR_REPLY => {
             return Err(FrameError::MeterError(
@@ -141,12 +142,40 @@ pub fn heat_reading(frame: &Frame) -> Result<HeatReading, FrameError> {
         _ => return Err(FrameError::Malformed("not a reply to a read")),
     }
     let d = &frame.data;
-    if d.len() < 46 {
-        return Err(FrameError::Malformed("901F reply shorter than 46 bytes"));
+    if d.len() < len {
+        return Err(FrameError::Malformed(
+            "901F reply too short for its meter type",
+        ));
     }
     if u16::from_le_bytes([d[0], d[1]]) != CURRENT_DATA {
         return Err(FrameError::Malformed("reply to another data identifier"));
     }
+    Ok(d)
+}
+
+/// What a water meter's current data (901F) says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WaterReading {
+    pub volume_m3: f64,
+    pub settlement_volume_m3: f64,
+    /// The status word ST, first byte in the low 8 bits.
+    pub status: u16,
+}
+
+/// The current data of a water meter's reply to a 901F read: accumulated volume and the
+/// settlement day's (4 BCD bytes XXXXXX.XX + unit each), real time (7), ST (2).
+pub fn water_reading(frame: &Frame) -> Result<WaterReading, FrameError> {
+    let d = current_data(frame, 22)?;
+    Ok(WaterReading {
+        volume_m3: with_unit(&d[3..8], 2)?,
+        settlement_volume_m3: with_unit(&d[8..13], 2)?,
+        status: u16::from_le_bytes([d[20], d[21]]),
+    })
+}
+
+/// The current data of a heat meter's reply to a 901F read.
+pub fn heat_reading(frame: &Frame) -> Result<HeatReading, FrameError> {
+    let d = current_data(frame, 46)?;
     Ok(HeatReading {
         settlement_heat_kwh: with_unit(&d[3..8], 2)?,
         heat_kwh: with_unit(&d[8..13], 2)?,
@@ -235,12 +264,38 @@ mod tests {
         assert!(matches!(decode(&damaged), Err(FrameError::Checksum { .. })));
     }
 
+    #[test]
+    fn a_water_meter_reply_decodes() {
+        // Meter 00000000012345, type 0x10: 123456.78 m³ now, 123450.00 m³ at settlement,
+        // 2026-11-26 10:15:30, ST 0. Length 0x16 = 22; checksum 0xFD summed by hand.
+        let reply = bytes(
+            "68 10 45 23 01 00 00 00 00 81 16 1F 90 02 78 56 34 12 2C 00 50 34 12 2C \
+             30 15 10 26 11 26 20 00 00 FD 16",
+        );
+        let (frame, _) = decode(&reply).expect("a frame");
+        assert_eq!(frame.meter_type, COLD_WATER_METER);
+        assert_eq!(
+            water_reading(&frame),
+            Ok(WaterReading {
+                volume_m3: 123456.78,
+                settlement_volume_m3: 123450.0,
+                status: 0,
+            })
+        );
+        // A water meter's reply is too short to be a heat meter's.
+        assert!(matches!(
+            heat_reading(&frame),
+            Err(FrameError::Malformed(_))
+        ));
+    }
+
     proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(noise in proptest::collection::vec(any::<u8>(), 0..300)) {
             if let Ok((frame, used)) = decode(&noise) {
                 prop_assert!(used <= noise.len());
                 let _ = heat_reading(&frame);
+                let _ = water_reading(&frame);
             }
         }
     }

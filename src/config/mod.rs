@@ -20,7 +20,10 @@ use serde::Deserialize;
 pub use duration::{parse_duration, ConfigDuration};
 pub use load::{load, ConfigError, ConfigIssue, EnvOverlay, LoadedConfig};
 pub(crate) use named::deserialize_by_name;
-pub use profile::{Function, PointConfig, PointType, Profile, Ratio, WordOrder};
+pub use profile::{
+    Function, MeterAddress, MeterItem, MeterType, PointConfig, PointType, Profile, Ratio,
+    ReadingConfig, WireProtocol, WordOrder,
+};
 
 /// The whole gateway file.
 #[derive(Debug, Clone, Deserialize)]
@@ -552,7 +555,12 @@ pub struct DeviceConfig {
     pub id: String,
     pub bus: String,
     /// Modbus unit (slave) id, 1–247 (wider type so that 300 is reported as out of range).
-    pub unit: u16,
+    #[serde(default)]
+    pub unit: Option<u16>,
+    /// A meter's address: 12 digits (DL/T 645), 14 digits (CJ/T 188), or the M-Bus primary
+    /// address 1–250.
+    #[serde(default)]
+    pub meter_address: Option<String>,
     /// Profile name: `<profile_dir>/<profile>.toml`.
     pub profile: String,
     /// Poll interval; points may be polled less often, in whole multiples of it.

@@ -1,5 +1,6 @@
-//! Device profiles: register maps. A profile names the device kind (the measurement) and lists its
-//! points with function code, 0-based PDU address, data type, word order, scale and offset.
+//! Device profiles. A profile names the device kind (the measurement) and its protocol. A Modbus
+//! profile lists its points with function code, 0-based PDU address, data type, word order,
+//! scale and offset; a meter profile (DL/T 645, CJ/T 188, M-Bus) lists its readings.
 
 use std::collections::BTreeMap;
 
@@ -21,8 +22,170 @@ pub struct Profile {
     pub address_offset: i32,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
-    #[serde(rename = "point")]
+    /// How the device is read (Modbus unless the profile says otherwise).
+    #[serde(default)]
+    pub protocol: WireProtocol,
+    /// CJ/T 188: the meter type the requests address (`heat` or `water`).
+    #[serde(default)]
+    pub meter_type: Option<MeterType>,
+    /// Modbus register map.
+    #[serde(rename = "point", default)]
     pub points: Vec<PointConfig>,
+    /// Meter readings (DL/T 645, CJ/T 188, M-Bus).
+    #[serde(rename = "reading", default)]
+    pub readings: Vec<ReadingConfig>,
+}
+
+impl Profile {
+    /// The names of the fields the device's samples carry.
+    pub fn field_names(&self) -> impl Iterator<Item = &str> {
+        let points = self.points.iter().map(|p| p.name.as_str());
+        points.chain(self.readings.iter().map(|r| r.name.as_str()))
+    }
+
+    pub fn has_field(&self, name: &str) -> bool {
+        self.field_names().any(|f| f == name)
+    }
+}
+
+/// The protocol a device speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub enum WireProtocol {
+    #[default]
+    Modbus,
+    /// DL/T 645-2007 electricity meters.
+    Dlt645,
+    /// CJ/T 188-2004 heat and water meters.
+    Cjt188,
+    /// EN 13757-3 M-Bus (primary address).
+    Mbus,
+}
+
+const WIRE_PROTOCOLS: &[(&str, WireProtocol)] = &[
+    ("modbus", WireProtocol::Modbus),
+    ("dlt645", WireProtocol::Dlt645),
+    ("cjt188", WireProtocol::Cjt188),
+    ("mbus", WireProtocol::Mbus),
+];
+named::deserialize_by_name!(WireProtocol, WIRE_PROTOCOLS);
+
+impl WireProtocol {
+    pub fn name(self) -> &'static str {
+        named::name_of(WIRE_PROTOCOLS, self)
+    }
+
+    /// A device's `meter_address` as this protocol puts it on the wire, or what is wrong with it.
+    pub fn meter_address(self, text: &str) -> Result<MeterAddress, String> {
+        let bcd = |len: usize| {
+            meter_frames::address_bytes(text, len)
+                .ok_or_else(|| format!("{text:?} (expected {} decimal digits)", 2 * len))
+        };
+        match self {
+            WireProtocol::Modbus => Err("only meters have a meter_address (expected unit)".into()),
+            WireProtocol::Dlt645 => {
+                bcd(6).map(|b| MeterAddress::Dlt645(b.try_into().unwrap_or_default()))
+            }
+            WireProtocol::Cjt188 => {
+                bcd(7).map(|b| MeterAddress::Cjt188(b.try_into().unwrap_or_default()))
+            }
+            WireProtocol::Mbus => match text.parse::<u8>() {
+                Ok(a @ 1..=250) => Ok(MeterAddress::Mbus(a)),
+                _ => Err(format!(
+                    "{text:?} (expected an M-Bus primary address 1–250)"
+                )),
+            },
+        }
+    }
+}
+
+/// A meter's address on the wire (BCD bytes least significant first, or the M-Bus primary
+/// address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MeterAddress {
+    Dlt645([u8; 6]),
+    Cjt188([u8; 7]),
+    Mbus(u8),
+}
+
+/// CJ/T 188 meter types (the T byte of a frame).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MeterType {
+    Heat,
+    Water,
+}
+
+const METER_TYPES: &[(&str, MeterType)] = &[("heat", MeterType::Heat), ("water", MeterType::Water)];
+named::deserialize_by_name!(MeterType, METER_TYPES);
+
+/// What a CJ/T 188 or M-Bus reading takes from the meter's current data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MeterItem {
+    /// Accumulated heat, kWh.
+    Heat,
+    /// Heat at the last settlement day, kWh (CJ/T 188 heat meters).
+    SettlementHeat,
+    /// Heat power, kW.
+    Power,
+    /// Flow, m³/h.
+    Flow,
+    /// Accumulated volume, m³.
+    Volume,
+    /// Volume at the last settlement day, m³ (CJ/T 188 water meters).
+    SettlementVolume,
+    /// Supply (flow) temperature, °C.
+    SupplyTemperature,
+    /// Return temperature, °C.
+    ReturnTemperature,
+    /// Supply minus return, K (M-Bus meters that send it).
+    TemperatureDifference,
+    /// Operating hours.
+    OperatingHours,
+    /// The status word ST (CJ/T 188): all of it, or one `bit` as 0/1.
+    Status,
+}
+
+const METER_ITEMS: &[(&str, MeterItem)] = &[
+    ("heat", MeterItem::Heat),
+    ("settlement_heat", MeterItem::SettlementHeat),
+    ("power", MeterItem::Power),
+    ("flow", MeterItem::Flow),
+    ("volume", MeterItem::Volume),
+    ("settlement_volume", MeterItem::SettlementVolume),
+    ("supply_temperature", MeterItem::SupplyTemperature),
+    ("return_temperature", MeterItem::ReturnTemperature),
+    ("temperature_difference", MeterItem::TemperatureDifference),
+    ("operating_hours", MeterItem::OperatingHours),
+    ("status", MeterItem::Status),
+];
+named::deserialize_by_name!(MeterItem, METER_ITEMS);
+
+impl MeterItem {
+    pub fn name(self) -> &'static str {
+        named::name_of(METER_ITEMS, self)
+    }
+}
+
+/// One reading of a meter profile: a DL/T 645 data identifier, or an item of a CJ/T 188 or
+/// M-Bus meter's current data. Value = decoded × scale.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadingConfig {
+    /// Field name in the output, with its unit: `ua_v`, `supply_c`.
+    pub name: String,
+    #[serde(default)]
+    pub unit: Option<String>,
+    /// DL/T 645: the data identifier (`0x02010100` phase A voltage).
+    #[serde(default)]
+    pub di: Option<u32>,
+    /// CJ/T 188 and M-Bus: the item.
+    #[serde(default)]
+    pub item: Option<MeterItem>,
+    /// With `item = "status"`: this bit (0–15, bit 0 of the first ST byte) as 0/1. Vendors
+    /// place battery-low, fault and valve bits differently; the profile says where.
+    #[serde(default)]
+    pub bit: Option<u8>,
+    #[serde(default = "default_scale")]
+    pub scale: f64,
 }
 
 /// Modbus read functions. Writing is out of scope: the gateway is read-only toward devices.

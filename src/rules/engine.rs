@@ -224,8 +224,8 @@ impl RuleEngine {
             let Some(profile) = config.profile_of(device) else {
                 continue;
             };
-            let has = |field: &str| profile.points.iter().any(|p| p.name == field);
-            let tags = crate::sources::modbus::bus::device_tags(config, device);
+            let has = |field: &str| profile.has_field(field);
+            let tags = crate::sources::scheduler::device_tags(config, device);
             let rules = engine.rules_for(
                 &device.id,
                 &profile.kind,
@@ -763,10 +763,7 @@ fn connect_balances(
                 **inflow != *device.id
                     && rule.sub_measurement.as_deref() == Some(profile.kind.as_str())
                     && (rule.sub_devices.is_empty() || rule.sub_devices.contains(&device.id))
-                    && rule
-                        .sub_fields
-                        .iter()
-                        .all(|f| profile.points.iter().any(|p| p.name == *f))
+                    && rule.sub_fields.iter().all(|f| profile.has_field(f))
             })
             .cloned()
             .collect();

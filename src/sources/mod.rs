@@ -4,3 +4,38 @@
 pub mod meters;
 pub mod modbus;
 pub mod mqtt;
+pub mod scheduler;
+pub mod wire;
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::{BusConfig, LoadedConfig, WireProtocol};
+use crate::model::Sample;
+use modbus::status::StatusBoard;
+
+/// Spawns the task that polls `bus` in the protocol its devices speak, until `shutdown`.
+pub fn spawn_bus(
+    config: &LoadedConfig,
+    bus: &BusConfig,
+    samples: mpsc::Sender<Sample>,
+    status: Arc<StatusBoard>,
+    shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    let protocol = config
+        .gateway
+        .device
+        .iter()
+        .filter(|d| d.bus == bus.id)
+        .find_map(|d| config.profile_of(d))
+        .map_or(WireProtocol::Modbus, |p| p.protocol);
+    if protocol == WireProtocol::Modbus {
+        let task = modbus::bus::scheduler(config, bus, samples, status);
+        tokio::spawn(task.run(shutdown))
+    } else {
+        let task = meters::bus::scheduler(config, bus, protocol, samples, status);
+        tokio::spawn(task.run(shutdown))
+    }
+}

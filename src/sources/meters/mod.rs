@@ -2,6 +2,7 @@
 //! `meter-frames` crate, shared with the simulators) and one request–reply transaction over a
 //! serial line or a transparent serial server ([`link`]).
 
+pub mod bus;
 pub mod link;
 
 pub use meter_frames::{cjt188, dlt645, mbus, FrameError};

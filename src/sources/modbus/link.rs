@@ -9,19 +9,16 @@
 use std::time::Duration;
 
 use thiserror::Error;
-use tokio::net::TcpStream;
 use tokio::time::{timeout, Instant};
 use tokio_modbus::client::{rtu, tcp, Context, Reader};
 use tokio_modbus::slave::{Slave, SlaveContext};
 use tokio_modbus::ExceptionCode;
 
-use crate::config::{BusConfig, Function, Parity, TransportKind};
+use crate::config::{BusConfig, Function, TransportKind};
+use crate::sources::wire;
 
 use super::plan::ReadRequest;
 use super::timing::inter_frame_gap;
-
-/// How long establishing a connection may take (4G DTUs can be slow to accept).
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The link failed; the device may be fine.
 #[derive(Debug, Error)]
@@ -54,24 +51,7 @@ pub struct Link {
 
 impl Link {
     pub fn new(bus: &BusConfig) -> Link {
-        let serial = bus.device.as_ref().map(|path| {
-            tokio_serial::new(path.to_string_lossy(), bus.baud.unwrap_or(9600))
-                .data_bits(if bus.data_bits == 7 {
-                    tokio_serial::DataBits::Seven
-                } else {
-                    tokio_serial::DataBits::Eight
-                })
-                .stop_bits(if bus.stop_bits == 2 {
-                    tokio_serial::StopBits::Two
-                } else {
-                    tokio_serial::StopBits::One
-                })
-                .parity(match bus.parity {
-                    Parity::None => tokio_serial::Parity::None,
-                    Parity::Even => tokio_serial::Parity::Even,
-                    Parity::Odd => tokio_serial::Parity::Odd,
-                })
-        });
+        let serial = wire::serial_port(bus, 9600);
         Link {
             transport: bus.transport,
             address: bus.address.clone(),
@@ -93,33 +73,14 @@ impl Link {
     }
 
     async fn connect(&mut self) -> Result<Context, LinkError> {
-        let tcp = |address: &Option<String>| {
-            let address = address.clone().unwrap_or_default();
-            async move {
-                match timeout(CONNECT_TIMEOUT, TcpStream::connect(&address)).await {
-                    Err(_) => Err(LinkError::Connect(format!(
-                        "{address}: no answer within {CONNECT_TIMEOUT:?}"
-                    ))),
-                    Ok(Err(e)) => Err(LinkError::Connect(format!("{address}: {e}"))),
-                    Ok(Ok(stream)) => {
-                        let _ = stream.set_nodelay(true);
-                        Ok(stream)
-                    }
-                }
-            }
-        };
+        let address = self.address.as_deref().unwrap_or_default();
+        let stream = || async { wire::connect_tcp(address).await.map_err(LinkError::Connect) };
         match self.transport {
-            TransportKind::Tcp => Ok(tcp::attach(tcp(&self.address).await?)),
-            TransportKind::RtuOverTcp => Ok(rtu::attach(tcp(&self.address).await?)),
-            TransportKind::Rtu => {
-                let builder = self
-                    .serial
-                    .clone()
-                    .ok_or_else(|| LinkError::Connect("no serial device configured".into()))?;
-                let port = tokio_serial::SerialStream::open(&builder)
-                    .map_err(|e| LinkError::Connect(e.to_string()))?;
-                Ok(rtu::attach(port))
-            }
+            TransportKind::Tcp => Ok(tcp::attach(stream().await?)),
+            TransportKind::RtuOverTcp => Ok(rtu::attach(stream().await?)),
+            TransportKind::Rtu => wire::open_serial(self.serial.as_ref())
+                .map(rtu::attach)
+                .map_err(LinkError::Connect),
         }
     }
 

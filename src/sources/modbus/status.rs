@@ -14,7 +14,7 @@ pub enum CommState {
     /// Answering with data.
     Online,
     /// Answering, but with exceptions or some points undecodable, or missed fewer than
-    /// [`super::bus::OFFLINE_AFTER`] polls in a row.
+    /// [`crate::sources::scheduler::OFFLINE_AFTER`] polls in a row.
     Degraded,
     /// Not answering; probed with backoff.
     Offline,

@@ -15,7 +15,8 @@ fn device(interval_ms: u64) -> DeviceConfig {
     DeviceConfig {
         id: "dev".into(),
         bus: "bus".into(),
-        unit: 1,
+        unit: Some(1),
+        meter_address: None,
         profile: "p".into(),
         interval: ConfigDuration::from_millis(interval_ms),
         tags: Default::default(),

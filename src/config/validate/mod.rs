@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use super::{
     ConfigDuration, ConfigIssue, Function, GatewayConfig, PointType, Profile, TransportKind,
+    WireProtocol,
 };
+
+mod meters;
 
 /// Tags the gateway sets itself; a device or profile may not override them.
 const RESERVED_TAGS: [&str; 3] = ["site", "gateway", "device"];
@@ -141,11 +144,26 @@ pub fn profile(file: &str, profile: &Profile) -> Vec<ConfigIssue> {
         );
     }
     issues.tags("tags", &profile.tags);
+    if profile.protocol != WireProtocol::Modbus {
+        meters::profile(&mut issues, profile);
+        return issues.list;
+    }
     if profile.points.is_empty() {
         issues.add(
             "point".into(),
             "no points (expected at least one [[point]])",
         );
+    }
+    for (key, present) in [
+        ("reading", !profile.readings.is_empty()),
+        ("meter_type", profile.meter_type.is_some()),
+    ] {
+        if present {
+            issues.add(
+                key.into(),
+                "only applies to meter profiles (expected protocol = \"dlt645\", \"cjt188\" or \"mbus\")",
+            );
+        }
     }
     let mut names = HashSet::new();
     for (i, point) in profile.points.iter().enumerate() {
@@ -335,6 +353,8 @@ pub fn gateway(
 
     let mut device_ids = HashSet::new();
     let mut units: HashSet<(&str, u16)> = HashSet::new();
+    let mut meter_addresses = HashSet::new();
+    let mut bus_protocols = HashMap::new();
     for (i, device) in config.device.iter().enumerate() {
         let at = |key: &str| format!("device[{i}].{key}");
         issues.text(at("id"), &device.id);
@@ -351,14 +371,42 @@ pub fn gateway(
                 format!("no bus named {:?} (expected one of {known:?})", device.bus),
             );
         }
-        let unit_ok = issues.in_range(at("unit"), device.unit, 1, 247);
-        if unit_ok && !units.insert((device.bus.as_str(), device.unit)) {
-            issues.add(
-                at("unit"),
-                format!(
-                    "unit {} is already used on bus {:?} (expected one device per unit id)",
-                    device.unit, device.bus
-                ),
+        let protocol = profiles
+            .get(&device.profile)
+            .map_or(WireProtocol::Modbus, |p| p.protocol);
+        if protocol == WireProtocol::Modbus {
+            if device.meter_address.is_some() {
+                issues.add(
+                    at("meter_address"),
+                    "only applies to meters (expected unit for a Modbus device)",
+                );
+            }
+            match device.unit {
+                None => issues.add(at("unit"), "missing (expected the Modbus unit id, 1–247)"),
+                Some(unit) => {
+                    let unit_ok = issues.in_range(at("unit"), unit, 1, 247);
+                    if unit_ok && !units.insert((device.bus.as_str(), unit)) {
+                        issues.add(
+                            at("unit"),
+                            format!(
+                                "unit {unit} is already used on bus {:?} (expected one device per unit id)",
+                                device.bus
+                            ),
+                        );
+                    }
+                }
+            }
+        } else {
+            meters::device(&mut issues, &at, device, protocol, &mut meter_addresses);
+        }
+        if let Some(&(transport, _)) = buses.get(device.bus.as_str()) {
+            meters::bus_protocol(
+                &mut issues,
+                &at,
+                device,
+                protocol,
+                transport,
+                &mut bus_protocols,
             );
         }
         issues.positive(at("interval"), device.interval);
@@ -640,7 +688,7 @@ pub fn rules(
                     );
                 }
                 for field in fields {
-                    if !profile.points.iter().any(|p| p.name == *field) {
+                    if !profile.has_field(field) {
                         issues.add(
                             at(key),
                             format!("{device:?} (profile {:?}) has no field {field:?} (expected the fields the rule reads)", entry.profile),

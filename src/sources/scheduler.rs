@@ -1,0 +1,329 @@
+//! The bus scheduler: one task owns one bus and polls its devices, one poll at a time, whatever
+//! protocol the bus speaks (Modbus in [`super::modbus::bus`], meters in [`super::meters::bus`]).
+//!
+//! Each device is polled at a fixed rate (`next_due += interval`), so a late poll does not shift
+//! the ones after it; a poll that could only start more than a whole interval late is skipped
+//! and counted. A protocol stops a poll at its first link failure (timeout, I/O) and drops the
+//! connection, so one silent device costs the bus at most one timeout per poll. After
+//! [`OFFLINE_AFTER`] failed polls in a row the device is offline and only probed after a
+//! jittered, growing pause (up to the bus's `max_backoff`), so it never delays the healthy
+//! devices on the same bus. A failed connect backs off the whole bus ([`ConnectGate`]).
+//!
+//! Not handled here: the wire (the [`Protocol`]), what happens to samples downstream (the
+//! channel applies back-pressure; a full channel delays polling rather than dropping data).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use crate::backoff::Backoff;
+use crate::config::{DeviceConfig, LoadedConfig};
+use crate::model::{unix_nanos, Field, Sample, TagSet};
+
+use super::modbus::status::{CommState, StatusBoard};
+
+/// Failed polls in a row after which a device counts as offline.
+pub const OFFLINE_AFTER: u32 = 3;
+
+/// What one poll of one device gave.
+#[derive(Debug, Default)]
+pub struct PollOutcome {
+    pub fields: Vec<Field>,
+    /// When the device first answered (with data or a refusal).
+    pub answered_at: Option<SystemTime>,
+    /// Requests answered with data.
+    pub transactions: u64,
+    /// Requests the device refused (Modbus exceptions, meters' error replies).
+    pub refusals: u64,
+    /// Values the replies carried that could not be decoded.
+    pub decode_errors: u64,
+    /// Why the poll stopped early, when the link failed.
+    pub link_failure: Option<LinkFailure>,
+}
+
+impl PollOutcome {
+    /// Notes that the device answered (now, unless it already had).
+    pub fn answered(&mut self) {
+        self.answered_at.get_or_insert_with(SystemTime::now);
+    }
+}
+
+/// A failed link: no reply in time, or the transport failed.
+#[derive(Debug)]
+pub struct LinkFailure {
+    pub timeout: bool,
+    pub reason: String,
+}
+
+/// How a bus's devices are read.
+pub trait Protocol: Send {
+    /// What the protocol needs to know about one device (its address and what to read).
+    type Plan: Send;
+
+    /// Polls one device once. `cycle` counts the device's polls (points polled less often use
+    /// it).
+    fn poll(
+        &mut self,
+        plan: &mut Self::Plan,
+        id: &str,
+        cycle: u64,
+    ) -> impl Future<Output = PollOutcome> + Send;
+}
+
+/// One device as the scheduler sees it.
+pub struct ScheduledDevice<P> {
+    id: Arc<str>,
+    measurement: Arc<str>,
+    tags: TagSet,
+    plan: P,
+    interval: Duration,
+    next_due: Instant,
+    cycle: u64,
+    failures_in_a_row: u32,
+    backoff: Backoff,
+    /// While offline: when to probe next.
+    probe_at: Option<Instant>,
+}
+
+impl<P> ScheduledDevice<P> {
+    /// A configured device, first due now; `max_backoff` is its bus's.
+    pub fn new(
+        config: &LoadedConfig,
+        device: &DeviceConfig,
+        measurement: &str,
+        plan: P,
+        max_backoff: Duration,
+    ) -> Self {
+        let interval = device.interval.get();
+        ScheduledDevice {
+            id: Arc::from(device.id.as_str()),
+            measurement: Arc::from(measurement),
+            tags: device_tags(config, device),
+            plan,
+            interval,
+            next_due: Instant::now(),
+            cycle: 0,
+            failures_in_a_row: 0,
+            backoff: Backoff::new(interval.max(Duration::from_secs(1)), max_backoff),
+            probe_at: None,
+        }
+    }
+
+    fn due_at(&self) -> Instant {
+        self.probe_at.unwrap_or(self.next_due)
+    }
+}
+
+/// Builds the tag set of a device: `site`, `gateway`, `device`, then profile and device tags
+/// (device tags win), sorted by key.
+pub fn device_tags(config: &LoadedConfig, device: &DeviceConfig) -> TagSet {
+    let mut tags = std::collections::BTreeMap::new();
+    if let Some(profile) = config.profile_of(device) {
+        tags.extend(profile.tags.clone());
+    }
+    tags.extend(device.tags.clone());
+    tags.insert("site".to_string(), config.gateway.gateway.site.clone());
+    tags.insert("gateway".to_string(), config.gateway.gateway.id.clone());
+    tags.insert("device".to_string(), device.id.clone());
+    tags.into_iter().collect::<Vec<_>>().into()
+}
+
+/// Whether a bus may try to connect: after a failed connect, not before a jittered, growing
+/// pause has passed.
+pub struct ConnectGate {
+    bus: Arc<str>,
+    backoff: Backoff,
+    reconnect_at: Option<Instant>,
+}
+
+impl ConnectGate {
+    pub fn new(bus: &str, max_backoff: Duration) -> Self {
+        ConnectGate {
+            bus: Arc::from(bus),
+            backoff: Backoff::new(Duration::from_secs(1), max_backoff),
+            reconnect_at: None,
+        }
+    }
+
+    /// Why no connect may be tried now, if none may.
+    pub fn closed(&self) -> Option<&'static str> {
+        self.reconnect_at
+            .filter(|at| Instant::now() < *at)
+            .map(|_| "bus is backing off after a failed connect")
+    }
+
+    pub fn failed(&mut self, reason: &str) {
+        let delay = self.backoff.next_delay();
+        if self.reconnect_at.is_none() {
+            tracing::warn!(bus = %self.bus, reason = %reason, retry_in = ?delay, "Bus cannot connect; backing off");
+        }
+        self.reconnect_at = Some(Instant::now() + delay);
+    }
+
+    pub fn succeeded(&mut self) {
+        if self.reconnect_at.take().is_some() {
+            tracing::info!(bus = %self.bus, "Bus connected again");
+        }
+        self.backoff.reset();
+    }
+}
+
+/// The task that owns one bus.
+pub struct Scheduler<P: Protocol> {
+    protocol: P,
+    devices: Vec<ScheduledDevice<P::Plan>>,
+    samples: mpsc::Sender<Sample>,
+    status: Arc<StatusBoard>,
+}
+
+impl<P: Protocol> Scheduler<P> {
+    /// The task for the bus `bus` with its devices.
+    pub fn new(
+        bus: &str,
+        protocol: P,
+        devices: Vec<ScheduledDevice<P::Plan>>,
+        samples: mpsc::Sender<Sample>,
+        status: Arc<StatusBoard>,
+    ) -> Self {
+        for device in &devices {
+            status.update(&device.id, |s| s.bus = bus.to_string());
+        }
+        Scheduler {
+            protocol,
+            devices,
+            samples,
+            status,
+        }
+    }
+
+    /// Polls until `shutdown` turns true (or its sender is gone).
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        if self.devices.is_empty() {
+            return;
+        }
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let (index, due) = self
+                .devices
+                .iter()
+                .enumerate()
+                .map(|(i, d)| (i, d.due_at()))
+                .min_by_key(|(_, due)| *due)
+                .unwrap_or((0, Instant::now()));
+            tokio::select! {
+                _ = tokio::time::sleep_until(due) => {}
+                changed = shutdown.changed() => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        return;
+                    }
+                    continue;
+                }
+            }
+            if !self.poll(index).await {
+                return;
+            }
+        }
+    }
+
+    /// Polls one device once; false when the sample channel is closed.
+    async fn poll(&mut self, index: usize) -> bool {
+        let device = &mut self.devices[index];
+        let outcome = self
+            .protocol
+            .poll(&mut device.plan, &device.id, device.cycle)
+            .await;
+        let device = &self.devices[index];
+        let produced = !outcome.fields.is_empty();
+        self.status.update(&device.id, |s| {
+            s.transactions += outcome.transactions;
+            s.exceptions += outcome.refusals;
+            s.decode_errors += outcome.decode_errors;
+            match &outcome.link_failure {
+                Some(f) if f.timeout => s.timeouts += 1,
+                Some(_) => s.link_errors += 1,
+                None => {}
+            }
+            s.samples += u64::from(produced);
+        });
+        let answered = outcome.answered_at.is_some();
+        let clean = answered
+            && outcome.refusals == 0
+            && outcome.decode_errors == 0
+            && outcome.link_failure.is_none();
+        if let Some(at) = outcome.answered_at.filter(|_| produced) {
+            let sample = Sample {
+                measurement: Arc::clone(&device.measurement),
+                device: Arc::clone(&device.id),
+                tags: Arc::clone(&device.tags),
+                fields: outcome.fields,
+                time_ns: unix_nanos(at),
+            };
+            if self.samples.send(sample).await.is_err() {
+                return false;
+            }
+        }
+        self.settle(index, answered, clean, outcome.link_failure);
+        true
+    }
+
+    /// Updates the device's state and schedules its next poll.
+    fn settle(&mut self, index: usize, answered: bool, clean: bool, failure: Option<LinkFailure>) {
+        let now = Instant::now();
+        let device = &mut self.devices[index];
+        let was_offline = device.probe_at.is_some();
+        let state = if answered {
+            device.failures_in_a_row = 0;
+            device.backoff.reset();
+            device.probe_at = None;
+            if was_offline {
+                tracing::info!(device = %device.id, "Device answers again");
+                // Resume on the device's own rhythm from now.
+                device.next_due = now;
+            }
+            if clean {
+                CommState::Online
+            } else {
+                CommState::Degraded
+            }
+        } else {
+            device.failures_in_a_row += 1;
+            if device.failures_in_a_row >= OFFLINE_AFTER {
+                let pause = device.backoff.next_delay();
+                if !was_offline {
+                    tracing::warn!(
+                        device = %device.id,
+                        error = %failure.map(|f| f.reason).unwrap_or_default(),
+                        probe_in = ?pause,
+                        "Device stopped answering; probing with backoff"
+                    );
+                }
+                device.probe_at = Some(now + pause);
+                CommState::Offline
+            } else {
+                CommState::Degraded
+            }
+        };
+        let mut skipped = 0;
+        if device.probe_at.is_none() {
+            device.cycle += 1;
+            device.next_due += device.interval;
+            if device.next_due + device.interval <= now {
+                let late = now.duration_since(device.next_due);
+                let missed = (late.as_nanos() / device.interval.as_nanos().max(1)) as u32;
+                device.next_due += device.interval * missed;
+                device.cycle += u64::from(missed);
+                skipped = u64::from(missed);
+            }
+        }
+        let id = Arc::clone(&device.id);
+        self.status.update(&id, |s| {
+            s.state = state;
+            s.skipped_polls += skipped;
+        });
+    }
+}
