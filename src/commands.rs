@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use crate::config::{load, ConfigError, EnvOverlay, LoadedConfig};
 use crate::runtime::{termination_signal, Alarms, Gateway, Outputs};
 use crate::sources::modbus::plan::{DevicePlan, PlanLimits};
-use crate::sources::modbus::timing::{inter_frame_gap, serial_baud, wire_time};
+use crate::sources::modbus::timing::{exchange_time, inter_frame_gap, serial_baud, wire_time};
 
 /// How long the bus tasks may take to stop before they are aborted. With the output stages'
 /// drain (1.5 s) and the forwarder's stop (1 s) the daemon exits within DESIGN.md's 5 s.
@@ -87,15 +87,25 @@ pub fn plan_report(config: &LoadedConfig) -> String {
                 continue;
             };
             if let Some(address) = &device.meter_address {
+                let exchanges = crate::sources::meters::exchange_bytes(profile);
+                let poll_time: f64 = baud.map_or(0.0, |baud| {
+                    let time = |bytes: &u32| exchange_time(bus, baud, *bytes).as_secs_f64();
+                    exchanges.iter().map(time).sum()
+                });
                 let _ = writeln!(
                     out,
-                    "  {} meter {address} ({}, {}), every {}, {} readings",
+                    "  {} meter {address} ({}, {}), every {}, {} readings in {} transaction(s), bus time {:.1} ms",
                     device.id,
                     device.profile,
                     profile.protocol.name(),
                     device.interval,
-                    profile.readings.len()
+                    profile.readings.len(),
+                    exchanges.len(),
+                    poll_time * 1e3
                 );
+                total_points += profile.readings.len();
+                total_requests += exchanges.len();
+                busy_per_second += poll_time / device.interval.get().as_secs_f64();
                 continue;
             }
             let mut plan = DevicePlan::new(device, profile, PlanLimits::of(bus));

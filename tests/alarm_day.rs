@@ -1,8 +1,8 @@
 //! A fault-free day of the whole simulated community raises no alarm: the simulator's world is
 //! replayed through 24 hours (every 10 s of simulated time, from local midnight in late
 //! November, heating season) and every device's values go through the rule packs of
-//! `config/demo.toml` with their real hold times: the polled devices' register values, and the
-//! publishing devices' JSON messages through the demo's MQTT mappings and the gateway's payload
+//! `config/demo.toml` with their real hold times: the polled devices' register values, the
+//! meters' readings, and the publishing devices' JSON messages through the demo's MQTT mappings and the gateway's payload
 //! decoder. Any alarm here is a threshold that does not fit a healthy community.
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -48,16 +48,21 @@ fn replay(fault: Option<(i64, i64, Fault)>) -> (Vec<AlarmEvent>, usize) {
         for device in &config.gateway.device {
             let profile = config.profile_of(device).expect("profile");
             let truth = world.truth(&device.id).expect("simulated device");
-            let fields = profile
-                .points
-                .iter()
-                .filter_map(|p| {
-                    truth.get(&p.name).map(|v| Field {
-                        name: Arc::from(p.name.as_str()),
+            let fields: Vec<Field> = profile
+                .field_names()
+                .filter_map(|name| {
+                    truth.get(name).map(|v| Field {
+                        name: Arc::from(name),
                         value: Value::Float(*v),
                     })
                 })
                 .collect();
+            assert_eq!(
+                fields.len(),
+                profile.field_names().count(),
+                "{} has every field its profile reads",
+                device.id
+            );
             let sample = Sample {
                 measurement: Arc::from(profile.kind.as_str()),
                 device: Arc::from(device.id.as_str()),
@@ -126,8 +131,8 @@ fn a_fault_free_day_of_the_whole_community_raises_no_alarm() {
         described.len(),
         described.join("\n")
     );
-    // 13 polled and 6 publishing devices every 10 s.
-    assert_eq!(evaluated, 8640 * (13 + 6));
+    // 13 polled Modbus devices, 17 meters and 6 publishing devices every 10 s.
+    assert_eq!(evaluated, 8640 * (13 + 17 + 6));
 }
 
 #[test]

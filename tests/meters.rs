@@ -5,7 +5,6 @@
 //! timeout, an error reply as the meter's error byte, a bad checksum and garbled bytes as
 //! refused replies.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use retrofit_gateway::sources::meters::link::{transact, TransactionError};
@@ -33,14 +32,11 @@ async fn read(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stairwell_answers_with_the_simulators_values_and_its_faults_show_as_what_they_are() {
     let layout = Layout::example_site(std::net::IpAddr::from([127, 0, 0, 1]), 0);
-    let mut community = Community::start(&layout, SimOptions::default())
+    let community = Community::start(&layout, SimOptions::default())
         .await
         .expect("community starts");
     let meters = stairwell(6);
-    let address = community
-        .serve_meters(SocketAddr::from(([127, 0, 0, 1], 0)), meters.clone())
-        .await
-        .expect("meters served");
+    let address = community.address("stairwell").expect("the stairwell line");
     community.set_frozen(true);
     let mut line = TcpStream::connect(address).await.expect("serial server");
 

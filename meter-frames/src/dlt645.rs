@@ -27,6 +27,8 @@ pub struct DataId {
     pub decimals: i32,
     /// Bit 7 of the most significant byte is the sign (currents, powers).
     pub signed: bool,
+    /// A bit field (status words): plain binary, little-endian, not BCD.
+    pub bits: bool,
 }
 
 /// The identifiers of DOMAIN.md §3.7.5.
@@ -37,6 +39,7 @@ pub const DATA_IDS: [DataId; 15] = [
         bytes: 4,
         decimals: 2,
         signed: false,
+        bits: false,
     },
     DataId {
         di: 0x0001_0000,
@@ -44,6 +47,7 @@ pub const DATA_IDS: [DataId; 15] = [
         bytes: 4,
         decimals: 2,
         signed: false,
+        bits: false,
     },
     DataId {
         di: 0x0002_0000,
@@ -51,6 +55,7 @@ pub const DATA_IDS: [DataId; 15] = [
         bytes: 4,
         decimals: 2,
         signed: false,
+        bits: false,
     },
     DataId {
         di: 0x0201_0100,
@@ -58,6 +63,7 @@ pub const DATA_IDS: [DataId; 15] = [
         bytes: 2,
         decimals: 1,
         signed: false,
+        bits: false,
     },
     DataId {
         di: 0x0201_0200,
@@ -65,6 +71,7 @@ pub const DATA_IDS: [DataId; 15] = [
         bytes: 2,
         decimals: 1,
         signed: false,
+        bits: false,
     },
     DataId {
         di: 0x0201_0300,
@@ -72,6 +79,7 @@ pub const DATA_IDS: [DataId; 15] = [
         bytes: 2,
         decimals: 1,
         signed: false,
+        bits: false,
     },
     DataId {
         di: 0x0202_0100,
@@ -79,6 +87,7 @@ pub const DATA_IDS: [DataId; 15] = [
         bytes: 3,
         decimals: 3,
         signed: true,
+        bits: false,
     },
     DataId {
         di: 0x0202_0200,
@@ -86,6 +95,7 @@ pub const DATA_IDS: [DataId; 15] = [
         bytes: 3,
         decimals: 3,
         signed: true,
+        bits: false,
     },
     DataId {
         di: 0x0202_0300,
@@ -93,6 +103,7 @@ pub const DATA_IDS: [DataId; 15] = [
         bytes: 3,
         decimals: 3,
         signed: true,
+        bits: false,
     },
     DataId {
         di: 0x0203_0000,
@@ -100,6 +111,7 @@ pub const DATA_IDS: [DataId; 15] = [
         bytes: 3,
         decimals: 4,
         signed: true,
+        bits: false,
     },
     DataId {
         di: 0x0204_0000,
@@ -107,6 +119,7 @@ pub const DATA_IDS: [DataId; 15] = [
         bytes: 3,
         decimals: 4,
         signed: true,
+        bits: false,
     },
     DataId {
         di: 0x0206_0000,
@@ -114,6 +127,7 @@ pub const DATA_IDS: [DataId; 15] = [
         bytes: 2,
         decimals: 3,
         signed: true,
+        bits: false,
     },
     DataId {
         di: 0x0280_0002,
@@ -121,6 +135,7 @@ pub const DATA_IDS: [DataId; 15] = [
         bytes: 2,
         decimals: 2,
         signed: false,
+        bits: false,
     },
     DataId {
         di: 0x0400_0501,
@@ -128,6 +143,7 @@ pub const DATA_IDS: [DataId; 15] = [
         bytes: 2,
         decimals: 0,
         signed: false,
+        bits: true,
     },
     DataId {
         di: 0x0400_0502,
@@ -135,6 +151,7 @@ pub const DATA_IDS: [DataId; 15] = [
         bytes: 2,
         decimals: 0,
         signed: false,
+        bits: true,
     },
 ];
 
@@ -242,8 +259,16 @@ pub fn reply_value(frame: &Frame, expected: &DataId) -> Result<f64, FrameError> 
     value_of(&value[..expected.bytes], expected)
 }
 
-/// A little-endian BCD value in `format`, with the sign bit when the format has one.
+/// A little-endian BCD value in `format`, with the sign bit when the format has one; a status
+/// word as its bits.
 pub fn value_of(bytes: &[u8], format: &DataId) -> Result<f64, FrameError> {
+    if format.bits {
+        let word = bytes
+            .iter()
+            .rev()
+            .fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+        return Ok(word as f64);
+    }
     let mut digits = bytes.to_vec();
     let mut negative = false;
     if format.signed {
@@ -254,6 +279,22 @@ pub fn value_of(bytes: &[u8], format: &DataId) -> Result<f64, FrameError> {
     }
     let magnitude = bcd_le(&digits)? as f64 / 10f64.powi(format.decimals);
     Ok(if negative { -magnitude } else { magnitude })
+}
+
+/// The value bytes of `value` in `format` (before the +0x33 offset): the inverse of
+/// [`value_of`] for values the format can hold.
+pub fn encode_value(value: f64, format: &DataId) -> Vec<u8> {
+    let scaled = (value.abs() * 10f64.powi(format.decimals)).round() as u64;
+    if format.bits {
+        return scaled.to_le_bytes()[..format.bytes.min(8)].to_vec();
+    }
+    let mut bcd = crate::to_bcd_le(scaled, format.bytes);
+    if format.signed && value < 0.0 {
+        if let Some(top) = bcd.last_mut() {
+            *top |= 0x80;
+        }
+    }
+    bcd
 }
 
 #[cfg(test)]
@@ -304,6 +345,17 @@ mod tests {
     }
 
     #[test]
+    fn a_status_word_is_bits_not_bcd() {
+        // Status word 1 = 0x0014 (clock battery low, reverse active power): 14 00 → 47 33.
+        let status = "68 78 56 34 12 00 00 68 91 06 34 38 33 37 47 33 CB 16";
+        assert_eq!(reply(status, 0x0400_0501), Ok(20.0));
+        // 0x000A is no BCD number but a valid status word.
+        let format = data_id(0x0400_0501).expect("known DI");
+        assert_eq!(value_of(&[0x0A, 0x00], format), Ok(10.0));
+        assert_eq!(encode_value(10.0, format), vec![0x0A, 0x00]);
+    }
+
+    #[test]
     fn an_error_reply_carries_its_error_byte() {
         // 0x02: no such data.
         let error = "68 78 56 34 12 00 00 68 D1 01 35 EB 16";
@@ -349,16 +401,12 @@ mod tests {
         fn every_value_survives_a_round_trip(pick in 0..DATA_IDS.len(), raw in 0u64..1_000_000, negative: bool) {
             let id = DATA_IDS[pick];
             let digits = raw % 10u64.pow(2 * id.bytes as u32 - u32::from(id.signed));
-            let mut value = crate::to_bcd_le(digits, id.bytes);
             let negative = negative && id.signed && digits > 0;
-            if negative {
-                *value.last_mut().expect("bytes") |= 0x80;
-            }
+            let expected = digits as f64 / 10f64.powi(id.decimals) * if negative { -1.0 } else { 1.0 };
             let mut data = id.di.to_le_bytes().to_vec();
-            data.extend(value);
+            data.extend(encode_value(expected, &id));
             let sent = encode(&Frame { address: METER, control: 0x91, data });
             let (frame, _) = decode(&sent).expect("decodes");
-            let expected = digits as f64 / 10f64.powi(id.decimals) * if negative { -1.0 } else { 1.0 };
             prop_assert_eq!(reply_value(&frame, &id), Ok(expected));
         }
     }

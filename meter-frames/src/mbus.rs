@@ -40,6 +40,9 @@ pub struct Response {
     pub address: u8,
     /// Identification number (8 BCD digits).
     pub id: u64,
+    /// The header's status byte (EN 13757-3: bits 0–1 application errors, bit 2 power low,
+    /// bit 3 permanent error, bit 4 temporary error).
+    pub status: u8,
     pub records: Vec<Record>,
 }
 
@@ -94,6 +97,7 @@ pub fn decode(bytes: &[u8]) -> Result<(Response, usize), FrameError> {
         Response {
             address: *address,
             id: bcd_le(&header[..4])?,
+            status: header[9],
             records: parse_records(records)?,
         },
         start + total,
@@ -247,6 +251,7 @@ mod tests {
         let (response, used) = decode(&bytes(RSP_UD)).expect("a response");
         assert_eq!(used, bytes(RSP_UD).len());
         assert_eq!((response.address, response.id), (1, 12_345_678));
+        assert_eq!(response.status, 0);
         let close = |q: Quantity, expected: f64| {
             let v = response
                 .current(q)

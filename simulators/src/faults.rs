@@ -49,10 +49,16 @@ pub enum FaultKind {
     BadChecksum,
     /// A meter that answers with line noise instead of a frame (needs a device).
     Garbled,
+    /// A meter's battery is low: status word 1 bit 2 (DL/T 645), ST bit 2 (CJ/T 188) or the
+    /// M-Bus status "power low" bit 2 (needs a device).
+    BatteryLow,
+    /// A building's heat meter sees 2 K between supply and return, below the 3 K a class 2
+    /// meter needs (a bypass left open; needs a device).
+    LowDeltaT,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 19] = [
+    pub const ALL: [FaultKind; 21] = [
         FaultKind::Leak,
         FaultKind::PumpTrip,
         FaultKind::PumpRoomFlooding,
@@ -72,6 +78,8 @@ impl FaultKind {
         FaultKind::ColdFlat,
         FaultKind::BadChecksum,
         FaultKind::Garbled,
+        FaultKind::BatteryLow,
+        FaultKind::LowDeltaT,
     ];
 
     pub fn name(self) -> &'static str {
@@ -95,10 +103,13 @@ impl FaultKind {
             FaultKind::ColdFlat => "cold_flat",
             FaultKind::BadChecksum => "bad_checksum",
             FaultKind::Garbled => "garbled",
+            FaultKind::BatteryLow => "battery_low",
+            FaultKind::LowDeltaT => "low_delta_t",
         }
     }
 
-    /// Whether the fault is about one device's communication rather than the physical plant.
+    /// Whether the fault is about one device (its communication or its own state) rather than
+    /// the physical plant.
     pub fn needs_device(self) -> bool {
         matches!(
             self,
@@ -107,6 +118,8 @@ impl FaultKind {
                 | FaultKind::SlowReplies
                 | FaultKind::BadChecksum
                 | FaultKind::Garbled
+                | FaultKind::BatteryLow
+                | FaultKind::LowDeltaT
         )
     }
 }

@@ -1,10 +1,11 @@
-//! Which simulated devices exist, on which bus, at which unit id: the example community of
-//! DOMAIN.md §3.2, or a fleet of identical pump controllers for load tests.
+//! Which simulated devices exist, on which bus, at which unit id or meter address: the example
+//! community of DOMAIN.md §3.2, or a fleet of identical pump controllers for load tests.
 
 use std::net::{IpAddr, SocketAddr};
 
 use crate::devices::published::Shape;
 use crate::devices::{Feed, Kind, PressurePoint, Transformer};
+use crate::meters::{building_meters, primary_meter, stairwell, SimMeter};
 
 /// How a simulated bus is served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,6 +14,8 @@ pub enum SimTransport {
     Tcp,
     /// Raw RTU frames over TCP (a transparent serial server).
     RtuOverTcp,
+    /// A line of meters (DL/T 645, CJ/T 188, M-Bus) behind a transparent serial server.
+    MeterLine,
 }
 
 #[derive(Debug, Clone)]
@@ -44,6 +47,8 @@ pub struct Layout {
     pub devices: Vec<DeviceSpec>,
     /// Devices that publish over MQTT (when the community is given a broker).
     pub published: Vec<PublishedSpec>,
+    /// Meters by the `MeterLine` bus they are on.
+    pub meters: Vec<(String, SimMeter)>,
 }
 
 /// LV incomer: 800 kVA at 0.4 kV is 1 155 A; CT 1500/5.
@@ -57,11 +62,13 @@ const LV_INCOMER: Feed = Feed {
 };
 
 /// Ports of the example site's buses, relative to the port base.
-pub const EXAMPLE_SITE_BUSES: [(&str, SimTransport); 4] = [
+pub const EXAMPLE_SITE_BUSES: [(&str, SimTransport); 6] = [
     ("pump-room", SimTransport::RtuOverTcp),
     ("prv-chamber", SimTransport::Tcp),
     ("substation", SimTransport::RtuOverTcp),
     ("heating", SimTransport::Tcp),
+    ("stairwell", SimTransport::MeterLine),
+    ("heat-meters", SimTransport::MeterLine),
 ];
 
 impl Layout {
@@ -165,10 +172,22 @@ impl Layout {
             shape,
         })
         .collect();
+        // Building 11 unit 1's stairwell; the heating loop's ten building meters and the
+        // primary meter share one M-Bus/RS-485 line.
+        let stairwell = stairwell(6).into_iter().map(SimMeter::from);
+        let heat = building_meters(10)
+            .into_iter()
+            .chain([primary_meter()])
+            .map(SimMeter::from);
+        let meters = stairwell
+            .map(|m| ("stairwell".to_string(), m))
+            .chain(heat.map(|m| ("heat-meters".to_string(), m)))
+            .collect();
         Layout {
             buses,
             devices,
             published,
+            meters,
         }
     }
 
@@ -181,6 +200,7 @@ impl Layout {
             buses: Vec::new(),
             devices: Vec::new(),
             published: Vec::new(),
+            meters: Vec::new(),
         };
         for n in 0..count {
             let bus = format!("fleet-{:02}", n / per_bus + 1);

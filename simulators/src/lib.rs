@@ -11,7 +11,8 @@
 //!   reader must recover.
 //! - [`world`]: the community state and its physics step.
 //! - [`faults`]: fault kinds and scenario files.
-//! - [`meters`]: DL/T 645 household meters behind a transparent serial server.
+//! - [`meters`]: DL/T 645 household meters, CJ/T 188 and M-Bus heat meters behind transparent
+//!   serial servers.
 //! - [`server`]: the Modbus TCP and RTU-over-TCP servers; [`Community::publish`] sends the
 //!   publishing devices' messages to an MQTT broker.
 //! - [`clock`], [`noise`]: simulated time and seeded measurement noise.
@@ -105,6 +106,17 @@ impl Community {
                 io::Error::new(e.kind(), format!("bus {} on {}: {e}", bus.id, bus.listen))
             })?;
             addresses.insert(bus.id.clone(), listener.local_addr()?);
+            if bus.transport == SimTransport::MeterLine {
+                let on_line: Vec<meters::SimMeter> = layout
+                    .meters
+                    .iter()
+                    .filter(|(line, _)| *line == bus.id)
+                    .map(|(_, meter)| meter.clone())
+                    .collect();
+                let world = Arc::clone(&world);
+                tasks.push(tokio::spawn(meters::serve(listener, world, on_line.into())));
+                continue;
+            }
             let service = BusService {
                 world: Arc::clone(&world),
                 bus: Arc::from(bus.id.as_str()),
@@ -143,26 +155,14 @@ impl Community {
         }));
     }
 
-    /// Serves a stairwell of DL/T 645 household meters (`meters::stairwell`) behind a
-    /// transparent serial server on `listen`; returns the bound address.
-    pub async fn serve_meters(
-        &mut self,
-        listen: SocketAddr,
-        meters: Vec<meters::HouseholdMeter>,
-    ) -> io::Result<SocketAddr> {
-        let listener = TcpListener::bind(listen).await?;
-        let address = listener.local_addr()?;
-        self.tasks.push(tokio::spawn(meters::serve(
-            listener,
-            Arc::clone(&self.world),
-            meters.into(),
-        )));
-        Ok(address)
-    }
-
     /// What `meter` reports for the DL/T 645 identifier `di` right now (`None`: no such data).
     pub fn meter_value(&self, meter: &meters::HouseholdMeter, di: u32) -> Option<f64> {
-        meters::value(&lock(&self.world), meter, di)
+        meters::household::value(&lock(&self.world), meter, di)
+    }
+
+    /// What a heat meter reports right now.
+    pub fn heat_values(&self, meter: &meters::HeatMeter) -> Option<meters::HeatValues> {
+        meters::heat::values(&lock(&self.world), meter)
     }
 
     /// The address a bus listens on.
@@ -314,6 +314,8 @@ async fn serve(listener: TcpListener, transport: SimTransport, service: BusServi
             };
             server.serve(&on_connected, on_process_error).await
         }
+        // Served by `meters::serve`.
+        SimTransport::MeterLine => Ok(()),
     };
     if let Err(e) = result {
         tracing::error!(error = %e, bus = %service.bus, "Simulated bus stopped");

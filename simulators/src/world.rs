@@ -8,6 +8,7 @@ use crate::devices::published::Shape;
 use crate::devices::{electrical_load_shape, water_use_shape, Env, Kind, Values, POLL_COUNTER};
 use crate::faults::{Fault, FaultKind};
 use crate::layout::Layout;
+use crate::meters::SimMeter;
 use crate::noise::Noise;
 use crate::registers::{Reg, RegisterImage};
 
@@ -79,6 +80,8 @@ pub struct World {
     faults: Vec<Fault>,
     pub devices: Vec<SimDevice>,
     pub published: Vec<PublishedDevice>,
+    /// Meters: their values are computed from the devices' when read.
+    pub meters: Vec<SimMeter>,
     /// While frozen, values stay put (tests compare decoded values with a still target).
     pub frozen: bool,
 }
@@ -115,6 +118,7 @@ impl World {
             faults: Vec::new(),
             devices,
             published,
+            meters: layout.meters.iter().map(|(_, m)| m.clone()).collect(),
             frozen: false,
         };
         world.step_to(world.last_unix_s, true);
@@ -198,13 +202,21 @@ impl World {
         &self.faults
     }
 
+    /// Whether fault `kind` is on `device`.
+    pub fn has_fault(&self, kind: FaultKind, device: &str) -> bool {
+        self.faults
+            .iter()
+            .any(|f| f.kind == kind && f.device.as_deref() == Some(device))
+    }
+
+    /// The simulated time the world stands at, Unix seconds.
+    pub fn now_unix_s(&self) -> f64 {
+        self.last_unix_s
+    }
+
     /// How `device` answers, given the communication faults on it.
     pub fn behaviour(&self, device: &str) -> Behaviour {
-        let on = |kind: FaultKind| {
-            self.faults
-                .iter()
-                .any(|f| f.kind == kind && f.device.as_deref() == Some(device))
-        };
+        let on = |kind: FaultKind| self.has_fault(kind, device);
         if on(FaultKind::Silent) {
             Behaviour::Silent
         } else if on(FaultKind::Exception) {
@@ -220,9 +232,13 @@ impl World {
         }
     }
 
-    /// The engineering values a correct reader decodes from a device's registers.
+    /// The engineering values a correct reader decodes from a device's registers, or a meter's
+    /// readings (named as [`SimMeter::truth`] names them).
     pub fn truth(&self, device: &str) -> Option<BTreeMap<String, f64>> {
-        let device = self.devices.iter().find(|d| d.id == device)?;
+        let Some(device) = self.devices.iter().find(|d| d.id == device) else {
+            let meter = self.meters.iter().find(|m| m.id() == device)?;
+            return meter.truth(self);
+        };
         Some(
             device
                 .image
@@ -240,6 +256,7 @@ mod tests {
 
     use super::*;
     use crate::layout::Layout;
+    use crate::meters::SimMeter;
 
     /// 03:00 in Shuozhou on 2025-11-27 (night minimum), with time standing still.
     fn night_world() -> World {

@@ -140,7 +140,8 @@ pub enum MeterItem {
     TemperatureDifference,
     /// Operating hours.
     OperatingHours,
-    /// The status word ST (CJ/T 188): all of it, or one `bit` as 0/1.
+    /// The status word ST (CJ/T 188) or the header's status byte (M-Bus): all of it, or one
+    /// `bit` as 0/1.
     Status,
 }
 

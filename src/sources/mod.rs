@@ -16,7 +16,7 @@ use crate::config::{BusConfig, LoadedConfig, WireProtocol};
 use crate::model::Sample;
 use modbus::status::StatusBoard;
 
-/// Spawns the task that polls `bus` in the protocol its devices speak, until `shutdown`.
+/// Spawns the task that polls `bus` (Modbus, or meters) until `shutdown`.
 pub fn spawn_bus(
     config: &LoadedConfig,
     bus: &BusConfig,
@@ -24,18 +24,18 @@ pub fn spawn_bus(
     status: Arc<StatusBoard>,
     shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
-    let protocol = config
+    let meters = config
         .gateway
         .device
         .iter()
         .filter(|d| d.bus == bus.id)
-        .find_map(|d| config.profile_of(d))
-        .map_or(WireProtocol::Modbus, |p| p.protocol);
-    if protocol == WireProtocol::Modbus {
-        let task = modbus::bus::scheduler(config, bus, samples, status);
+        .filter_map(|d| config.profile_of(d))
+        .any(|p| p.protocol != WireProtocol::Modbus);
+    if meters {
+        let task = meters::bus::scheduler(config, bus, samples, status);
         tokio::spawn(task.run(shutdown))
     } else {
-        let task = meters::bus::scheduler(config, bus, protocol, samples, status);
+        let task = modbus::bus::scheduler(config, bus, samples, status);
         tokio::spawn(task.run(shutdown))
     }
 }

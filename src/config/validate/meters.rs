@@ -1,7 +1,7 @@
 //! Checks of meter profiles (DL/T 645, CJ/T 188, M-Bus) and of the devices and buses that use
 //! them: every reading names something the protocol can read, every meter has an address its
-//! protocol accepts and that is unique on its bus, and a bus speaks one protocol over a byte
-//! stream.
+//! protocol accepts and that is unique on its bus, and a bus carries either Modbus devices or
+//! meters (of any of the three protocols), meters only over a byte stream.
 
 use std::collections::{HashMap, HashSet};
 
@@ -32,7 +32,7 @@ const CJT188_WATER: &[MeterItem] = &[
     MeterItem::Status,
 ];
 
-/// The items the M-Bus decoder names.
+/// The items the M-Bus decoder names (status: the header's status byte).
 const MBUS: &[MeterItem] = &[
     MeterItem::Heat,
     MeterItem::Volume,
@@ -42,6 +42,7 @@ const MBUS: &[MeterItem] = &[
     MeterItem::ReturnTemperature,
     MeterItem::TemperatureDifference,
     MeterItem::OperatingHours,
+    MeterItem::Status,
 ];
 
 /// Checks a meter profile's readings.
@@ -220,7 +221,7 @@ pub(super) fn device<'a>(
     }
 }
 
-/// Checks that a bus's devices share one protocol and that a meter bus is a byte stream.
+/// Checks that a bus carries Modbus devices or meters, not both, and meters over a byte stream.
 pub(super) fn bus_protocol<'a>(
     issues: &mut Issues<'_>,
     at: &dyn Fn(&str) -> String,
@@ -232,11 +233,14 @@ pub(super) fn bus_protocol<'a>(
     let (bus_protocol, first_device) = *first
         .entry(device.bus.as_str())
         .or_insert((protocol, device.id.as_str()));
-    if bus_protocol != protocol {
+    // Meters of the three protocols may share a line; Modbus and meters may not (one task
+    // reads the line either way, and their framing cannot be told apart on it).
+    let modbus = |p: WireProtocol| p == WireProtocol::Modbus;
+    if modbus(bus_protocol) != modbus(protocol) {
         issues.add(
             at("profile"),
             format!(
-                "speaks {:?} but bus {:?} already carries {:?} ({first_device}) (expected one protocol per bus)",
+                "speaks {:?} but bus {:?} already carries {:?} ({first_device}) (expected Modbus devices and meters on separate buses)",
                 protocol.name(),
                 device.bus,
                 bus_protocol.name()

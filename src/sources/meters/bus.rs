@@ -16,7 +16,6 @@ use tokio::time::Instant;
 
 use crate::config::{
     BusConfig, LoadedConfig, MeterAddress, MeterItem, MeterType, ReadingConfig, TransportKind,
-    WireProtocol,
 };
 use crate::model::{Field, Sample, Value};
 use crate::sources::modbus::status::StatusBoard;
@@ -117,11 +116,10 @@ pub struct MeterBus {
     ser: u8,
 }
 
-/// The task that polls a meter bus whose devices speak `protocol`.
+/// The task that polls a bus of meters.
 pub fn scheduler(
     config: &LoadedConfig,
     bus: &BusConfig,
-    protocol: WireProtocol,
     samples: mpsc::Sender<Sample>,
     status: Arc<StatusBoard>,
 ) -> Scheduler<MeterBus> {
@@ -133,7 +131,8 @@ pub fn scheduler(
         .filter(|d| d.bus == bus.id)
         .filter_map(|device| {
             let profile = config.profile_of(device)?;
-            let address = protocol
+            let address = profile
+                .protocol
                 .meter_address(device.meter_address.as_deref()?)
                 .ok()?;
             let plan = MeterPlan::new(address, profile.meter_type, &profile.readings);
@@ -359,6 +358,9 @@ impl CurrentData {
                 MeterItem::Status => status(w.status, bit),
                 _ => return None,
             }),
+            CurrentData::Mbus(response) if item == MeterItem::Status => {
+                Some(status(u16::from(response.status), bit))
+            }
             CurrentData::Mbus(response) => response.current(match item {
                 MeterItem::Heat => mbus::Quantity::EnergyKwh,
                 MeterItem::Volume => mbus::Quantity::VolumeM3,

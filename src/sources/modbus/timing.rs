@@ -58,7 +58,12 @@ pub fn wire_time(bus: &BusConfig, baud: u32, request: &ReadRequest) -> Duration 
         2 * u32::from(request.count)
     };
     let reply_bytes = 5 + data;
-    char_time(bus, baud) * (request_bytes + reply_bytes) + t3_5(bus, baud) * 2
+    exchange_time(bus, baud, request_bytes + reply_bytes)
+}
+
+/// Wire time of a request and its reply, `bytes` together, plus a t3.5 after each.
+pub fn exchange_time(bus: &BusConfig, baud: u32, bytes: u32) -> Duration {
+    char_time(bus, baud) * bytes + t3_5(bus, baud) * 2
 }
 
 #[cfg(test)]
