@@ -8,20 +8,16 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use common::{collect_for, count_by_device, example_site, intervals, same_value, start_gateway};
+use common::{
+    collect_for, count_by_device, example_site, expected_range, intervals, same_value,
+    start_gateway,
+};
 use retrofit_gateway::config::ConfigDuration;
 use retrofit_gateway::sources::modbus::status::CommState;
 use retrofit_sim::faults::{Fault, FaultKind};
 
 const WARM_UP_BOUND: Duration = Duration::from_secs(10);
 const WINDOW: Duration = Duration::from_secs(10);
-
-/// Samples a device at `interval` must produce in `window`: the window holds window/interval
-/// poll instants, give or take the one at either edge.
-fn expected_range(interval: Duration) -> std::ops::RangeInclusive<usize> {
-    let n = (WINDOW.as_secs_f64() / interval.as_secs_f64()).round() as usize;
-    n.saturating_sub(1)..=n + 1
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_device_reports_every_interval_with_the_simulators_values() {
@@ -40,7 +36,7 @@ async fn every_device_reports_every_interval_with_the_simulators_values() {
     let intervals = intervals(&site.config);
     for device in &devices {
         let count = counts.get(device.as_str()).copied().unwrap_or(0);
-        let range = expected_range(intervals[device]);
+        let range = expected_range(intervals[device], WINDOW);
         assert!(
             range.contains(&count),
             "{device} every {:?}: {count} samples in {WINDOW:?}, expected {range:?}",
@@ -75,7 +71,11 @@ async fn every_device_reports_every_interval_with_the_simulators_values() {
             }
         }
         let all: BTreeSet<String> = profile.field_names().map(String::from).collect();
-        assert_eq!(seen, all, "{}: points or readings never reported", device.id);
+        assert_eq!(
+            seen, all,
+            "{}: points or readings never reported",
+            device.id
+        );
     }
 }
 
@@ -94,7 +94,6 @@ async fn a_silent_device_does_not_change_the_sample_rate_of_its_bus_neighbours()
     for device in silent {
         site.community.inject(Fault::on(FaultKind::Silent, device));
     }
-    let (gateway, mut rx) = start_gateway(&site.config);
     let healthy = [
         "prv-inlet",
         "dma-flow",
@@ -104,23 +103,9 @@ async fn a_silent_device_does_not_change_the_sample_rate_of_its_bus_neighbours()
         "tx1-temp",
         "tx2-temp",
     ];
-    common::until_each_device_reported(&mut rx, &healthy, WARM_UP_BOUND).await;
-    let window = collect_for(&mut rx, WINDOW).await;
-    let status = gateway.status.snapshot();
-    gateway.stop(Duration::from_secs(4)).await;
-
+    let (window, status) =
+        common::assert_unslowed(&site.config, &healthy, WARM_UP_BOUND, WINDOW).await;
     let counts = count_by_device(&window);
-    let intervals = intervals(&site.config);
-    for device in healthy {
-        let count = counts.get(device).copied().unwrap_or(0);
-        let range = expected_range(intervals[device]);
-        assert!(
-            range.contains(&count),
-            "{device} every {:?}: {count} samples in {WINDOW:?} beside a silent device, expected {range:?}",
-            intervals[device]
-        );
-        assert_eq!(status[device].skipped_polls, 0, "{device} skipped polls");
-    }
     for device in silent {
         assert_eq!(counts.get(device), None, "{device} is silent");
         assert_eq!(status[device].state, CommState::Offline, "{device}");

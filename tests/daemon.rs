@@ -71,9 +71,9 @@ fn demo_config_for(
             .expect("demo config");
     for (bus, address) in site.community.addresses() {
         let port = 15021
-            + ["pump-room", "prv-chamber", "substation", "heating"]
+            + retrofit_sim::layout::EXAMPLE_SITE_BUSES
                 .iter()
-                .position(|b| b == bus)
+                .position(|(b, _)| b == bus)
                 .expect("known bus") as u16;
         text = text.replace(&format!("127.0.0.1:{port}"), &address.to_string());
     }
@@ -246,7 +246,8 @@ fn demo_runs_with_no_external_services() {
         .nth(1)
         .unwrap_or_else(|| panic!("no summary in {stdout}"));
     let online = summary.lines().filter(|l| l.contains(" online ")).count();
-    assert_eq!(online, 13, "{summary}");
+    // 13 Modbus devices and 17 meters.
+    assert_eq!(online, 30, "{summary}");
 }
 
 /// Timestamps (ns) of `device`'s lines in the line-protocol file, in file order.
@@ -386,7 +387,7 @@ async fn systemd_hears_ready_then_watchdog_pings_then_stopping() {
         heard.push(String::from_utf8_lossy(&buffer[..n]).into_owned());
     }
     assert!(
-        heard[0].starts_with("READY=1\nSTATUS=polling 13 devices on 4 buses"),
+        heard[0].starts_with("READY=1\nSTATUS=polling 30 devices on 6 buses"),
         "{heard:?}"
     );
     terminate(&mut child, &log);

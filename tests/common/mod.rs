@@ -20,6 +20,7 @@ use retrofit_gateway::config::{load, EnvOverlay, LoadedConfig};
 use retrofit_gateway::demo::attach_to;
 use retrofit_gateway::model::{AlarmEvent, Sample};
 use retrofit_gateway::runtime::Gateway;
+use retrofit_gateway::sources::modbus::status::DeviceStatus;
 use retrofit_sim::layout::Layout;
 use retrofit_sim::{Community, SimOptions};
 use tokio::sync::mpsc;
@@ -114,6 +115,44 @@ pub fn intervals(config: &LoadedConfig) -> BTreeMap<String, Duration> {
         .iter()
         .map(|d| (d.id.clone(), d.interval.get()))
         .collect()
+}
+
+/// Samples a device polled every `interval` must produce in `window`: the window holds
+/// window/interval poll instants, give or take the one at either edge.
+pub fn expected_range(interval: Duration, window: Duration) -> std::ops::RangeInclusive<usize> {
+    let n = (window.as_secs_f64() / interval.as_secs_f64()).round() as usize;
+    n.saturating_sub(1)..=n + 1
+}
+
+/// Polls `config` until each of `healthy` reported once (within `warm_up`), then for `window`;
+/// asserts that each of `healthy` produced its interval's share of the window and skipped no
+/// poll: the faulty devices beside them cost their bus nothing. Returns the window's samples
+/// and the status afterwards.
+pub async fn assert_unslowed(
+    config: &LoadedConfig,
+    healthy: &[&str],
+    warm_up: Duration,
+    window: Duration,
+) -> (Vec<Sample>, BTreeMap<String, DeviceStatus>) {
+    let (gateway, mut rx) = start_gateway(config);
+    until_each_device_reported(&mut rx, healthy, warm_up).await;
+    let samples = collect_for(&mut rx, window).await;
+    let status = gateway.status.snapshot();
+    gateway.stop(Duration::from_secs(4)).await;
+
+    let counts = count_by_device(&samples);
+    let intervals = intervals(config);
+    for device in healthy {
+        let count = counts.get(*device).copied().unwrap_or(0);
+        let range = expected_range(intervals[*device], window);
+        assert!(
+            range.contains(&count),
+            "{device} every {:?}: {count} samples in {window:?} beside failing devices, expected {range:?}",
+            intervals[*device]
+        );
+        assert_eq!(status[*device].skipped_polls, 0, "{device} skipped polls");
+    }
+    (samples, status)
 }
 
 /// Whether a decoded value equals the simulator's: the same number up to float formatting.
