@@ -85,6 +85,8 @@ impl Default for SimOptions {
 pub struct Community {
     world: Arc<Mutex<World>>,
     addresses: BTreeMap<String, SocketAddr>,
+    /// The meters of each meter line.
+    meter_lines: BTreeMap<String, Arc<[meters::SimMeter]>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -100,6 +102,7 @@ impl Community {
         };
         let world = Arc::new(Mutex::new(World::new(layout, clock, options.seed)));
         let mut addresses = BTreeMap::new();
+        let mut meter_lines = BTreeMap::new();
         let mut tasks = Vec::new();
         for bus in &layout.buses {
             let listener = TcpListener::bind(bus.listen).await.map_err(|e| {
@@ -107,14 +110,15 @@ impl Community {
             })?;
             addresses.insert(bus.id.clone(), listener.local_addr()?);
             if bus.transport == SimTransport::MeterLine {
-                let on_line: Vec<meters::SimMeter> = layout
+                let on_line: Arc<[meters::SimMeter]> = layout
                     .meters
                     .iter()
                     .filter(|(line, _)| *line == bus.id)
                     .map(|(_, meter)| meter.clone())
                     .collect();
+                meter_lines.insert(bus.id.clone(), Arc::clone(&on_line));
                 let world = Arc::clone(&world);
-                tasks.push(tokio::spawn(meters::serve(listener, world, on_line.into())));
+                tasks.push(tokio::spawn(meters::serve(listener, world, on_line)));
                 continue;
             }
             let service = BusService {
@@ -135,13 +139,20 @@ impl Community {
         Ok(Community {
             world,
             addresses,
+            meter_lines,
             tasks,
         })
     }
 
-    /// Also serves the devices of `bus` as Modbus RTU on a serial port (an RS-485 adapter, or
-    /// one end of a pseudo-terminal pair in tests).
+    /// Also serves the devices of `bus` on a serial port (an RS-485 adapter, or one end of a
+    /// pseudo-terminal pair in tests): as Modbus RTU, or a meter line's meters in their own
+    /// protocols.
     pub fn serve_serial(&mut self, bus: &str, port: tokio_serial::SerialStream) {
+        if let Some(meters) = self.meter_lines.get(bus) {
+            let line = meters::line(port, Arc::clone(&self.world), Arc::clone(meters));
+            self.tasks.push(tokio::spawn(line));
+            return;
+        }
         let service = BusService {
             world: Arc::clone(&self.world),
             bus: Arc::from(bus),

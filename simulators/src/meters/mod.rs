@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use meter_frames::{cjt188, dlt645};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 
 use crate::server::{lock, SLOW_REPLY_DELAY};
 use crate::world::{Behaviour, World};
@@ -183,8 +183,11 @@ pub async fn serve(listener: TcpListener, world: Arc<Mutex<World>>, meters: Arc<
     }
 }
 
-/// One connection: requests in, replies out, one at a time as on the line.
-async fn line(mut stream: TcpStream, world: Arc<Mutex<World>>, meters: Arc<[SimMeter]>) {
+/// One connection (or a serial port): requests in, replies out, one at a time as on the line.
+pub async fn line<S>(mut stream: S, world: Arc<Mutex<World>>, meters: Arc<[SimMeter]>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let mut pending: Vec<u8> = Vec::new();
     let mut buffer = [0u8; 256];
     loop {
