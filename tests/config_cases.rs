@@ -113,6 +113,10 @@ fn the_shipped_demo_config_is_valid() {
 fn the_documented_example_config_is_valid() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/gateway.example.toml");
     let config = load(&example, EnvOverlay::None).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(config.gateway.bus.len(), 3);
+    assert_eq!(config.gateway.bus.len(), 4);
     assert_eq!(config.gateway.device[1].ct_ratio, 300.0);
+    assert_eq!(
+        config.gateway.device[3].meter_address.as_deref(),
+        Some("000000110901")
+    );
 }
