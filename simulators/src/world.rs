@@ -256,7 +256,6 @@ mod tests {
 
     use super::*;
     use crate::layout::Layout;
-    use crate::meters::SimMeter;
 
     /// 03:00 in Shuozhou on 2025-11-27 (night minimum), with time standing still.
     fn night_world() -> World {
