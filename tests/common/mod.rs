@@ -184,18 +184,45 @@ pub async fn expect_event(
     firing: bool,
     bound: Duration,
 ) -> AlarmEvent {
+    let mut found = expect_events(events, &[(device, rule)], firing, bound).await;
+    found.remove(0)
+}
+
+/// Waits for an event that is `firing` (or cleared) on each (`device`, `rule`) of `wanted`, in
+/// any order, up to `bound`; the events in the order of `wanted`. Other events are skipped.
+pub async fn expect_events(
+    events: &mut mpsc::Receiver<AlarmEvent>,
+    wanted: &[(&str, &str)],
+    firing: bool,
+    bound: Duration,
+) -> Vec<AlarmEvent> {
     let deadline = Instant::now() + bound;
-    loop {
+    let mut found: Vec<Option<AlarmEvent>> = vec![None; wanted.len()];
+    while found.iter().any(Option::is_none) {
         match tokio::time::timeout_at(deadline, events.recv()).await {
-            Ok(Some(e)) if &*e.device == device && &*e.rule == rule && e.firing == firing => {
-                return e
+            Ok(Some(e)) if e.firing == firing => {
+                let slot = wanted
+                    .iter()
+                    .position(|(d, r)| *d == &*e.device && *r == &*e.rule);
+                if let Some(slot) = slot {
+                    found[slot].get_or_insert(e);
+                }
             }
             Ok(Some(_)) => continue,
             Ok(None) => panic!("event channel closed"),
-            Err(_) => panic!(
-                "no {} event for {device} {rule} within {bound:?}",
-                if firing { "raise" } else { "clear" }
-            ),
+            Err(_) => {
+                let missing: Vec<_> = wanted
+                    .iter()
+                    .zip(&found)
+                    .filter(|(_, f)| f.is_none())
+                    .map(|(w, _)| w)
+                    .collect();
+                panic!(
+                    "no {} event for {missing:?} within {bound:?}",
+                    if firing { "raise" } else { "clear" }
+                )
+            }
         }
     }
+    found.into_iter().flatten().collect()
 }
