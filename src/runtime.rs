@@ -460,10 +460,14 @@ impl Alarms {
             crate::rules::engine::RuleEngine::new(config, Some(alarms_dir.join("state.json")), now);
         let (tx, rx) = mpsc::channel(SAMPLE_CHANNEL_CAPACITY);
         let view = Arc::new(crate::rules::stage::StageView::default());
+        let kpi = crate::kpi::book::KpiBook::open(
+            config,
+            Some(crate::kpi::store::KpiStore::new(&gateway.data_dir)),
+        );
         let stage = tokio::spawn(crate::rules::stage::run(
             rx,
             output,
-            engine,
+            (engine, kpi),
             crate::rules::stage::Delivery { outboxes, listener },
             Arc::clone(&view),
             (gateway.site.clone(), gateway.id.clone()),

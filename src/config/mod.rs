@@ -45,6 +45,48 @@ pub struct GatewayConfig {
     pub mqtt_source: Option<MqttSourceConfig>,
     #[serde(default)]
     pub http: HttpConfig,
+    #[serde(default)]
+    pub kpi: KpiConfig,
+}
+
+/// The compliance KPIs' site parameters.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KpiConfig {
+    /// Local time's offset from UTC, hours: days run from local midnight (China: 8).
+    #[serde(default = "default_utc_offset_h")]
+    pub utc_offset_h: f64,
+    /// Households behind the DMA inflow meter; without it no leakage volume is estimated.
+    #[serde(default)]
+    pub households: Option<u32>,
+    /// Legitimate night use per household, L/h (DOMAIN.md §4.2).
+    #[serde(default = "default_night_use")]
+    pub night_use_l_per_household_h: f64,
+    /// Hours of night-rate leakage per day: 24 at constant pressure, fewer where the PRV lowers
+    /// the day pressure (DOMAIN.md §4.2's site: 21).
+    #[serde(default = "default_night_day_factor")]
+    pub night_day_factor_h: f64,
+}
+
+impl Default for KpiConfig {
+    fn default() -> Self {
+        KpiConfig {
+            utc_offset_h: default_utc_offset_h(),
+            households: None,
+            night_use_l_per_household_h: default_night_use(),
+            night_day_factor_h: default_night_day_factor(),
+        }
+    }
+}
+
+fn default_utc_offset_h() -> f64 {
+    8.0
+}
+fn default_night_use() -> f64 {
+    1.7
+}
+fn default_night_day_factor() -> f64 {
+    24.0
 }
 
 /// The local status page, health check, metrics and status API.

@@ -46,6 +46,13 @@ struct DeviceContext {
     published: Option<Arc<str>>,
 }
 
+/// What applies to one device, borrowed from the engine.
+pub struct DeviceRules<'a> {
+    pub rules: Vec<&'a RuleConfig>,
+    pub site: Option<&'a SiteGeometry>,
+    pub interval_ns: i64,
+}
+
 /// An alarm that is raised now.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ActiveAlarm {
@@ -342,6 +349,21 @@ impl RuleEngine {
         );
         self.dirty = true;
         true
+    }
+
+    /// The rules that apply to a device (after overrides), its building geometry and its poll
+    /// interval (ns); `None` for a device the engine does not know.
+    pub fn device_rules(&self, device: &str) -> Option<DeviceRules<'_>> {
+        let context = self.devices.get(device)?;
+        Some(DeviceRules {
+            rules: context
+                .rules
+                .iter()
+                .map(|i| &self.rules[*i].config)
+                .collect(),
+            site: context.site.as_deref(),
+            interval_ns: context.interval_ns,
+        })
     }
 
     /// Rules (by key) that apply to a device.
@@ -828,4 +850,4 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

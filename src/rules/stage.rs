@@ -17,6 +17,10 @@ use crate::buffer::outbox::Outbox;
 use crate::model::{unix_nanos, AlarmEvent, Field, Sample, Value};
 
 use super::engine::{ActiveAlarm, RuleEngine};
+use crate::kpi::book::KpiBook;
+use crate::kpi::ledger::Ledger;
+use crate::kpi::store::KpiStore;
+use crate::kpi::DayRecord;
 
 /// Each device's latest sample and the alarms raised now, for the status page and API.
 #[derive(Debug, Default)]
@@ -25,6 +29,10 @@ pub struct StageView {
     active: Mutex<Vec<ActiveAlarm>>,
     /// When the stage last went round its loop (at least every [`TICK`]).
     beat: Mutex<Option<std::time::Instant>>,
+    /// The open days' KPIs as of the last save.
+    kpi_today: Mutex<Vec<DayRecord>>,
+    /// Asks the stage to write the open days' KPIs so far.
+    kpi_publish: tokio::sync::Notify,
 }
 
 impl StageView {
@@ -34,6 +42,16 @@ impl StageView {
 
     pub fn active(&self) -> Vec<ActiveAlarm> {
         lock(&self.active).clone()
+    }
+
+    /// The open days' KPIs as of the stage's last save (every few minutes).
+    pub fn kpi_today(&self) -> Vec<DayRecord> {
+        lock(&self.kpi_today).clone()
+    }
+
+    /// Asks the stage to write the open days' KPIs so far as `kpi` lines.
+    pub fn publish_kpi(&self) {
+        self.kpi_publish.notify_one();
     }
 
     /// Whether the stage went round its loop within `within` (what the watchdog checks).
@@ -93,7 +111,7 @@ pub struct Delivery {
 pub async fn run(
     mut input: mpsc::Receiver<Sample>,
     output: mpsc::Sender<Sample>,
-    engine: RuleEngine,
+    (engine, mut kpi): (RuleEngine, KpiBook),
     delivery: Delivery,
     view: Arc<StageView>,
     (site, gateway): (String, String),
@@ -104,25 +122,44 @@ pub async fn run(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         *lock(&view.beat) = Some(std::time::Instant::now());
-        let (sample, events) = tokio::select! {
+        let now = unix_nanos(SystemTime::now());
+        let (sample, events, figures) = tokio::select! {
             sample = input.recv() => {
                 let Some(sample) = sample else { break };
-                let events = lock(&engine).evaluate(&sample);
+                let events = {
+                    let mut engine = lock(&engine);
+                    let events = engine.evaluate(&sample);
+                    kpi.observe(&sample, now, &engine);
+                    events
+                };
                 let mut latest = lock(&view.latest);
                 if latest.len() < MAX_SHOWN_DEVICES || latest.contains_key(&*sample.device) {
                     latest.insert(sample.device.to_string(), sample.clone());
                 }
-                (Some(sample), events)
+                (Some(sample), events, Vec::new())
             }
             _ = tick.tick() => {
-                let now = unix_nanos(SystemTime::now());
-                (None, lock(&engine).tick(now))
+                let events = lock(&engine).tick(now);
+                let closed = kpi.tick(now);
+                save_kpi(kpi.due_save(now), &view, kpi.snapshot(now)).await;
+                (None, events, closed)
+            }
+            _ = view.kpi_publish.notified() => {
+                (None, Vec::new(), kpi.partial_lines(now))
             }
         };
         if let Some(sample) = sample {
             if output.send(sample).await.is_err() {
                 return;
             }
+        }
+        for line in figures {
+            if output.send(line).await.is_err() {
+                return;
+            }
+        }
+        for event in &events {
+            kpi.alarm(event);
         }
         if events.is_empty() {
             if lock(&engine).take_dirty() {
@@ -184,6 +221,23 @@ pub async fn run(
                 let _ = listener.send(event).await;
             }
         }
+    }
+    // The input closed (shutdown): keep the day's counting for the next start.
+    let now = unix_nanos(SystemTime::now());
+    let today = kpi.snapshot(now);
+    save_kpi(kpi.final_save(), &view, today).await;
+}
+
+/// Saves the KPI ledger (off the stage's thread) when a save is due, and shows the open days.
+async fn save_kpi(due: Option<(KpiStore, Ledger)>, view: &StageView, today: Vec<DayRecord>) {
+    let Some((store, ledger)) = due else { return };
+    *lock(&view.kpi_today) = today;
+    match tokio::task::spawn_blocking(move || store.save_ledger(&ledger)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "Cannot save the KPI ledger; a restart would lose today's counting")
+        }
+        Err(_) => tracing::error!("KPI ledger save task failed"),
     }
 }
 

@@ -282,6 +282,32 @@ pub fn gateway(
     issues.text("gateway.id".into(), &config.gateway.id);
     issues.text("gateway.site".into(), &config.gateway.site);
 
+    let kpi = &config.kpi;
+    if !(-12.0..=14.0).contains(&kpi.utc_offset_h) {
+        issues.add(
+            "kpi.utc_offset_h".into(),
+            format!("{} (expected hours, −12 to 14)", kpi.utc_offset_h),
+        );
+    }
+    if !(kpi.night_use_l_per_household_h >= 0.0 && kpi.night_use_l_per_household_h < 100.0) {
+        issues.add(
+            "kpi.night_use_l_per_household_h".into(),
+            format!(
+                "{} (expected litres per hour, 0–100)",
+                kpi.night_use_l_per_household_h
+            ),
+        );
+    }
+    if !(kpi.night_day_factor_h > 0.0 && kpi.night_day_factor_h <= 24.0) {
+        issues.add(
+            "kpi.night_day_factor_h".into(),
+            format!(
+                "{} (expected hours, above 0 and at most 24)",
+                kpi.night_day_factor_h
+            ),
+        );
+    }
+
     let mut buses: HashMap<&str, (TransportKind, u16)> = HashMap::new();
     for (i, bus) in config.bus.iter().enumerate() {
         let at = |key: &str| format!("bus[{i}].{key}");

@@ -10,7 +10,7 @@ use crate::model::{Field, Severity, Value};
 const S: i64 = 1_000_000_000;
 const T0: i64 = 1_764_150_000 * S;
 
-const FIELDS: [&str; 15] = [
+const FIELDS: [&str; 17] = [
     "total_m3",
     "p",
     "p_set",
@@ -26,6 +26,8 @@ const FIELDS: [&str; 15] = [
     "level",
     "outlet_pressure_mpa",
     "outlet_flow_m3h",
+    "frequency_hz",
+    "room_c",
 ];
 
 /// An engine for one device `dev` (kind `test`, every field of FIELDS, the given `[device.site]`
@@ -40,7 +42,7 @@ fn engine(
 }
 
 /// As [`engine`], with `extra` TOML after the `[alarms]` section (overrides, more devices).
-fn engine_with(
+pub(crate) fn engine_with(
     rules: &str,
     site: &str,
     tags: &str,
@@ -116,7 +118,7 @@ fn feed(engine: &mut RuleEngine, series: &[(i64, Vec<(&str, f64)>)]) -> Vec<(i64
         .collect()
 }
 
-fn rule(body: &str) -> String {
+pub(crate) fn rule(body: &str) -> String {
     format!("[[rule]]\ndescription = \"d\"\nsource = \"s\"\nmeasurement = \"test\"\n{body}\n")
 }
 

@@ -1,7 +1,7 @@
-//! Compliance KPIs at the edge (#8): the accumulators each daily figure is built from. They are
-//! plain data (serde), so a day's progress can be saved and restored across a restart, and
-//! they work on the samples' own timestamps, so gaps and clock steps are handled the same way
-//! whether the data arrived live or late.
+//! The accumulators each daily figure is built from. They are plain data (serde), so a day's
+//! progress can be saved and restored across a restart, and they work on the samples' own
+//! timestamps, so gaps and clock steps are handled the same way whether the data arrived live
+//! or late.
 //!
 //! - [`BandShare`]: share of samples inside an allowed band (pressure compliance, CJ/T 316's
 //!   ≥ 97 %; gas outlet pressure; frequency).

@@ -1,0 +1,372 @@
+//! Compliance KPIs at the edge: per device and local day, the figures that say whether the
+//! retrofit did what the plan promised, computed from the samples the gateway already sees.
+//!
+//! - [`accumulate`]: the accumulators (share in band, 1-minute and hourly means, percentile).
+//! - [`plan`]: which KPIs a device gets, derived from the rules that apply to it (the pressure
+//!   band is W5/W6's, the voltage band E1–E3's, …), so a site override moves both.
+//! - [`ledger`]: the open days, fed with samples and alarm events, closed after midnight into
+//!   [`DayRecord`]s; saved so that a restart continues the day.
+//! - [`store`]: the ledger file and the closed days (`data_dir/kpi/`).
+//! - [`lines`]: a day's figures as `kpi` samples for InfluxDB.
+//! - [`book`]: the ledger as the rules stage drives it (counting, closing, saving, lines).
+//!
+//! Every KPI and its definition is in [`DEFINITIONS`] (and in the README).
+
+pub mod accumulate;
+pub mod book;
+pub mod ledger;
+pub mod lines;
+pub mod plan;
+pub mod store;
+
+use serde::{Deserialize, Serialize};
+
+pub use accumulate::{completeness, local_day, percentile, BandShare, Buckets, HourShare};
+
+/// How a month's figure is made from the days'.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Aggregate {
+    /// Σ numerators / Σ denominators × 100 (rates from counts, not a mean of daily rates).
+    Ratio,
+    /// Σ numerators / Σ denominators (a mean from sums and counts).
+    Mean,
+    /// The largest daily value.
+    Max,
+    /// The sum of the daily values.
+    Sum,
+}
+
+/// What a KPI is held against.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Target {
+    AtLeast(f64),
+    AtMost(f64),
+}
+
+impl Target {
+    pub fn met(self, value: f64) -> bool {
+        match self {
+            Target::AtLeast(t) => value >= t,
+            Target::AtMost(t) => value <= t,
+        }
+    }
+
+    pub fn value(self) -> f64 {
+        match self {
+            Target::AtLeast(t) | Target::AtMost(t) => t,
+        }
+    }
+
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Target::AtLeast(_) => "≥",
+            Target::AtMost(_) => "≤",
+        }
+    }
+}
+
+/// One KPI: its name (the `kpi` tag), labels, unit, target and definition.
+#[derive(Debug, Clone, Copy)]
+pub struct Definition {
+    pub name: &'static str,
+    pub zh: &'static str,
+    pub en: &'static str,
+    pub unit: &'static str,
+    pub target: Option<Target>,
+    pub aggregate: Aggregate,
+    /// How it is computed, in one sentence.
+    pub definition: &'static str,
+    /// Where the target comes from.
+    pub source: &'static str,
+}
+
+/// Every KPI the gateway computes.
+pub const DEFINITIONS: &[Definition] = &[
+    Definition {
+        name: "pressure_compliance",
+        zh: "供水压力合格率",
+        en: "Water pressure compliance",
+        unit: "%",
+        target: Some(Target::AtLeast(97.0)),
+        aggregate: Aggregate::Ratio,
+        definition: "Share of a pressure point's samples for which none of its W5 (top-floor residual pressure) and W6 (service head) conditions holds (W8).",
+        source: "CJ/T 316 §3.3.2 管网压力合格率不得低于97%",
+    },
+    Definition {
+        name: "voltage_qualification",
+        zh: "电压合格率",
+        en: "Voltage qualification rate",
+        unit: "%",
+        target: Some(Target::AtLeast(95.0)),
+        aggregate: Aggregate::Ratio,
+        definition: "Per meter and phase: share of 1-minute mean voltages inside the E1/E2/E3 band (GB/T 12325: 220 V +7 %/−10 %, 380 V ±7 %, 10 kV ±7 %).",
+        source: "GB/T 12325-2008 band; 95 % for urban residential supply (供电监管办法 §7, from memory)",
+    },
+    Definition {
+        name: "voltage_unbalance_p95",
+        zh: "三相电压不平衡度95%概率值",
+        en: "Voltage unbalance, 95th percentile",
+        unit: "%",
+        target: Some(Target::AtMost(2.0)),
+        aggregate: Aggregate::Max,
+        definition: "95th percentile of the day's 1-minute unbalance max|U−Ū|/Ū of the three phase voltages (the month: the worst day).",
+        source: "GB/T 15543-2008 (2 % normal)",
+    },
+    Definition {
+        name: "frequency_compliance",
+        zh: "频率合格率",
+        en: "Frequency compliance",
+        unit: "%",
+        target: None,
+        aggregate: Aggregate::Ratio,
+        definition: "Share of samples with the frequency within E8's ±0.2 Hz.",
+        source: "GB/T 15945-2008 (a limit, no rate)",
+    },
+    Definition {
+        name: "gas_pressure_compliance",
+        zh: "燃气调压出口压力合格率",
+        en: "Gas regulator outlet pressure compliance",
+        unit: "%",
+        target: None,
+        aggregate: Aggregate::Ratio,
+        definition: "Share of a regulator's samples for which neither G1 (low) nor G2 (high) holds.",
+        source: "appliance band 0.75–1.5 Pn (a limit, no rate)",
+    },
+    Definition {
+        name: "gas_alarms",
+        zh: "可燃气体报警次数",
+        en: "Combustible-gas alarms",
+        unit: "",
+        target: Some(Target::AtMost(0.0)),
+        aggregate: Aggregate::Sum,
+        definition: "G5 (combustible gas) alarms raised.",
+        source: "the plan: gas installations without leaks",
+    },
+    Definition {
+        name: "room_hours_at_18",
+        zh: "室温达标小时率（≥18℃）",
+        en: "Sample-flat hours at ≥ 18 °C",
+        unit: "%",
+        target: Some(Target::AtLeast(100.0)),
+        aggregate: Aggregate::Ratio,
+        definition: "Share of a sample flat's hours whose mean temperature reaches H1's floor (18 °C).",
+        source: "GB/T 33833-2017 Art. 5 (卧室、起居室不低于18℃)",
+    },
+    Definition {
+        name: "makeup_ratio",
+        zh: "供热补水率",
+        en: "Heating make-up water ratio",
+        unit: "%",
+        target: Some(Target::AtMost(1.0)),
+        aggregate: Aggregate::Mean,
+        definition: "Mean make-up flow as a percentage of the circulation flow (H6).",
+        source: "[PRACTICE] 1 % of circulation (DOMAIN.md H6)",
+    },
+    Definition {
+        name: "mnf",
+        zh: "夜间最小流量",
+        en: "Minimum night flow",
+        unit: "m³/h",
+        target: None,
+        aggregate: Aggregate::Mean,
+        definition: "Lowest 1-hour mean of the DMA inflow in W16's night window (02:00–04:00).",
+        source: "DOMAIN.md §4.2",
+    },
+    Definition {
+        name: "mnf_baseline",
+        zh: "夜间最小流量基线",
+        en: "MNF baseline",
+        unit: "m³/h",
+        target: None,
+        aggregate: Aggregate::Mean,
+        definition: "Median MNF of up to 14 earlier nights.",
+        source: "DOMAIN.md §4.2",
+    },
+    Definition {
+        name: "leakage_estimate",
+        zh: "估算日漏损量",
+        en: "Estimated leakage",
+        unit: "m³",
+        target: None,
+        aggregate: Aggregate::Sum,
+        definition: "(MNF − households × night use) × night-day factor: net night flow over the day (FAVAD, N1 = 1).",
+        source: "DOMAIN.md §4.2",
+    },
+    Definition {
+        name: "completeness",
+        zh: "数据完整率",
+        en: "Data completeness",
+        unit: "%",
+        target: Some(Target::AtLeast(95.0)),
+        aggregate: Aggregate::Ratio,
+        definition: "Samples received against those the poll interval makes expected over the observed part of the day.",
+        source: "[INFERRED] below 95 % a figure rests on too little data",
+    },
+    Definition {
+        name: "availability",
+        zh: "设备在线率",
+        en: "Device availability",
+        unit: "%",
+        target: None,
+        aggregate: Aggregate::Ratio,
+        definition: "Share of the day's slots (a minute, or the report interval if longer) with at least one sample.",
+        source: "",
+    },
+    Definition {
+        name: "gateway_uptime",
+        zh: "网关运行率",
+        en: "Gateway uptime",
+        unit: "%",
+        target: None,
+        aggregate: Aggregate::Ratio,
+        definition: "Share of the observed day the gateway was running.",
+        source: "",
+    },
+    Definition {
+        name: "alarm_raises",
+        zh: "报警次数",
+        en: "Alarms raised",
+        unit: "",
+        target: None,
+        aggregate: Aggregate::Sum,
+        definition: "Alarms raised, per device, rule and severity.",
+        source: "",
+    },
+    Definition {
+        name: "alarm_clear_time",
+        zh: "报警平均恢复时间",
+        en: "Mean time to clear",
+        unit: "s",
+        target: None,
+        aggregate: Aggregate::Mean,
+        definition: "Mean time from raise to clear of the alarms cleared, per device and rule.",
+        source: "",
+    },
+];
+
+/// The definition of `name`.
+pub fn definition(name: &str) -> Option<&'static Definition> {
+    DEFINITIONS.iter().find(|d| d.name == name)
+}
+
+/// One figure of one day.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KpiValue {
+    pub kpi: String,
+    /// The device, `site` for the community, or the gateway's id for its uptime.
+    pub device: String,
+    /// The phase field (voltages) or the rule (alarms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<String>,
+    pub value: f64,
+    /// What the value was computed from (inside / total, sum / count), for the month.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub numerator: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub denominator: Option<f64>,
+}
+
+/// A raised warn or crit alarm, for the report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotableAlarm {
+    pub id: String,
+    pub device: String,
+    pub rule: String,
+    pub severity: String,
+    pub raised_ns: i64,
+    #[serde(default)]
+    pub cleared_ns: Option<i64>,
+    pub message: String,
+}
+
+/// One local day's figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DayRecord {
+    /// Days since 1970-01-01, local.
+    pub day: i64,
+    /// `YYYY-MM-DD`, local.
+    pub date: String,
+    /// False for the figures of a day still running.
+    #[serde(rename = "final")]
+    pub complete: bool,
+    pub values: Vec<KpiValue>,
+    #[serde(default)]
+    pub notable: Vec<NotableAlarm>,
+}
+
+/// `YYYY-MM-DD` of a local day number (proleptic Gregorian).
+pub fn date_of(day: i64) -> String {
+    let (y, m, d) = civil_from_days(day);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// The local day number of `YYYY-MM-DD`.
+pub fn day_of(date: &str) -> Option<i64> {
+    let mut parts = date.split('-');
+    let y: i64 = parts.next()?.parse().ok()?;
+    let m: i64 = parts.next()?.parse().ok()?;
+    let d: i64 = parts.next()?.parse().ok()?;
+    if parts.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    let day = days_from_civil(y, m, d);
+    (civil_from_days(day) == (y, m, d)).then_some(day)
+}
+
+/// Year, month and day of a day number (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests;
+
+#[cfg(test)]
+mod dates {
+    use super::*;
+
+    #[test]
+    fn dates_and_day_numbers_round_trip() {
+        assert_eq!(date_of(0), "1970-01-01");
+        assert_eq!(day_of("2026-11-26"), Some(20_783));
+        assert_eq!(date_of(20_783), "2026-11-26");
+        assert_eq!(
+            day_of("2024-02-29").map(date_of).as_deref(),
+            Some("2024-02-29")
+        );
+        assert_eq!(day_of("2025-02-29"), None);
+        assert_eq!(day_of("2025-13-01"), None);
+        assert_eq!(day_of("26-11"), None);
+    }
+
+    #[test]
+    fn every_definition_has_a_unique_name_and_its_labels() {
+        let mut names: Vec<&str> = DEFINITIONS.iter().map(|d| d.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), DEFINITIONS.len());
+        assert!(DEFINITIONS
+            .iter()
+            .all(|d| !d.zh.is_empty() && !d.en.is_empty() && !d.definition.is_empty()));
+    }
+}

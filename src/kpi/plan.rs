@@ -1,0 +1,117 @@
+//! Which KPIs a device gets, and with which limits: read off the rules that apply to it, so
+//! that the KPI and the alarm always mean the same band (a site override moves both).
+//!
+//! | KPI | from |
+//! |---|---|
+//! | `pressure_compliance` | W5, W6 conditions on each sample |
+//! | `frequency_compliance` | E8 |
+//! | `gas_pressure_compliance` | G1, G2 |
+//! | `voltage_qualification` | the E1/E2/E3 band of each field, on 1-minute means |
+//! | `voltage_unbalance_p95` | the fields of the unbalance rule (E6) |
+//! | `room_hours_at_18` | H1's floor (the highest `below` of its variants) |
+//! | `makeup_ratio` | H6's field against the site's circulation flow |
+//! | `mnf` … | W16's field and night window |
+
+use crate::config::SiteGeometry;
+use crate::rules::engine::DeviceRules;
+use crate::rules::pack::{RuleConfig, RuleKind};
+
+/// KPIs that are the share of samples on which none of some rules' conditions holds.
+pub const RULE_SHARES: [(&str, &[&str]); 3] = [
+    ("pressure_compliance", &["W5", "W6"]),
+    ("frequency_compliance", &["E8"]),
+    ("gas_pressure_compliance", &["G1", "G2"]),
+];
+
+/// Rules whose deviation band is the voltage qualification band.
+const VOLTAGE_RULES: [&str; 3] = ["E1", "E2", "E3"];
+
+/// What to compute for one device.
+#[derive(Debug, Clone, Default)]
+pub struct DeviceKpis {
+    pub interval_s: f64,
+    pub site: Option<SiteGeometry>,
+    /// (KPI, the rules it is the complement of).
+    pub shares: Vec<(&'static str, Vec<RuleConfig>)>,
+    /// (field, low, high) of each voltage.
+    pub voltage: Vec<(String, f64, f64)>,
+    /// The three phase voltages whose unbalance is taken.
+    pub unbalance: Vec<String>,
+    /// (field, floor) of a sample flat.
+    pub room: Option<(String, f64)>,
+    /// (make-up flow field, circulation flow m³/h).
+    pub makeup: Option<(String, f64)>,
+    /// (inflow field, night start hour, night end hour).
+    pub night: Option<(String, f64, f64)>,
+}
+
+impl DeviceKpis {
+    pub fn of(rules: &DeviceRules<'_>) -> DeviceKpis {
+        let with_id = |ids: &[&str]| -> Vec<&RuleConfig> {
+            rules
+                .rules
+                .iter()
+                .copied()
+                .filter(|r| ids.contains(&r.id.as_str()))
+                .collect()
+        };
+        let shares = RULE_SHARES
+            .iter()
+            .map(|(kpi, ids)| (*kpi, with_id(ids).into_iter().cloned().collect::<Vec<_>>()))
+            .filter(|(_, rules)| !rules.is_empty())
+            .collect();
+        let mut voltage: Vec<(String, f64, f64)> = Vec::new();
+        for rule in with_id(&VOLTAGE_RULES) {
+            let (Some(nominal), Some(plus), Some(minus)) =
+                (rule.nominal, rule.plus_pct, rule.minus_pct)
+            else {
+                continue;
+            };
+            let (low, high) = (
+                nominal * (1.0 - minus / 100.0),
+                nominal * (1.0 + plus / 100.0),
+            );
+            for field in &rule.fields {
+                match voltage.iter_mut().find(|(f, _, _)| f == field) {
+                    // The narrowest band wins.
+                    Some(band) => *band = (field.clone(), band.1.max(low), band.2.min(high)),
+                    None => voltage.push((field.clone(), low, high)),
+                }
+            }
+        }
+        let unbalance = rules
+            .rules
+            .iter()
+            .find(|r| r.kind == RuleKind::Unbalance && r.fields.len() == 3)
+            .map(|r| r.fields.clone())
+            .unwrap_or_default();
+        let room = with_id(&["H1"])
+            .iter()
+            .filter_map(|r| Some((r.field.clone()?, r.below?)))
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        let site = rules.site.cloned();
+        let makeup = rules
+            .rules
+            .iter()
+            .find(|r| r.kind == RuleKind::MakeupRatio)
+            .and_then(|r| Some((r.field.clone()?, site.as_ref()?.circulation_m3h?)));
+        let night = rules
+            .rules
+            .iter()
+            .find(|r| r.kind == RuleKind::NightFlow && r.aggregate.as_deref() != Some("mean"))
+            .and_then(|r| {
+                let params = r.night_flow();
+                Some((r.field.clone()?, params.start_h, params.end_h))
+            });
+        DeviceKpis {
+            interval_s: rules.interval_ns as f64 / 1e9,
+            site,
+            shares,
+            voltage,
+            unbalance,
+            room,
+            makeup,
+            night,
+        }
+    }
+}
