@@ -22,6 +22,7 @@
 
 pub mod backoff;
 pub mod buffer;
+pub mod calendar;
 pub mod commands;
 pub mod config;
 pub mod daemon;

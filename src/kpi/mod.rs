@@ -21,6 +21,7 @@ pub mod store;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::calendar::{date_of, day_of};
 pub use accumulate::{completeness, local_day, percentile, BandShare, Buckets, HourShare};
 
 /// How a month's figure is made from the days'.
@@ -296,68 +297,12 @@ pub struct DayRecord {
     pub notable: Vec<NotableAlarm>,
 }
 
-/// `YYYY-MM-DD` of a local day number (proleptic Gregorian).
-pub fn date_of(day: i64) -> String {
-    let (y, m, d) = civil_from_days(day);
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
-/// The local day number of `YYYY-MM-DD`.
-pub fn day_of(date: &str) -> Option<i64> {
-    let mut parts = date.split('-');
-    let y: i64 = parts.next()?.parse().ok()?;
-    let m: i64 = parts.next()?.parse().ok()?;
-    let d: i64 = parts.next()?.parse().ok()?;
-    if parts.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
-        return None;
-    }
-    let day = days_from_civil(y, m, d);
-    (civil_from_days(day) == (y, m, d)).then_some(day)
-}
-
-/// Year, month and day of a day number (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 #[cfg(test)]
 mod tests;
 
 #[cfg(test)]
-mod dates {
+mod definitions {
     use super::*;
-
-    #[test]
-    fn dates_and_day_numbers_round_trip() {
-        assert_eq!(date_of(0), "1970-01-01");
-        assert_eq!(day_of("2026-11-26"), Some(20_783));
-        assert_eq!(date_of(20_783), "2026-11-26");
-        assert_eq!(
-            day_of("2024-02-29").map(date_of).as_deref(),
-            Some("2024-02-29")
-        );
-        assert_eq!(day_of("2025-02-29"), None);
-        assert_eq!(day_of("2025-13-01"), None);
-        assert_eq!(day_of("26-11"), None);
-    }
 
     #[test]
     fn every_definition_has_a_unique_name_and_its_labels() {

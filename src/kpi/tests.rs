@@ -8,8 +8,8 @@ use std::sync::Arc;
 use super::ledger::{KpiParams, Ledger};
 use super::store::KpiStore;
 use super::{DayRecord, KpiValue};
-use crate::model::{AlarmEvent, Field, Sample, Severity, Value};
-use crate::rules::engine::tests::{engine_with, rule};
+use crate::model::{AlarmEvent, Sample, Severity};
+use crate::rules::engine::tests::{engine_with, rule, sample_at};
 use crate::rules::engine::RuleEngine;
 
 const S: i64 = 1_000_000_000;
@@ -28,19 +28,7 @@ fn params() -> KpiParams {
 }
 
 fn sample(second_of_day: i64, values: &[(&str, f64)]) -> Sample {
-    Sample {
-        measurement: Arc::from("test"),
-        device: Arc::from("dev"),
-        tags: Vec::new().into(),
-        fields: values
-            .iter()
-            .map(|(n, v)| Field {
-                name: Arc::from(*n),
-                value: Value::Float(*v),
-            })
-            .collect(),
-        time_ns: MIDNIGHT + second_of_day * S,
-    }
+    sample_at(MIDNIGHT + second_of_day * S, values)
 }
 
 /// Feeds one sample and one tick at the sample's own time (a live gateway).

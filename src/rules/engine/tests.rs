@@ -89,6 +89,11 @@ pub(crate) fn engine_with(
 }
 
 fn sample(t: i64, values: &[(&str, f64)]) -> Sample {
+    sample_at(T0 + t * S, values)
+}
+
+/// A sample of `dev` (kind `test`) at `time_ns`.
+pub(crate) fn sample_at(time_ns: i64, values: &[(&str, f64)]) -> Sample {
     Sample {
         measurement: Arc::from("test"),
         device: Arc::from("dev"),
@@ -100,7 +105,7 @@ fn sample(t: i64, values: &[(&str, f64)]) -> Sample {
                 value: Value::Float(*v),
             })
             .collect(),
-        time_ns: T0 + t * S,
+        time_ns,
     }
 }
 

@@ -12,24 +12,7 @@ const CST_OFFSET_S: i64 = 8 * 3600;
 
 /// `YYYY-MM-DD HH:MM:SS` in China Standard Time.
 pub fn local_time(time_ns: i64) -> String {
-    let seconds = time_ns.div_euclid(1_000_000_000) + CST_OFFSET_S;
-    let (days, of_day) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (proleptic Gregorian, H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
-        of_day / 3600,
-        of_day % 3600 / 60,
-        of_day % 60
-    )
+    crate::calendar::local_time(time_ns, CST_OFFSET_S)
 }
 
 fn label(severity: Severity) -> &'static str {
