@@ -35,6 +35,7 @@ pub mod kpi;
 pub mod metrics;
 pub mod model;
 pub mod mqtt;
+pub mod replay;
 pub mod rules;
 pub mod runtime;
 pub mod secret;

@@ -5,18 +5,14 @@
 //! meters' readings, and the publishing devices' JSON messages through the demo's MQTT mappings and the gateway's payload
 //! decoder. Any alarm here is a threshold that does not fit a healthy community.
 
-use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
-use std::sync::Arc;
 
 use retrofit_gateway::config::{load, EnvOverlay};
-use retrofit_gateway::model::{AlarmEvent, Field, Sample, Value};
+use retrofit_gateway::demo::DEMO_MQTT_PREFIX;
+use retrofit_gateway::model::AlarmEvent;
+use retrofit_gateway::replay::Replay;
 use retrofit_gateway::rules::engine::RuleEngine;
-use retrofit_gateway::sources::mqtt::{payload, topic};
-use retrofit_sim::clock::SimClock;
 use retrofit_sim::faults::{Fault, FaultKind};
-use retrofit_sim::layout::Layout;
-use retrofit_sim::world::World;
 
 /// 2025-11-26 00:00 in Shuozhou (UTC+8).
 const MIDNIGHT: i64 = 1_764_086_400;
@@ -29,75 +25,39 @@ fn replay(fault: Option<(i64, i64, Fault)>) -> (Vec<AlarmEvent>, usize) {
     let config = load(&demo, EnvOverlay::None).unwrap_or_else(|e| panic!("{e}"));
     assert!(config.rules.len() > 40, "the rule packs are loaded");
     let mut engine = RuleEngine::new(&config, None, MIDNIGHT * 1_000_000_000);
-    let layout = Layout::example_site(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
-    let mut world = World::new(&layout, SimClock::new(MIDNIGHT as f64, 0.0), 7);
+    let mut replay = Replay::new(&config, MIDNIGHT as f64, 7, DEMO_MQTT_PREFIX);
 
     let mut events = Vec::new();
     let mut evaluated = 0usize;
     for t in (MIDNIGHT..MIDNIGHT + 86_400).step_by(STEP_S as usize) {
-        world.advance_to(t as f64);
         if let Some((start, end, fault)) = &fault {
             if t - MIDNIGHT == *start {
-                world.inject(fault.clone());
+                replay.world.inject(fault.clone());
             }
             if t - MIDNIGHT == *end {
-                world.clear(fault);
+                replay.world.clear(fault);
             }
         }
-        let time_ns = t * 1_000_000_000;
-        for device in &config.gateway.device {
-            let profile = config.profile_of(device).expect("profile");
-            let truth = world.truth(&device.id).expect("simulated device");
-            let fields: Vec<Field> = profile
-                .field_names()
-                .filter_map(|name| {
-                    truth.get(name).map(|v| Field {
-                        name: Arc::from(name),
-                        value: Value::Float(*v),
-                    })
-                })
-                .collect();
-            assert_eq!(
-                fields.len(),
-                profile.field_names().count(),
-                "{} has every field its profile reads",
-                device.id
-            );
-            let sample = Sample {
-                measurement: Arc::from(profile.kind.as_str()),
-                device: Arc::from(device.id.as_str()),
-                tags: Vec::new().into(),
-                fields,
-                time_ns,
-            };
+        for sample in replay.step(t).unwrap_or_else(|e| panic!("{e}")) {
+            if let Some(profile) = config
+                .gateway
+                .device
+                .iter()
+                .find(|d| *d.id == *sample.device)
+                .and_then(|d| config.profile_of(d))
+            {
+                assert_eq!(
+                    sample.fields.len(),
+                    profile.field_names().count(),
+                    "{} has every field its profile reads",
+                    sample.device
+                );
+            }
             events.extend(engine.evaluate(&sample));
             evaluated += 1;
         }
-        let source = config
-            .gateway
-            .mqtt_source
-            .as_ref()
-            .expect("demo.toml has MQTT devices");
-        for message in world.messages(retrofit_gateway::demo::DEMO_MQTT_PREFIX) {
-            let mapping = source
-                .mappings
-                .iter()
-                .find(|m| topic::matches(&m.topic, &message.topic))
-                .unwrap_or_else(|| panic!("no mapping for {}", message.topic));
-            let decoded = payload::decode(
-                mapping,
-                &[],
-                &message.topic,
-                message.payload.as_bytes(),
-                time_ns,
-            )
-            .unwrap_or_else(|e| panic!("{e}: {}", message.payload));
-            assert!(decoded.problems.is_empty(), "{:?}", decoded.problems);
-            events.extend(engine.evaluate(&decoded.sample));
-            evaluated += 1;
-        }
         if t % 60 == 0 {
-            events.extend(engine.tick(time_ns));
+            events.extend(engine.tick(t * 1_000_000_000));
         }
     }
     let rules_in_use: usize = config
