@@ -36,6 +36,7 @@ pub mod metrics;
 pub mod model;
 pub mod mqtt;
 pub mod replay;
+pub mod report;
 pub mod rules;
 pub mod runtime;
 pub mod secret;

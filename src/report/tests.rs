@@ -1,0 +1,143 @@
+//! Monthly figures from stored days, by hand: rates from counts, the worst day, trust marks,
+//! and a page that carries everything in itself.
+
+use super::*;
+use crate::kpi::KpiValue;
+
+fn value(kpi: &str, device: &str, value: f64, counts: Option<(f64, f64)>) -> KpiValue {
+    KpiValue {
+        kpi: kpi.into(),
+        device: device.into(),
+        subject: None,
+        severity: None,
+        value,
+        numerator: counts.map(|c| c.0),
+        denominator: counts.map(|c| c.1),
+    }
+}
+
+fn day(date: &str, values: Vec<KpiValue>) -> DayRecord {
+    DayRecord {
+        day: day_of(date).expect("date"),
+        date: date.into(),
+        complete: true,
+        values,
+        notable: vec![NotableAlarm {
+            id: "prv-outlet/W5/1".into(),
+            device: "prv-outlet".into(),
+            rule: "W5".into(),
+            severity: "warn".into(),
+            raised_ns: 1_764_500_000_000_000_000,
+            cleared_ns: Some(1_764_500_600_000_000_000),
+            message: "<script>alert(1)</script> 顶层压力不足".into(),
+        }],
+    }
+}
+
+fn stored_month() -> (tempfile::TempDir, KpiStore) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = KpiStore::new(dir.path());
+    let days = [
+        // Pressure 90 of 100, 99 of 200, 100 of 100 samples compliant; completeness 80 %, 90 %,
+        // 70 % of the expected; unbalance P95 1.2, 2.5, 0.8 %.
+        ("2025-12-01", 90.0, 100.0, 80.0, 1.2),
+        ("2025-12-02", 198.0, 200.0, 90.0, 2.5),
+        ("2025-12-03", 100.0, 100.0, 70.0, 0.8),
+    ];
+    let records: Vec<DayRecord> = days
+        .iter()
+        .map(|(date, inside, total, complete, p95)| {
+            day(
+                date,
+                vec![
+                    value(
+                        "pressure_compliance",
+                        "prv-outlet",
+                        100.0 * inside / total,
+                        Some((*inside, *total)),
+                    ),
+                    value(
+                        "completeness",
+                        "prv-outlet",
+                        *complete,
+                        Some((*complete, 100.0)),
+                    ),
+                    value(
+                        "voltage_unbalance_p95",
+                        "tx1-meter",
+                        *p95,
+                        Some((*p95, 1440.0)),
+                    ),
+                    value("completeness", "tx1-meter", 100.0, Some((100.0, 100.0))),
+                ],
+            )
+        })
+        .collect();
+    store.append(&records).expect("stored");
+    (dir, store)
+}
+
+#[test]
+fn a_month_is_made_from_the_days_counts_with_its_worst_days_and_trust() {
+    let (_dir, store) = stored_month();
+    let report = MonthReport::build(&store, "2025-12", &[], ("幸福小区", "gw")).expect("report");
+    assert_eq!((report.days_with_data, report.days_in_month), (3, 31));
+    let pressure = report.of("pressure_compliance").next().expect("pressure");
+    // (90 + 198 + 100) / (100 + 200 + 100) = 388 / 400 = 97 %, not the mean of 90, 99, 100.
+    assert!((pressure.value - 97.0).abs() < 1e-9, "{}", pressure.value);
+    assert_eq!(pressure.met(), Some(true));
+    assert_eq!(
+        pressure.worst_days(3),
+        vec![("2025-12-01".to_string(), 90.0)]
+    );
+    // Completeness (80 + 90 + 70) / 300 = 80 %: the figure rests on too little data.
+    assert!((pressure.completeness.expect("measured") - 80.0).abs() < 1e-9);
+    assert!(!pressure.trusted());
+    // The month's 95th percentile is the worst day's, against ≤ 2 %.
+    let unbalance = report
+        .of("voltage_unbalance_p95")
+        .next()
+        .expect("unbalance");
+    assert_eq!((unbalance.value, unbalance.met()), (2.5, Some(false)));
+    assert!(unbalance.trusted());
+    assert_eq!(report.notable.len(), 3);
+}
+
+#[test]
+fn the_page_holds_everything_itself_and_escapes_what_devices_say() {
+    let (_dir, store) = stored_month();
+    let report = MonthReport::build(&store, "2025-12", &[], ("幸福小区", "gw")).expect("report");
+    let page = html::render(&report, "2026-01-01 08:00");
+    assert!(page.starts_with("<!doctype html>"));
+    for external in ["http://", "https://", "<script", "<link", "src="] {
+        assert!(!page.contains(external), "the page contains {external:?}");
+    }
+    assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt; 顶层压力不足"));
+    assert!(page.contains("供水压力合格率") && page.contains("Water pressure compliance"));
+    assert!(page.contains("未达标 not met"));
+    assert!(page.contains("⚠ 80.0% 数据不全 incomplete"));
+    assert!(page.contains("<svg"));
+}
+
+#[test]
+fn an_open_day_joins_the_running_month_and_a_bad_month_is_refused() {
+    let (_dir, store) = stored_month();
+    let today = day(
+        "2025-12-04",
+        vec![value(
+            "pressure_compliance",
+            "prv-outlet",
+            50.0,
+            Some((50.0, 100.0)),
+        )],
+    );
+    let report = MonthReport::build(&store, "2025-12", &[today], ("s", "gw")).expect("report");
+    assert!(report.includes_open_day);
+    let pressure = report.of("pressure_compliance").next().expect("pressure");
+    assert!((pressure.value - 100.0 * 438.0 / 500.0).abs() < 1e-9);
+    assert!(matches!(month_days("2025-13"), Err(ReportError::Month(_))));
+    assert!(matches!(month_days("2025-1"), Err(ReportError::Month(_))));
+    assert_eq!(month_days("2024-02").expect("a month").1, 29);
+    let empty = MonthReport::build(&store, "2026-01", &[], ("s", "gw")).expect("report");
+    assert!(html::render(&empty, "now").contains("No figures for this month"));
+}
