@@ -46,6 +46,36 @@ pub fn check_config(path: &Path) -> Result<String, ConfigError> {
     ))
 }
 
+/// `report`: the month's KPI report from the config's data directory (with the running days
+/// as last saved, when the month is the current one), to `output` or standard output.
+pub fn report(config: &Path, month: &str, output: Option<&Path>) -> anyhow::Result<()> {
+    let config = load_config(config)?;
+    let gateway = &config.gateway.gateway;
+    let store = crate::kpi::store::KpiStore::new(&gateway.data_dir);
+    let now = crate::model::unix_nanos(std::time::SystemTime::now());
+    let params = crate::kpi::ledger::KpiParams::of(&config.gateway);
+    let open = match store.read_ledger() {
+        Ok(ledger) => ledger.snapshot(now, &params),
+        Err(problem) => {
+            tracing::warn!(problem = %problem, "The running days are left out");
+            Vec::new()
+        }
+    };
+    let report =
+        crate::report::MonthReport::build(&store, month, &open, (&gateway.site, &gateway.id))?;
+    let generated = crate::calendar::local_time(now, (params.utc_offset_h * 3600.0) as i64);
+    let page = crate::report::html::render(&report, &generated);
+    match output {
+        Some(path) => std::fs::write(path, page)
+            .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display())),
+        None => {
+            use std::io::Write as _;
+            std::io::stdout().write_all(page.as_bytes())?;
+            Ok(())
+        }
+    }
+}
+
 /// Cycles of a plan period listed by `plan` at most.
 const PLAN_CYCLES_LISTED: u64 = 100_000;
 

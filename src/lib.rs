@@ -41,6 +41,7 @@ pub mod rules;
 pub mod runtime;
 pub mod secret;
 pub mod selfmon;
+pub mod simulated_month;
 pub mod sinks;
 pub mod sources;
 pub mod systemd;

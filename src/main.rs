@@ -6,25 +6,41 @@ use std::process::ExitCode;
 use retrofit_gateway::commands;
 use retrofit_gateway::config::parse_duration;
 use retrofit_gateway::demo::{self, DemoOptions};
+use retrofit_gateway::simulated_month::{self, MonthOptions};
 
 const USAGE: &str = "usage:
   retrofit-gateway run -c FILE           poll the configured devices until SIGTERM/SIGINT
   retrofit-gateway check-config -c FILE  validate a config; print every problem
   retrofit-gateway plan -c FILE          print the Modbus requests of each poll cycle
   retrofit-gateway demo [-c FILE] [--duration 2m] [--lines] [--no-faults]
-                                         the simulated community and the gateway in one process";
+                                         the simulated community and the gateway in one process
+  retrofit-gateway report --month YYYY-MM [-o FILE] [-c FILE]
+                                         the month's KPI report as one HTML page (default config
+                                         /etc/retrofit-gateway/gateway.toml, output stdout)
+  retrofit-gateway demo-month [--month YYYY-MM] [-o FILE] [--data-dir DIR] [-c FILE]
+                                         replay the demo community through a month (a leak, a
+                                         voltage sag, a cold week) and write its report";
 
 enum Command {
     Run(PathBuf),
     CheckConfig(PathBuf),
     Plan(PathBuf),
     Demo(DemoOptions),
+    Report {
+        config: PathBuf,
+        month: String,
+        output: Option<PathBuf>,
+    },
+    DemoMonth(MonthOptions),
 }
 
 fn parse(args: Vec<String>) -> Result<Command, String> {
     let mut args = args.into_iter();
     let command = args.next().ok_or_else(String::new)?;
     let mut config: Option<PathBuf> = None;
+    let mut month: Option<String> = None;
+    let mut output: Option<PathBuf> = None;
+    let mut data_dir: Option<PathBuf> = None;
     let mut demo = DemoOptions {
         config: PathBuf::from("config/demo.toml"),
         duration: None,
@@ -43,6 +59,15 @@ fn parse(args: Vec<String>) -> Result<Command, String> {
             }
             "--lines" if command == "demo" => demo.print_lines = true,
             "--no-faults" if command == "demo" => demo.faults = false,
+            "--month" if command == "report" || command == "demo-month" => {
+                month = Some(args.next().ok_or("--month needs YYYY-MM")?);
+            }
+            "-o" | "--output" if command == "report" || command == "demo-month" => {
+                output = Some(args.next().ok_or("-o needs a file")?.into());
+            }
+            "--data-dir" if command == "demo-month" => {
+                data_dir = Some(args.next().ok_or("--data-dir needs a directory")?.into());
+            }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -57,6 +82,21 @@ fn parse(args: Vec<String>) -> Result<Command, String> {
                 demo.config = config;
             }
             Ok(Command::Demo(demo))
+        }
+        "report" => Ok(Command::Report {
+            config: config.unwrap_or_else(|| PathBuf::from("/etc/retrofit-gateway/gateway.toml")),
+            month: month.ok_or("report needs --month YYYY-MM")?,
+            output,
+        }),
+        "demo-month" => {
+            let month = month.unwrap_or_else(|| "2025-12".into());
+            Ok(Command::DemoMonth(MonthOptions {
+                config: config.unwrap_or_else(|| PathBuf::from("config/demo.toml")),
+                output: output.unwrap_or_else(|| PathBuf::from(format!("report-{month}.html"))),
+                data_dir: data_dir
+                    .unwrap_or_else(|| std::env::temp_dir().join("retrofit-gateway-demo-month")),
+                month,
+            }))
         }
         "-h" | "--help" => Err(String::new()),
         other => Err(format!("unknown command {other:?}")),
@@ -120,6 +160,21 @@ fn main() -> ExitCode {
         Command::Demo(options) => {
             exit_with(runtime().and_then(|rt| rt.block_on(demo::run(options))))
         }
+        Command::Report {
+            config,
+            month,
+            output,
+        } => exit_with(commands::report(&config, &month, output.as_deref())),
+        Command::DemoMonth(options) => exit_with(simulated_month::run(&options).map(|summary| {
+            println!(
+                "{}: {} days, {} samples, {} alarms raised; report in {}",
+                options.month,
+                summary.days,
+                summary.samples,
+                summary.alarms_raised,
+                options.output.display()
+            );
+        })),
     }
 }
 

@@ -2,7 +2,8 @@
 //! scripted InfluxDB: `/health` turns 503 with the reason while InfluxDB fails and 200 when it
 //! is back; `/metrics` is valid Prometheus text (checked by the prometheus-parse crate) with the
 //! device and alarm figures; `/api/status` has the documented schema and lists a raised alarm;
-//! the status page and its assets are served from the binary.
+//! the status page, its assets and the monthly report are served from the binary; today's KPIs
+//! can be asked for.
 
 mod common;
 
@@ -261,6 +262,8 @@ async fn metrics_parse_as_prometheus_text_and_the_status_api_has_its_schema() {
         ("/", "text/html", "设备 Devices"),
         ("/app.js", "text/javascript", "/api/status"),
         ("/style.css", "text/css", "--crit"),
+        ("/report", "text/html", "Monthly community report"),
+        ("/api/kpi", "application/json", "["),
     ] {
         let response = http()
             .get(format!("{}{path}", running.base))
@@ -277,5 +280,14 @@ async fn metrics_parse_as_prometheus_text_and_the_status_api_has_its_schema() {
             "{path}"
         );
     }
+    // A month that is none is refused; today's KPIs are written on request.
+    let (code, body) = running.get("/report/2025-13").await;
+    assert_eq!(code, 400, "{body}");
+    let response = http()
+        .post(format!("{}/api/kpi/publish", running.base))
+        .send()
+        .await
+        .expect("served");
+    assert_eq!(response.status().as_u16(), 202);
     running.stop().await;
 }

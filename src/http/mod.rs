@@ -1,9 +1,11 @@
 //! The local HTTP endpoint (default `127.0.0.1:9850`): `/health` (200, or 503 with the
 //! reasons), `/metrics` (Prometheus text format), `/api/status` (JSON) and the status page, a
-//! static page embedded in the binary that works offline on a phone in the pump room.
+//! static page embedded in the binary that works offline on a phone in the pump room; the
+//! KPIs: `/api/kpi` (today's figures so far, JSON), `/report` and `/report/{YYYY-MM}` (the
+//! monthly report), and `POST /api/kpi/publish` (write today's figures so far as `kpi` lines).
 //!
-//! Everything shown is read from the running stages' shared state ([`Observed`]); the endpoint
-//! never blocks a stage. It is read-only.
+//! Everything shown is read from the running stages' shared state ([`Observed`]) and the KPI
+//! files; the endpoint never blocks a stage. Nothing it does reaches a field device.
 
 pub mod report;
 
@@ -11,10 +13,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+use axum::extract::Path;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::{json, Value as Json};
@@ -23,6 +26,7 @@ use tokio::sync::watch;
 
 use crate::config::LoadedConfig;
 use crate::health::Health;
+use crate::kpi::store::KpiStore;
 use crate::model::unix_nanos;
 use crate::rules::stage::StageView;
 use crate::sinks::influx::forwarder::SharedLog;
@@ -51,6 +55,8 @@ pub struct Observed {
     /// The telemetry log and its `max_size` in bytes.
     pub log: Option<(SharedLog, u64)>,
     pub metrics: Option<PrometheusHandle>,
+    /// The stored KPI days, and local time's offset (hours).
+    pub kpi: (KpiStore, f64),
 }
 
 impl Observed {
@@ -85,6 +91,10 @@ impl Observed {
             mqtt: None,
             log: None,
             metrics: None,
+            kpi: (
+                KpiStore::new(&gateway.gateway.data_dir),
+                gateway.kpi.utc_offset_h,
+            ),
         }
     }
 
@@ -120,6 +130,10 @@ pub async fn serve(
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/api/status", get(status))
+        .route("/api/kpi", get(kpi_today))
+        .route("/api/kpi/publish", post(kpi_publish))
+        .route("/report", get(this_month))
+        .route("/report/{month}", get(month_report))
         .with_state(observed);
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
@@ -232,6 +246,48 @@ async fn metrics(State(observed): State<Arc<Observed>>) -> Response {
         handle.render(),
     )
         .into_response()
+}
+
+async fn kpi_today(State(observed): State<Arc<Observed>>) -> Response {
+    json_response(StatusCode::OK, &json!(observed.view.kpi_today()))
+}
+
+async fn kpi_publish(State(observed): State<Arc<Observed>>) -> Response {
+    observed.view.publish_kpi();
+    json_response(StatusCode::ACCEPTED, &json!({ "requested": true }))
+}
+
+async fn this_month(State(observed): State<Arc<Observed>>) -> Response {
+    let now = unix_nanos(SystemTime::now());
+    let local_s = now / 1_000_000_000 + (observed.kpi.1 * 3600.0) as i64;
+    let date = crate::calendar::date_of(local_s.div_euclid(86_400));
+    month_report(State(observed), Path(date[..7].to_string())).await
+}
+
+/// The month's report from the stored days and today's figures as last saved.
+async fn month_report(
+    State(observed): State<Arc<Observed>>,
+    Path(month): Path<String>,
+) -> Response {
+    let built = tokio::task::spawn_blocking(move || {
+        let today = observed.view.kpi_today();
+        let names = (observed.site.as_str(), observed.gateway.as_str());
+        let report = crate::report::MonthReport::build(&observed.kpi.0, &month, &today, names)?;
+        let now = unix_nanos(SystemTime::now());
+        let generated = crate::calendar::local_time(now, (observed.kpi.1 * 3600.0) as i64);
+        Ok::<_, crate::report::ReportError>(crate::report::html::render(&report, &generated))
+    })
+    .await;
+    match built {
+        Ok(Ok(page)) => {
+            ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response()
+        }
+        Ok(Err(e @ crate::report::ReportError::Month(_))) => {
+            (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response()
+        }
+        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
 }
 
 /// The status page: static files compiled into the binary, no CDN.

@@ -25,8 +25,8 @@ use super::{date_of, DayRecord, KpiValue, NotableAlarm};
 
 /// Seconds after local midnight at which a day is closed.
 pub const CLOSE_AFTER_S: i64 = 300;
-/// Longest gap between two ticks still counted as uptime (the stage ticks every second).
-const MAX_UPTIME_STEP_S: f64 = 5.0;
+/// Longest gap between two ticks still counted as uptime when the stage ticks every second.
+pub const LIVE_UPTIME_STEP_S: f64 = 5.0;
 /// Raised warn and crit alarms kept per day for the report.
 const MAX_NOTABLE: usize = 200;
 /// Nights in the MNF baseline (DOMAIN.md §4.2).
@@ -50,6 +50,8 @@ pub struct KpiParams {
     pub night_use_l_per_household_h: f64,
     /// Hours of night-rate leakage per day (24 at constant pressure; DOMAIN.md §4.2's site: 21).
     pub night_day_factor_h: f64,
+    /// Longest gap between two ticks counted as uptime: a longer one was the gateway down.
+    pub uptime_step_s: f64,
 }
 
 /// The open days and what carries from one day to the next.
@@ -77,6 +79,8 @@ struct Day {
     devices: BTreeMap<String, DeviceDay>,
     alarms: Vec<AlarmCount>,
     notable: Vec<NotableAlarm>,
+    /// Clears of notable alarms whose raise is in a closed day.
+    cleared: Vec<(String, i64)>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -145,6 +149,7 @@ impl KpiParams {
             households: config.kpi.households,
             night_use_l_per_household_h: config.kpi.night_use_l_per_household_h,
             night_day_factor_h: config.kpi.night_day_factor_h,
+            uptime_step_s: LIVE_UPTIME_STEP_S,
         }
     }
 }
@@ -208,15 +213,21 @@ impl Ledger {
             .rsplit('/')
             .next()
             .and_then(|t| t.parse::<i64>().ok());
+        let mut closed_raise = false;
         if !event.firing {
-            // The notable entry may sit in an earlier open day.
+            // The notable entry may sit in an earlier day, open or already closed.
+            closed_raise = event.severity >= Severity::Warn;
             for open in self.days.values_mut() {
                 if let Some(n) = open.notable.iter_mut().find(|n| n.id == event.id) {
                     n.cleared_ns = Some(event.time_ns);
+                    closed_raise = false;
                 }
             }
         }
         let open = self.open(day, event.time_ns, params.utc_offset_h);
+        if closed_raise && open.cleared.len() < MAX_NOTABLE {
+            open.cleared.push((event.id.clone(), event.time_ns));
+        }
         let severity = event.severity.name().to_string();
         let index = match open
             .alarms
@@ -259,7 +270,7 @@ impl Ledger {
     pub fn tick(&mut self, now_ns: i64, params: &KpiParams) -> Vec<DayRecord> {
         let offset = params.utc_offset_h;
         if let Some(last) = self.last_tick_ns {
-            let step = ((now_ns - last) as f64 / 1e9).clamp(0.0, MAX_UPTIME_STEP_S);
+            let step = ((now_ns - last) as f64 / 1e9).clamp(0.0, params.uptime_step_s);
             self.open(local_day(now_ns, offset), now_ns, offset).up_s += step;
         }
         self.last_tick_ns = Some(now_ns);
@@ -501,6 +512,7 @@ impl Ledger {
             complete,
             values,
             notable: open.notable,
+            cleared: open.cleared,
         }
     }
 }

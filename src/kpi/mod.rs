@@ -295,6 +295,10 @@ pub struct DayRecord {
     pub values: Vec<KpiValue>,
     #[serde(default)]
     pub notable: Vec<NotableAlarm>,
+    /// Clears on this day of notable alarms raised on an earlier, already closed day:
+    /// (alarm id, cleared ns).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cleared: Vec<(String, i64)>,
 }
 
 #[cfg(test)]

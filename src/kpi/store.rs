@@ -35,26 +35,25 @@ impl KpiStore {
         self.dir.join("ledger.json")
     }
 
+    /// The saved ledger (empty when none was saved yet), without touching the file.
+    pub fn read_ledger(&self) -> Result<Ledger, String> {
+        let path = self.ledger_path();
+        match fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Ledger::default()),
+            Err(e) => Err(format!("{}: {e}", path.display())),
+        }
+    }
+
     /// The saved ledger, or an empty one (none saved yet, or damaged and set aside).
     pub fn load_ledger(&self) -> Ledger {
-        let path = self.ledger_path();
-        let text = match fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ledger::default(),
-            Err(e) => {
-                tracing::error!(path = %path.display(), error = %e, "Cannot read the KPI ledger; counting starts again");
-                return Ledger::default();
-            }
-        };
-        match serde_json::from_str(&text) {
-            Ok(ledger) => ledger,
-            Err(e) => {
-                let aside = path.with_extension("json.bad");
-                let _ = fs::rename(&path, &aside);
-                tracing::error!(path = %path.display(), error = %e, kept_as = %aside.display(), "The KPI ledger is damaged; counting starts again");
-                Ledger::default()
-            }
-        }
+        self.read_ledger().unwrap_or_else(|problem| {
+            let path = self.ledger_path();
+            let aside = path.with_extension("json.bad");
+            let _ = fs::rename(&path, &aside);
+            tracing::error!(problem = %problem, kept_as = %aside.display(), "The KPI ledger is damaged or unreadable; counting starts again");
+            Ledger::default()
+        })
     }
 
     /// Replaces the saved ledger.

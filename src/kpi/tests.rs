@@ -24,6 +24,7 @@ fn params() -> KpiParams {
         households: Some(420),
         night_use_l_per_household_h: 1.7,
         night_day_factor_h: 21.0,
+        uptime_step_s: super::ledger::LIVE_UPTIME_STEP_S,
     }
 }
 
@@ -254,8 +255,23 @@ fn alarms_are_counted_per_rule_with_their_time_to_clear() {
     }
     ledger.alarm(&event("G5", Severity::Crit, 20 * HOUR, 20 * HOUR, true), &p);
     ledger.alarm(&event("X1", Severity::Info, 21 * HOUR, 21 * HOUR, true), &p);
+    // A third raise at 23:00 is cleared the next day, after this day closed.
+    ledger.alarm(
+        &event("W13", Severity::Crit, 23 * HOUR, 23 * HOUR, true),
+        &p,
+    );
     let day = close(&mut ledger);
-    assert_eq!(value(&day, "alarm_raises", Some("W13")).value, 2.0);
+    ledger.alarm(
+        &event("W13", Severity::Crit, 23 * HOUR, 25 * HOUR, false),
+        &p,
+    );
+    let next = ledger.tick(MIDNIGHT + (2 * 86_400 + 300) * S, &p);
+    let late_clear = format!("dev/W13/{}", MIDNIGHT + 23 * HOUR * S);
+    assert_eq!(
+        next[0].cleared,
+        vec![(late_clear, MIDNIGHT + 25 * HOUR * S)]
+    );
+    assert_eq!(value(&day, "alarm_raises", Some("W13")).value, 3.0);
     // (1 800 + 3 600) / 2 = 2 700 s.
     close_to(value(&day, "alarm_clear_time", Some("W13")).value, 2_700.0);
     assert_eq!(value(&day, "gas_alarms", None).value, 1.0);
@@ -267,7 +283,12 @@ fn alarms_are_counted_per_rule_with_their_time_to_clear() {
         .collect();
     assert_eq!(
         notable,
-        vec![("W13", Some(1800)), ("W13", Some(3600)), ("G5", None)]
+        vec![
+            ("W13", Some(1800)),
+            ("W13", Some(3600)),
+            ("G5", None),
+            ("W13", None)
+        ]
     );
 }
 
@@ -289,6 +310,7 @@ fn closed_days_are_stored_by_month_and_damage_is_skipped_and_counted() {
             denominator: Some(100.0),
         }],
         notable: Vec::new(),
+        cleared: Vec::new(),
     };
     let nov_30 = super::day_of("2025-11-30").expect("date");
     store
@@ -331,6 +353,7 @@ fn a_day_becomes_kpi_lines_at_its_local_midnight() {
             denominator: Some(1_440.0),
         }],
         notable: Vec::new(),
+        cleared: Vec::new(),
     };
     let mut line = String::new();
     for sample in super::lines::samples(&record, "幸福小区", "gw", 8.0) {

@@ -217,6 +217,31 @@ fn day_of_month(date: &str) -> Option<usize> {
     date.get(8..10)?.parse().ok()
 }
 
+/// A KPI's figures with one row per device: where a device has several (phases), the one
+/// that met the target least, with how many there were.
+fn worst_subject_per_device<'a>(
+    report: &'a MonthReport,
+    definition: &Definition,
+) -> Vec<(&'a Figure, usize)> {
+    let mut rows: Vec<(&Figure, usize)> = Vec::new();
+    for figure in report.of(definition.name) {
+        match rows.iter_mut().find(|(f, _)| f.device == figure.device) {
+            Some((kept, count)) => {
+                *count += 1;
+                let worse = match definition.target {
+                    Some(crate::kpi::Target::AtMost(_)) => figure.value > kept.value,
+                    _ => figure.value < kept.value,
+                };
+                if worse {
+                    *kept = figure;
+                }
+            }
+            None => rows.push((figure, 1)),
+        }
+    }
+    rows
+}
+
 /// Per day, the worst value of a KPI's figures (the lowest against an at-least target).
 fn worst_per_day(figures: &[&Figure], at_least: bool) -> Vec<(usize, f64)> {
     let mut days: BTreeMap<usize, f64> = BTreeMap::new();
@@ -285,7 +310,7 @@ pub fn render(report: &MonthReport, generated: &str) -> String {
         .iter()
         .filter(|d| !OWN_SECTIONS.contains(&d.name))
     {
-        for figure in report.of(definition.name) {
+        for (figure, phases) in worst_subject_per_device(report, definition) {
             let worst: Vec<String> = figure
                 .worst_days(3)
                 .iter()
@@ -301,7 +326,11 @@ pub fn render(report: &MonthReport, generated: &str) -> String {
                 out,
                 "<tr><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td></tr>",
                 label(definition),
-                scope(figure),
+                if phases > 1 {
+                    format!("{}<br><small>最差相 worst of {phases}</small>", scope(figure))
+                } else {
+                    scope(figure)
+                },
                 number(figure.value, definition.unit),
                 target(definition),
                 verdict(figure),
@@ -322,11 +351,13 @@ pub fn render(report: &MonthReport, generated: &str) -> String {
         .filter(|d| !OWN_SECTIONS.contains(&d.name))
     {
         let figures: Vec<&Figure> = report.of(definition.name).collect();
-        if figures.is_empty() || matches!(definition.name, "mnf_baseline" | "leakage_estimate") {
+        let counted = definition.aggregate == crate::kpi::Aggregate::Sum;
+        if figures.is_empty() || counted || definition.name == "mnf_baseline" {
             continue;
         }
         let at_least = !matches!(definition.target, Some(crate::kpi::Target::AtMost(_)));
-        let title = format!("{} {} ({})", definition.zh, definition.en, definition.unit);
+        let title =
+            format!("{} {} ({})", definition.zh, definition.en, definition.unit).replace(" ()", "");
         let mut series = vec![("worst", palette[0], worst_per_day(&figures, at_least))];
         if definition.name == "mnf" {
             let baseline: Vec<&Figure> = report.of("mnf_baseline").collect();

@@ -134,7 +134,7 @@ impl MonthReport {
             days_in_month: length,
             includes_open_day,
             figures: aggregate(days.values()),
-            notable: days.values().flat_map(|d| d.notable.clone()).collect(),
+            notable: notable(days.values()),
             unreadable_lines: stored.unreadable_lines,
         })
     }
@@ -146,6 +146,22 @@ impl MonthReport {
             .iter()
             .filter(move |f| f.definition.name == kpi)
     }
+}
+
+/// The month's notable alarms, with the clears that came on later days.
+fn notable<'a>(days: impl Iterator<Item = &'a DayRecord> + Clone) -> Vec<NotableAlarm> {
+    let clears: BTreeMap<&str, i64> = days
+        .clone()
+        .flat_map(|d| d.cleared.iter().map(|(id, at)| (id.as_str(), *at)))
+        .collect();
+    days.flat_map(|d| d.notable.iter().cloned())
+        .map(|mut n| {
+            if n.cleared_ns.is_none() {
+                n.cleared_ns = clears.get(n.id.as_str()).copied();
+            }
+            n
+        })
+        .collect()
 }
 
 type Key = (String, String, Option<String>, Option<String>);

@@ -31,6 +31,7 @@ fn day(date: &str, values: Vec<KpiValue>) -> DayRecord {
             cleared_ns: Some(1_764_500_600_000_000_000),
             message: "<script>alert(1)</script> 顶层压力不足".into(),
         }],
+        cleared: Vec::new(),
     }
 }
 
@@ -101,6 +102,7 @@ fn a_month_is_made_from_the_days_counts_with_its_worst_days_and_trust() {
     assert_eq!((unbalance.value, unbalance.met()), (2.5, Some(false)));
     assert!(unbalance.trusted());
     assert_eq!(report.notable.len(), 3);
+    assert!(report.notable.iter().all(|n| n.cleared_ns.is_some()));
 }
 
 #[test]
