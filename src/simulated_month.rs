@@ -19,7 +19,7 @@ use crate::commands::load_config;
 use crate::demo::DEMO_MQTT_PREFIX;
 use crate::kpi::ledger::{day_start_ns, KpiParams, Ledger};
 use crate::kpi::store::KpiStore;
-use crate::kpi::DayRecord;
+use crate::kpi::{DayRecord, NotableAlarm};
 use crate::replay::Replay;
 use crate::report::{html, month_days, MonthReport};
 use crate::rules::engine::RuleEngine;
@@ -157,7 +157,13 @@ pub fn run(options: &MonthOptions) -> anyhow::Result<MonthSummary> {
                 summary.alarms_raised += 1;
             }
         }
-        let closed = ledger.tick(now_ns, &params);
+        let mut closed = ledger.tick(now_ns, &params);
+        if !closed.is_empty() {
+            let still_raised = NotableAlarm::still_raised(&engine.active());
+            for record in &mut closed {
+                record.active_at_end = still_raised.clone();
+            }
+        }
         stored.extend(
             closed
                 .into_iter()

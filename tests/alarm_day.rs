@@ -91,8 +91,8 @@ fn a_fault_free_day_of_the_whole_community_raises_no_alarm() {
         described.len(),
         described.join("\n")
     );
-    // 13 polled Modbus devices, 17 meters and 6 publishing devices every 10 s.
-    assert_eq!(evaluated, 8640 * (13 + 17 + 6));
+    // 13 polled Modbus devices, 21 meters and 6 publishing devices every 10 s.
+    assert_eq!(evaluated, 8640 * (13 + 21 + 6));
 }
 
 #[test]

@@ -105,8 +105,9 @@ fn environment_overlay_overrides_the_file() {
 fn the_shipped_demo_config_is_valid() {
     let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/demo.toml");
     let config = load(&demo, EnvOverlay::None).unwrap_or_else(|e| panic!("{e}"));
-    // 13 Modbus devices, 6 household meters, 10 building heat meters and the primary one.
-    assert_eq!(config.gateway.device.len(), 30);
+    // 13 Modbus devices, 6 household meters, 10 building heat meters and the primary one, 4
+    // building water meters.
+    assert_eq!(config.gateway.device.len(), 34);
 }
 
 #[test]

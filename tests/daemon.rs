@@ -246,8 +246,8 @@ fn demo_runs_with_no_external_services() {
         .nth(1)
         .unwrap_or_else(|| panic!("no summary in {stdout}"));
     let online = summary.lines().filter(|l| l.contains(" online ")).count();
-    // 13 Modbus devices and 17 meters.
-    assert_eq!(online, 30, "{summary}");
+    // 13 Modbus devices and 21 meters.
+    assert_eq!(online, 34, "{summary}");
 }
 
 /// Timestamps (ns) of `device`'s lines in the line-protocol file, in file order.
@@ -387,7 +387,7 @@ async fn systemd_hears_ready_then_watchdog_pings_then_stopping() {
         heard.push(String::from_utf8_lossy(&buffer[..n]).into_owned());
     }
     assert!(
-        heard[0].starts_with("READY=1\nSTATUS=polling 30 devices on 6 buses"),
+        heard[0].starts_with("READY=1\nSTATUS=polling 34 devices on 7 buses"),
         "{heard:?}"
     );
     terminate(&mut child, &log);

@@ -185,7 +185,7 @@ async fn metrics_parse_as_prometheus_text_and_the_status_api_has_its_schema() {
     assert_eq!(status["healthy"], true, "{status}");
     assert_eq!(status["problems"], serde_json::json!([]));
     let buses = status["buses"].as_array().expect("buses");
-    assert_eq!(buses.len(), 6);
+    assert_eq!(buses.len(), 7);
     for bus in buses {
         assert!(bus["id"].is_string() && bus["transport"].is_string());
         assert!(bus["devices"].is_array() && bus["online"].is_u64());

@@ -62,9 +62,12 @@ fn the_demo_plan_issues_fewer_requests_than_there_are_points() {
             "{report}"
         );
     }
-    // Six DL/T 645 meters read 7 identifiers one by one; the 11 heat meters send 8 readings in
-    // one reply each.
-    assert_eq!((readings, exchanges), (6 * 7 + 11 * 8, 6 * 7 + 11));
+    // Six DL/T 645 meters read 7 identifiers one by one; the 11 heat meters send 8 readings and
+    // the 4 water meters 2 in one reply each.
+    assert_eq!(
+        (readings, exchanges),
+        (6 * 7 + 11 * 8 + 4 * 2, 6 * 7 + 11 + 4)
+    );
     let total = format!(
         "total: {} points read with {} requests",
         points + readings,

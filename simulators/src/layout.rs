@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use crate::devices::published::Shape;
 use crate::devices::{Feed, Kind, PressurePoint, Transformer};
-use crate::meters::{building_meters, primary_meter, stairwell, SimMeter};
+use crate::meters::{building_meters, building_water_meters, primary_meter, stairwell, SimMeter};
 
 /// How a simulated bus is served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,13 +62,14 @@ const LV_INCOMER: Feed = Feed {
 };
 
 /// Ports of the example site's buses, relative to the port base.
-pub const EXAMPLE_SITE_BUSES: [(&str, SimTransport); 6] = [
+pub const EXAMPLE_SITE_BUSES: [(&str, SimTransport); 7] = [
     ("pump-room", SimTransport::RtuOverTcp),
     ("prv-chamber", SimTransport::Tcp),
     ("substation", SimTransport::RtuOverTcp),
     ("heating", SimTransport::Tcp),
     ("stairwell", SimTransport::MeterLine),
     ("heat-meters", SimTransport::MeterLine),
+    ("water-meters", SimTransport::MeterLine),
 ];
 
 impl Layout {
@@ -179,9 +180,11 @@ impl Layout {
             .into_iter()
             .chain([primary_meter()])
             .map(SimMeter::from);
+        let water = building_water_meters().into_iter().map(SimMeter::from);
         let meters = stairwell
             .map(|m| ("stairwell".to_string(), m))
             .chain(heat.map(|m| ("heat-meters".to_string(), m)))
+            .chain(water.map(|m| ("water-meters".to_string(), m)))
             .collect();
         Layout {
             buses,

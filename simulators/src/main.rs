@@ -20,6 +20,7 @@ Serves the example community of DOMAIN.md on ADDR (default 127.0.0.1):
   stairwell    meter line    port-base + 5   DL/T 645 household meters 000000110101-000000110601
   heat-meters  meter line    port-base + 6   CJ/T 188 heat meters 00000000200101-00000000201001,
                                              M-Bus primary heat meter at primary address 1
+  water-meters meter line    port-base + 7   CJ/T 188 water meters 00000000100101-00000000100401
 Default port base 15020 matches config/demo.toml. --speed 60 runs an hour a minute.
 A scenario file has lines 'START_S DURATION_S FAULT [DEVICE]'.
 --mqtt publishes the gas regulator RTUs, valve-well sensors and room thermometers to a broker,

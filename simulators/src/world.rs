@@ -209,6 +209,12 @@ impl World {
             .any(|f| f.kind == kind && f.device.as_deref() == Some(device))
     }
 
+    /// A device's physical value `name`, register or not.
+    pub fn value(&self, device: &str, name: &str) -> Option<f64> {
+        let device = self.devices.iter().find(|d| d.id == device)?;
+        device.values.get(name).copied()
+    }
+
     /// The simulated time the world stands at, Unix seconds.
     pub fn now_unix_s(&self) -> f64 {
         self.last_unix_s

@@ -11,7 +11,8 @@ use crate::rules::engine::RuleEngine;
 use super::ledger::{KpiParams, Ledger};
 use super::lines::samples;
 use super::store::KpiStore;
-use super::DayRecord;
+use super::{DayRecord, NotableAlarm};
+use crate::rules::engine::ActiveAlarm;
 
 /// How often the ledger is saved (what a power cut can cost of the day's counting), seconds.
 pub const SAVE_EVERY_S: i64 = 300;
@@ -51,11 +52,16 @@ impl KpiBook {
         self.ledger.alarm(event, &self.params);
     }
 
-    /// Closes the days that are over (stored); their `kpi` lines.
-    pub fn tick(&mut self, now_ns: i64) -> Vec<Sample> {
-        let closed = self.ledger.tick(now_ns, &self.params);
+    /// Closes the days that are over (stored, with the alarms `active` gives as still raised);
+    /// their `kpi` lines.
+    pub fn tick(&mut self, now_ns: i64, active: impl FnOnce() -> Vec<ActiveAlarm>) -> Vec<Sample> {
+        let mut closed = self.ledger.tick(now_ns, &self.params);
         if closed.is_empty() {
             return Vec::new();
+        }
+        let still_raised = NotableAlarm::still_raised(&active());
+        for record in &mut closed {
+            record.active_at_end = still_raised.clone();
         }
         self.closed_since_save = true;
         if let Some(store) = &self.store {

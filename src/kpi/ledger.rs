@@ -109,6 +109,8 @@ struct DeviceDay {
     makeup: (f64, u64),
     /// (sum, count) per 15 minutes of the night window.
     night: Vec<(f64, u32)>,
+    /// The totaliser's first and last reading of the day: ((ns, m³), (ns, m³)).
+    volume: Option<((i64, f64), (i64, f64))>,
 }
 
 /// Sums of the three phase voltages in one minute.
@@ -462,6 +464,17 @@ impl Ledger {
                 }
             }
         }
+        for (id, device) in &open.devices {
+            if let Some(loss) = self.water_loss(id, device, &open.devices) {
+                push(
+                    "water_loss_rate",
+                    id,
+                    None,
+                    100.0 * loss.0 / loss.1,
+                    Some(loss),
+                );
+            }
+        }
         let mut gas = 0.0;
         for count in &open.alarms {
             if count.rule.starts_with("G5") {
@@ -513,7 +526,39 @@ impl Ledger {
             values,
             notable: open.notable,
             cleared: open.cleared,
+            active_at_end: Vec::new(),
         }
+    }
+}
+
+/// Least share of the inflow meter's span a sub-meter must cover for the day's balance.
+const BALANCE_COVERAGE: f64 = 0.9;
+
+impl Ledger {
+    /// (loss m³, inflow m³) of an inflow meter's day, its sub-meters' volumes scaled to its
+    /// span; `None` when it is no inflow meter or a meter has too little of the day.
+    fn water_loss(
+        &self,
+        id: &str,
+        inflow: &DeviceDay,
+        devices: &BTreeMap<String, DeviceDay>,
+    ) -> Option<(f64, f64)> {
+        let subs = &self.plans.get(id)?.sub_meters;
+        let ((t0, v0), (t1, v1)) = inflow.volume?;
+        let span = (t1 - t0) as f64;
+        if subs.is_empty() || span <= 0.0 || v1 <= v0 {
+            return None;
+        }
+        let mut metered = 0.0;
+        for sub in subs {
+            let ((s0, w0), (s1, w1)) = devices.get(sub)?.volume?;
+            let covered = (s1 - s0) as f64;
+            if covered < BALANCE_COVERAGE * span || w1 < w0 {
+                return None;
+            }
+            metered += (w1 - w0) * span / covered;
+        }
+        Some((v1 - v0 - metered, v1 - v0))
     }
 }
 
@@ -607,6 +652,19 @@ impl DeviceDay {
             if let Some(v) = number(sample, field) {
                 self.makeup.0 += v / circulation * 100.0;
                 self.makeup.1 += 1;
+            }
+        }
+        if !plan.totaliser.is_empty() {
+            let readings: Option<Vec<f64>> =
+                plan.totaliser.iter().map(|f| number(sample, f)).collect();
+            if let Some(total) = readings.map(|r| r.iter().sum::<f64>()) {
+                let (first, last) = self.volume.get_or_insert(((t, total), (t, total)));
+                if t < first.0 {
+                    *first = (t, total);
+                }
+                if t >= last.0 {
+                    *last = (t, total);
+                }
             }
         }
         if let Some((field, start_h, end_h)) = &plan.night {

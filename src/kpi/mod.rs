@@ -194,6 +194,16 @@ pub const DEFINITIONS: &[Definition] = &[
         source: "DOMAIN.md §4.2",
     },
     Definition {
+        name: "water_loss_rate",
+        zh: "供水漏损率",
+        en: "Water loss rate",
+        unit: "%",
+        target: Some(Target::AtMost(12.0)),
+        aggregate: Aggregate::Ratio,
+        definition: "(inflow − Σ customer meters) / inflow over the day, each meter's volume scaled to the inflow meter's span (W17's meters); no figure when a meter covered less than 90 % of it.",
+        source: "CJJ 92-2016 §5.1.2, R_WL; 二级 12 %",
+    },
+    Definition {
         name: "completeness",
         zh: "数据完整率",
         en: "Data completeness",
@@ -299,6 +309,29 @@ pub struct DayRecord {
     /// (alarm id, cleared ns).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cleared: Vec<(String, i64)>,
+    /// Warn and crit alarms still raised when the day closed (an alarm raised before the month
+    /// and firing all through it shows here).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub active_at_end: Vec<NotableAlarm>,
+}
+
+impl NotableAlarm {
+    /// The warn and crit alarms of `active` (the engine's raised alarms).
+    pub fn still_raised(active: &[crate::rules::engine::ActiveAlarm]) -> Vec<NotableAlarm> {
+        active
+            .iter()
+            .filter(|a| a.severity >= crate::model::Severity::Warn)
+            .map(|a| NotableAlarm {
+                id: format!("{}/{}/{}", a.device, a.rule, a.raised_ns),
+                device: a.device.clone(),
+                rule: a.rule.clone(),
+                severity: a.severity.name().to_string(),
+                raised_ns: a.raised_ns,
+                cleared_ns: None,
+                message: String::new(),
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 //! | `room_hours_at_18` | H1's floor (the highest `below` of its variants) |
 //! | `makeup_ratio` | H6's field against the site's circulation flow |
 //! | `mnf` … | W16's field and night window |
+//! | `water_loss_rate` | W17's inflow and sub-meter totalisers |
 
 use crate::config::SiteGeometry;
 use crate::rules::engine::DeviceRules;
@@ -43,6 +44,11 @@ pub struct DeviceKpis {
     pub makeup: Option<(String, f64)>,
     /// (inflow field, night start hour, night end hour).
     pub night: Option<(String, f64, f64)>,
+    /// The totaliser fields (summed) whose daily volume a water balance needs: an inflow
+    /// meter's, or a sub-meter's.
+    pub totaliser: Vec<String>,
+    /// An inflow meter's sub-meters (its water balance).
+    pub sub_meters: Vec<String>,
 }
 
 impl DeviceKpis {
@@ -103,8 +109,20 @@ impl DeviceKpis {
                 let params = r.night_flow();
                 Some((r.field.clone()?, params.start_h, params.end_h))
             });
+        let balance = rules.rules.iter().find(|r| r.kind == RuleKind::Balance);
+        let totaliser = match (balance, rules.feeds.first()) {
+            (Some(inflow), _) => inflow.fields.clone(),
+            (None, Some((_, fed))) => fed.sub_fields.clone(),
+            (None, None) => Vec::new(),
+        };
+        let sub_meters = match balance {
+            Some(_) => rules.sub_meters.iter().map(|d| d.to_string()).collect(),
+            None => Vec::new(),
+        };
         DeviceKpis {
             interval_s: rules.interval_ns as f64 / 1e9,
+            totaliser,
+            sub_meters,
             site,
             shares,
             voltage,

@@ -224,6 +224,49 @@ fn room_hours_make_up_ratio_night_flow_baseline_and_leakage() {
 }
 
 #[test]
+fn water_loss_is_the_inflow_not_found_on_the_sub_meters_over_the_day() {
+    // `dev` is the inflow (totaliser `total_m3`); m1 and m2 are its sub-meters (their
+    // totaliser is the test profile's `level` field, standing in for a water meter's).
+    let rules = rule("id = \"W17\"\nkind = \"balance\"\nseverity = \"warn\"\ndevices = [\"dev\"]\nfields = [\"total_m3\"]\nsub_measurement = \"test\"\nsub_fields = [\"level\"]\nsub_devices = [\"m1\", \"m2\"]\nabove = 12.0\nwindow = \"1d\"");
+    let meters = "[[device]]\nid = \"m1\"\nbus = \"b\"\nunit = 2\nprofile = \"test\"\ninterval = \"1h\"\n\
+                  [[device]]\nid = \"m2\"\nbus = \"b\"\nunit = 3\nprofile = \"test\"\ninterval = \"1h\"\n";
+    let (_dir, engine) = engine_with(&rules, "", "", None, meters);
+    let mut ledger = Ledger::default();
+    let reading = |device: &str, hour: i64, value: f64| {
+        let mut sample = sample(hour * HOUR, &[("total_m3", value), ("level", value)]);
+        sample.device = Arc::from(device);
+        sample
+    };
+    // Hourly readings 00:00–23:00: the inflow 1 000 → 1 100 m³, m1 500 → 540; m2 200 → 245 but
+    // silent after 22:00 (22 of the inflow's 23 hours, above 90 %).
+    for hour in 0..24 {
+        let h = hour as f64;
+        let mut samples = vec![reading("dev", hour, 1_000.0 + 100.0 * h / 23.0)];
+        samples.push(reading("m1", hour, 500.0 + 40.0 * h / 23.0));
+        if hour <= 22 {
+            samples.push(reading("m2", hour, 200.0 + 45.0 * h / 22.0));
+        }
+        for s in &samples {
+            ledger.observe(s, s.time_ns, engine.device_rules(&s.device), &params());
+        }
+    }
+    let day = close(&mut ledger);
+    // By hand: m2's 45 m³ over 22 h scaled to the inflow's 23 h; loss = 100 − 40 − 45 × 23/22.
+    let loss = 100.0 - 40.0 - 45.0 * 23.0 / 22.0;
+    let rate = value(&day, "water_loss_rate", None);
+    assert_eq!(rate.device, "dev");
+    close_to(rate.value, loss);
+    close_to(rate.denominator.expect("the inflow"), 100.0);
+    assert!(
+        day.values
+            .iter()
+            .filter(|v| v.kpi == "water_loss_rate")
+            .count()
+            == 1
+    );
+}
+
+#[test]
 fn alarms_are_counted_per_rule_with_their_time_to_clear() {
     let (_dir, _engine) = engine_with(
         &rule(
@@ -311,6 +354,7 @@ fn closed_days_are_stored_by_month_and_damage_is_skipped_and_counted() {
         }],
         notable: Vec::new(),
         cleared: Vec::new(),
+        active_at_end: Vec::new(),
     };
     let nov_30 = super::day_of("2025-11-30").expect("date");
     store
@@ -354,6 +398,7 @@ fn a_day_becomes_kpi_lines_at_its_local_midnight() {
         }],
         notable: Vec::new(),
         cleared: Vec::new(),
+        active_at_end: Vec::new(),
     };
     let mut line = String::new();
     for sample in super::lines::samples(&record, "幸福小区", "gw", 8.0) {

@@ -262,7 +262,7 @@ fn worst_per_day(figures: &[&Figure], at_least: bool) -> Vec<(usize, f64)> {
 }
 
 fn local_time(ns: i64) -> String {
-    crate::calendar::local_time(ns, 8 * 3600)
+    crate::calendar::local_time(ns, (super::UTC_OFFSET_H * 3600.0) as i64)
 }
 
 /// The page.

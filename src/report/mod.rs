@@ -13,6 +13,9 @@ use std::collections::BTreeMap;
 use crate::kpi::store::KpiStore;
 use crate::kpi::{day_of, definition, Aggregate, DayRecord, Definition, NotableAlarm};
 
+/// The report's clock: China Standard Time.
+pub const UTC_OFFSET_H: f64 = 8.0;
+
 /// Below this completeness a device's figures are marked as resting on too little data.
 pub const TRUSTED_COMPLETENESS_PCT: f64 = 95.0;
 
@@ -148,20 +151,35 @@ impl MonthReport {
     }
 }
 
-/// The month's notable alarms, with the clears that came on later days.
+/// The month's notable alarms, with the clears that came on later days, and the alarms raised
+/// before the month that were still raised in it.
 fn notable<'a>(days: impl Iterator<Item = &'a DayRecord> + Clone) -> Vec<NotableAlarm> {
     let clears: BTreeMap<&str, i64> = days
         .clone()
         .flat_map(|d| d.cleared.iter().map(|(id, at)| (id.as_str(), *at)))
         .collect();
-    days.flat_map(|d| d.notable.iter().cloned())
-        .map(|mut n| {
-            if n.cleared_ns.is_none() {
-                n.cleared_ns = clears.get(n.id.as_str()).copied();
+    let mut notable: Vec<NotableAlarm> = days
+        .clone()
+        .flat_map(|d| d.notable.iter().cloned())
+        .collect();
+    let month_start = days.clone().map(|d| d.day).min().unwrap_or(0);
+    for day in days {
+        for alarm in &day.active_at_end {
+            let before = crate::kpi::local_day(alarm.raised_ns, UTC_OFFSET_H) < month_start;
+            if before && !notable.iter().any(|n| n.id == alarm.id) {
+                notable.push(NotableAlarm {
+                    message: "本月之前触发 raised before this month".into(),
+                    ..alarm.clone()
+                });
             }
-            n
-        })
-        .collect()
+        }
+    }
+    for n in &mut notable {
+        if n.cleared_ns.is_none() {
+            n.cleared_ns = clears.get(n.id.as_str()).copied();
+        }
+    }
+    notable
 }
 
 type Key = (String, String, Option<String>, Option<String>);

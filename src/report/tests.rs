@@ -32,6 +32,7 @@ fn day(date: &str, values: Vec<KpiValue>) -> DayRecord {
             message: "<script>alert(1)</script> 顶层压力不足".into(),
         }],
         cleared: Vec::new(),
+        active_at_end: Vec::new(),
     }
 }
 
@@ -103,6 +104,35 @@ fn a_month_is_made_from_the_days_counts_with_its_worst_days_and_trust() {
     assert!(unbalance.trusted());
     assert_eq!(report.notable.len(), 3);
     assert!(report.notable.iter().all(|n| n.cleared_ns.is_some()));
+}
+
+#[test]
+fn an_alarm_raised_before_the_month_and_still_raised_is_among_those_that_mattered() {
+    let (_dir, store) = stored_month();
+    let raised_ns = 1_764_000_000_000_000_000; // 2025-11-25, before December
+    let mut last = day("2025-12-04", Vec::new());
+    last.notable.clear();
+    last.active_at_end = vec![NotableAlarm {
+        id: format!("dma-flow/W17.crit/{raised_ns}"),
+        device: "dma-flow".into(),
+        rule: "W17.crit".into(),
+        severity: "crit".into(),
+        raised_ns,
+        cleared_ns: None,
+        message: String::new(),
+    }];
+    store.append(&[last]).expect("stored");
+    let report = MonthReport::build(&store, "2025-12", &[], ("s", "gw")).expect("report");
+    let early: Vec<&NotableAlarm> = report
+        .notable
+        .iter()
+        .filter(|n| n.raised_ns == raised_ns)
+        .collect();
+    assert_eq!(early.len(), 1);
+    assert_eq!(
+        (early[0].rule.as_str(), early[0].cleared_ns),
+        ("W17.crit", None)
+    );
 }
 
 #[test]

@@ -51,6 +51,10 @@ pub struct DeviceRules<'a> {
     pub rules: Vec<&'a RuleConfig>,
     pub site: Option<&'a SiteGeometry>,
     pub interval_ns: i64,
+    /// The water balances this device is a sub-meter of: (inflow device, balance rule).
+    pub feeds: Vec<(&'a str, &'a RuleConfig)>,
+    /// The sub-meters of this device's water balance, when it is an inflow meter.
+    pub sub_meters: Vec<&'a str>,
 }
 
 /// An alarm that is raised now.
@@ -363,6 +367,17 @@ impl RuleEngine {
                 .collect(),
             site: context.site.as_deref(),
             interval_ns: context.interval_ns,
+            feeds: context
+                .feeds
+                .iter()
+                .map(|(inflow, i)| (&**inflow, &self.rules[*i].config))
+                .collect(),
+            sub_meters: self
+                .devices
+                .values()
+                .filter(|d| d.feeds.iter().any(|(inflow, _)| **inflow == *device))
+                .map(|d| &*d.id)
+                .collect(),
         })
     }
 

@@ -140,7 +140,7 @@ pub async fn run(
             }
             _ = tick.tick() => {
                 let events = lock(&engine).tick(now);
-                let closed = kpi.tick(now);
+                let closed = kpi.tick(now, || lock(&engine).active());
                 save_kpi(kpi.due_save(now), &view, kpi.snapshot(now)).await;
                 (None, events, closed)
             }

@@ -6,6 +6,8 @@ mod power;
 pub mod published;
 mod water;
 
+pub use water::METERED_USE;
+
 use std::collections::BTreeMap;
 
 use crate::faults::{Fault, FaultKind};

@@ -250,6 +250,10 @@ pub fn level(values: &mut Values, _env: &Env, noise: &mut Noise) {
     values.insert("level_m", 2.15 + noise.gauss(0.01));
 }
 
+/// The DMA flowmeter's record of the household use since the start (not a register): what the
+/// customers' water meters add up to.
+pub const METERED_USE: &str = "metered_use_m3";
+
 pub fn flowmeter(values: &mut Values, env: &Env, noise: &mut Noise) {
     let leak = if env.has(FaultKind::Leak) {
         LEAK_M3H
@@ -263,6 +267,10 @@ pub fn flowmeter(values: &mut Values, env: &Env, noise: &mut Noise) {
     values.insert("velocity_ms", flow / 3600.0 / area_m2);
     let total = values.get("fwd_total_m3").copied().unwrap_or(52_341.27) + flow * env.dt_h;
     values.insert("fwd_total_m3", total);
+    // What the customers' meters register: the household use alone (not the leakage).
+    let metered =
+        values.get(METERED_USE).copied().unwrap_or(0.0) + env.household_use_m3h * env.dt_h;
+    values.insert(METERED_USE, metered);
     values.insert("fwd_total_int_m3", total.floor());
     values.insert("fwd_total_frac_m3", total - total.floor());
     values.insert("rev_total_int_m3", 0.0);

@@ -4,6 +4,7 @@
 //!
 //! - [`household`]: DL/T 645-2007 household meters of a stairwell.
 //! - [`heat`]: CJ/T 188-2004 building heat meters and the M-Bus primary heat meter.
+//! - [`water`]: CJ/T 188-2004 building water meters (the customer side of the water balance).
 //!
 //! Line faults on a meter id: `silent` (no reply), `exception` (the protocol's error reply; an
 //! M-Bus meter has none and stays silent), `slow_replies`, `bad_checksum`, `garbled` (noise
@@ -11,6 +12,7 @@
 
 pub mod heat;
 pub mod household;
+pub mod water;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -25,12 +27,14 @@ use crate::world::{Behaviour, World};
 
 pub use heat::{building_meters, primary_meter, HeatMeter, HeatMeterAddress, HeatValues};
 pub use household::{stairwell, HouseholdMeter, NO_DATA};
+pub use water::{building_water_meters, WaterMeter};
 
 /// Any simulated meter.
 #[derive(Debug, Clone)]
 pub enum SimMeter {
     Household(HouseholdMeter),
     Heat(HeatMeter),
+    Water(WaterMeter),
 }
 
 impl SimMeter {
@@ -38,6 +42,7 @@ impl SimMeter {
         match self {
             SimMeter::Household(m) => &m.id,
             SimMeter::Heat(m) => &m.id,
+            SimMeter::Water(m) => &m.id,
         }
     }
 
@@ -67,12 +72,15 @@ impl SimMeter {
                     ("operating_h", v.operating_h),
                     ("battery_low", f64::from((v.status >> 2) & 1)),
                 ];
-                Some(
-                    fields
-                        .into_iter()
-                        .map(|(k, v)| (k.to_string(), v))
-                        .collect(),
-                )
+                Some(named(&fields))
+            }
+            SimMeter::Water(meter) => {
+                let (volume, status) = water::values(world, meter)?;
+                let fields = [
+                    ("total_m3", volume),
+                    ("battery_low", f64::from((status >> 2) & 1)),
+                ];
+                Some(named(&fields))
             }
         }
     }
@@ -91,9 +99,22 @@ impl SimMeter {
                 };
                 Some(dlt645::encode(&frame))
             }
-            (SimMeter::Heat(meter), Request::Cjt188 { address, ser })
-                if meter.address == HeatMeterAddress::Cjt188(*address) =>
-            {
+            (
+                SimMeter::Water(meter),
+                Request::Cjt188 {
+                    meter_type: cjt188::COLD_WATER_METER,
+                    address,
+                    ser,
+                },
+            ) if *address == meter.address => water::reply(world, meter, *ser, refuse),
+            (
+                SimMeter::Heat(meter),
+                Request::Cjt188 {
+                    meter_type: cjt188::HEAT_METER,
+                    address,
+                    ser,
+                },
+            ) if meter.address == HeatMeterAddress::Cjt188(*address) => {
                 let values = heat::values(world, meter)?;
                 Some(heat::cjt188_reply(&values, *address, *ser, refuse))
             }
@@ -114,6 +135,12 @@ impl From<HouseholdMeter> for SimMeter {
     }
 }
 
+impl From<WaterMeter> for SimMeter {
+    fn from(meter: WaterMeter) -> Self {
+        SimMeter::Water(meter)
+    }
+}
+
 impl From<HeatMeter> for SimMeter {
     fn from(meter: HeatMeter) -> Self {
         SimMeter::Heat(meter)
@@ -124,8 +151,12 @@ impl From<HeatMeter> for SimMeter {
 enum Request {
     /// DL/T 645 read of one identifier.
     Dlt645 { address: [u8; 6], di: u32 },
-    /// CJ/T 188 read of the current data (901F) of a heat meter.
-    Cjt188 { address: [u8; 7], ser: u8 },
+    /// CJ/T 188 read of the current data (901F) of a heat or water meter.
+    Cjt188 {
+        meter_type: u8,
+        address: [u8; 7],
+        ser: u8,
+    },
     /// M-Bus REQ_UD2.
     Mbus { address: u8 },
     /// A whole frame the meters do not answer (another command or meter type).
@@ -151,13 +182,13 @@ fn parse(pending: &[u8]) -> Option<(Request, usize)> {
         };
     }
     if let Ok((frame, used)) = cjt188::decode(pending) {
-        let read = frame.meter_type == cjt188::HEAT_METER
-            && frame.control == 0x01
+        let read = frame.control == 0x01
             && frame.data.get(..2) == Some(&cjt188::CURRENT_DATA.to_le_bytes()[..]);
         let ser = frame.data.get(2).copied().unwrap_or(0);
         return Some(match read {
             true => (
                 Request::Cjt188 {
+                    meter_type: frame.meter_type,
                     address: frame.address,
                     ser,
                 },
@@ -174,6 +205,11 @@ fn parse(pending: &[u8]) -> Option<(Request, usize)> {
         }
         _ => None,
     }
+}
+
+/// Field name → value pairs as a map.
+fn named(fields: &[(&str, f64)]) -> BTreeMap<String, f64> {
+    fields.iter().map(|(k, v)| (k.to_string(), *v)).collect()
 }
 
 /// Serves `meters` on `listener` until the task is dropped.
