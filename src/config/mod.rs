@@ -66,6 +66,38 @@ pub struct KpiConfig {
     /// the day pressure (DOMAIN.md §4.2's site: 21).
     #[serde(default = "default_night_day_factor")]
     pub night_day_factor_h: f64,
+    /// The heating season, `MM-DD` to `MM-DD` inclusive (Shuozhou: 10-15 to 04-15): sample-flat
+    /// hours at 18 °C are only counted in it.
+    #[serde(default = "default_season_start")]
+    pub heating_season_start: String,
+    #[serde(default = "default_season_end")]
+    pub heating_season_end: String,
+}
+
+impl KpiConfig {
+    /// The heating season as ((month, day), (month, day)), when both ends are dates.
+    pub fn heating_season(&self) -> Option<((u32, u32), (u32, u32))> {
+        Some((
+            month_day(&self.heating_season_start)?,
+            month_day(&self.heating_season_end)?,
+        ))
+    }
+}
+
+/// `MM-DD` as (month, day), when it is a date of some year.
+fn month_day(text: &str) -> Option<(u32, u32)> {
+    let (m, d) = text.split_once('-')?;
+    let (m, d): (u32, u32) = (m.parse().ok()?, d.parse().ok()?);
+    let days = [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    (text.len() == 5 && (1..=12).contains(&m) && d >= 1 && d <= days[m as usize - 1])
+        .then_some((m, d))
+}
+
+fn default_season_start() -> String {
+    "10-15".into()
+}
+fn default_season_end() -> String {
+    "04-15".into()
 }
 
 impl Default for KpiConfig {
@@ -75,6 +107,8 @@ impl Default for KpiConfig {
             households: None,
             night_use_l_per_household_h: default_night_use(),
             night_day_factor_h: default_night_day_factor(),
+            heating_season_start: default_season_start(),
+            heating_season_end: default_season_end(),
         }
     }
 }

@@ -52,6 +52,8 @@ pub struct KpiParams {
     pub night_day_factor_h: f64,
     /// Longest gap between two ticks counted as uptime: a longer one was the gateway down.
     pub uptime_step_s: f64,
+    /// The heating season ((month, day) to (month, day), inclusive); none: all year.
+    pub heating_season: Option<((u32, u32), (u32, u32))>,
 }
 
 /// The open days and what carries from one day to the next.
@@ -152,6 +154,22 @@ impl KpiParams {
             night_use_l_per_household_h: config.kpi.night_use_l_per_household_h,
             night_day_factor_h: config.kpi.night_day_factor_h,
             uptime_step_s: LIVE_UPTIME_STEP_S,
+            heating_season: config.kpi.heating_season(),
+        }
+    }
+
+    /// Whether local day `day` is in the heating season.
+    pub fn in_heating_season(&self, day: i64) -> bool {
+        let Some(((m0, d0), (m1, d1))) = self.heating_season else {
+            return true;
+        };
+        let (_, m, d) = crate::calendar::civil_from_days(day);
+        let date = (m as u32) * 100 + d as u32;
+        let (start, end) = (m0 * 100 + d0, m1 * 100 + d1);
+        if start <= end {
+            (start..=end).contains(&date)
+        } else {
+            date >= start || date <= end
         }
     }
 }
@@ -201,7 +219,7 @@ impl Ledger {
                     ..DeviceDay::default()
                 }
             });
-        device.observe(sample, &plan, offset);
+        device.observe(sample, &plan, offset, params.in_heating_season(day));
     }
 
     /// Counts an alarm event into the day it happened.
@@ -594,7 +612,7 @@ impl DeviceDay {
         *self.unbalance.entry(step).or_default() += 1;
     }
 
-    fn observe(&mut self, sample: &Sample, plan: &DeviceKpis, offset: f64) {
+    fn observe(&mut self, sample: &Sample, plan: &DeviceKpis, offset: f64, heating: bool) {
         let t = sample.time_ns;
         let local_s = t.div_euclid(NS) + (offset * 3600.0) as i64;
         let second_of_day = local_s.rem_euclid(86_400);
@@ -641,7 +659,7 @@ impl DeviceDay {
                 }
             }
         }
-        if let Some((field, floor)) = &plan.room {
+        if let Some((field, floor)) = plan.room.as_ref().filter(|_| heating) {
             if let Some(v) = number(sample, field) {
                 self.room
                     .get_or_insert_with(HourShare::default)

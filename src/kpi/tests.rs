@@ -25,6 +25,7 @@ fn params() -> KpiParams {
         night_use_l_per_household_h: 1.7,
         night_day_factor_h: 21.0,
         uptime_step_s: super::ledger::LIVE_UPTIME_STEP_S,
+        heating_season: Some(((10, 15), (4, 15))),
     }
 }
 
@@ -221,6 +222,63 @@ fn room_hours_make_up_ratio_night_flow_baseline_and_leakage() {
         .iter()
         .all(|d| d.values.iter().all(|v| v.kpi != "mnf_baseline")));
     close_to(value(&days[3], "mnf_baseline", None).value, 1.6);
+}
+
+#[test]
+fn frequency_and_gas_pressure_compliance_are_shares_of_samples_too() {
+    let rules = [
+        rule("id = \"E8\"\nkind = \"threshold\"\nseverity = \"warn\"\nfield = \"frequency_hz\"\nabove = 50.2\nbelow = 49.8"),
+        // G1/G2 on the test profile's `p` standing in for the outlet pressure, kPa.
+        rule("id = \"G1\"\nkind = \"threshold\"\nseverity = \"warn\"\nfield = \"p\"\nbelow = 1.5"),
+        rule("id = \"G2\"\nkind = \"threshold\"\nseverity = \"warn\"\nfield = \"p\"\nabove = 3.0"),
+    ]
+    .concat();
+    let (_dir, engine) = engine_with(&rules, "", "", None, "");
+    let mut ledger = Ledger::default();
+    // Ten samples: frequency 50.0 seven times, 50.3 twice, 49.7 once (7 / 10 within ±0.2 Hz);
+    // pressure 2.0 kPa six times, 1.2 twice, 3.3 twice (6 / 10 inside 1.5–3.0).
+    let frequency = [50.0, 50.0, 50.3, 50.0, 49.7, 50.0, 50.3, 50.0, 50.0, 50.0];
+    let pressure = [2.0, 1.2, 2.0, 3.3, 2.0, 2.0, 1.2, 2.0, 3.3, 2.0];
+    for (i, (f, p)) in frequency.iter().zip(pressure).enumerate() {
+        let t = 10 * HOUR + 60 * i as i64;
+        feed(
+            &mut ledger,
+            &engine,
+            &sample(t, &[("frequency_hz", *f), ("p", p)]),
+        );
+    }
+    let day = close(&mut ledger);
+    let share = |kpi: &str| {
+        let v = value(&day, kpi, None);
+        (v.numerator, v.denominator)
+    };
+    assert_eq!(share("frequency_compliance"), (Some(7.0), Some(10.0)));
+    assert_eq!(share("gas_pressure_compliance"), (Some(6.0), Some(10.0)));
+    // A gas-watching site reports its gas alarm count even when it is zero.
+    assert_eq!(value(&day, "gas_alarms", None).value, 0.0);
+}
+
+#[test]
+fn sample_flat_hours_count_only_in_the_heating_season() {
+    let p = params();
+    let day = |date: &str| super::day_of(date).expect("a date");
+    assert!(p.in_heating_season(day("2025-10-15")) && p.in_heating_season(day("2026-04-15")));
+    assert!(p.in_heating_season(day("2025-12-31")) && p.in_heating_season(day("2026-01-01")));
+    assert!(!p.in_heating_season(day("2025-10-14")) && !p.in_heating_season(day("2026-04-16")));
+    // A cold July day in a sample flat is no heating failure.
+    let rules = rule(
+        "id = \"H1\"\nkind = \"threshold\"\nseverity = \"warn\"\nfield = \"room_c\"\nbelow = 18.0",
+    );
+    let (_dir, engine) = engine_with(&rules, "", "", None, "");
+    let mut ledger = Ledger::default();
+    let july = super::ledger::day_start_ns(day("2025-07-01"), 8.0);
+    for hour in 0..24 {
+        let sample = sample_at(july + hour * HOUR * S, &[("room_c", 17.0)]);
+        ledger.observe(&sample, sample.time_ns, engine.device_rules("dev"), &p);
+    }
+    let closed = ledger.tick(july + (86_400 + 300) * S, &p);
+    assert!(closed[0].values.iter().all(|v| v.kpi != "room_hours_at_18"));
+    assert!(closed[0].values.iter().any(|v| v.kpi == "completeness"));
 }
 
 #[test]

@@ -308,6 +308,16 @@ pub fn gateway(
         );
     }
 
+    if kpi.heating_season().is_none() {
+        issues.add(
+            "kpi.heating_season_start".into(),
+            format!(
+                "{:?} to {:?} (expected two dates as \"MM-DD\", e.g. \"10-15\" and \"04-15\")",
+                kpi.heating_season_start, kpi.heating_season_end
+            ),
+        );
+    }
+
     let mut buses: HashMap<&str, (TransportKind, u16)> = HashMap::new();
     for (i, bus) in config.bus.iter().enumerate() {
         let at = |key: &str| format!("bus[{i}].{key}");
