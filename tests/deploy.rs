@@ -89,7 +89,7 @@ fn written() -> BTreeMap<String, BTreeSet<String>> {
         let config = load(&root.join(file), EnvOverlay::None).unwrap_or_else(|e| panic!("{e}"));
         for profile in config.profiles.values() {
             let fields = writes.entry(profile.kind.clone()).or_default();
-            fields.extend(profile.points.iter().map(|p| p.name.clone()));
+            fields.extend(profile.field_names().map(String::from));
         }
         for mapping in config.gateway.mqtt_source.iter().flat_map(|s| &s.mappings) {
             let fields = writes.entry(mapping.measurement.clone()).or_default();
@@ -101,6 +101,10 @@ fn written() -> BTreeMap<String, BTreeSet<String>> {
         .entry("alarm".into())
         .or_default()
         .extend(["state", "value", "limit", "message", "id", "flapping"].map(String::from));
+    writes
+        .entry(retrofit_gateway::kpi::lines::MEASUREMENT.into())
+        .or_default()
+        .extend(["value", "target", "numerator", "denominator", "final"].map(String::from));
     writes
         .entry(retrofit_gateway::selfmon::MEASUREMENT.into())
         .or_default()
@@ -178,6 +182,10 @@ fn every_dashboard_query_reads_what_the_gateway_writes() {
         "valve_well",
         "alarm",
         "gateway",
+        "household_meter",
+        "heat_meter",
+        "water_meter",
+        "kpi",
     ] {
         assert!(measurements_seen.contains(kind), "no panel shows {kind}");
     }
