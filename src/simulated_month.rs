@@ -19,7 +19,7 @@ use crate::commands::load_config;
 use crate::demo::DEMO_MQTT_PREFIX;
 use crate::kpi::ledger::{day_start_ns, KpiParams, Ledger};
 use crate::kpi::store::KpiStore;
-use crate::kpi::{DayRecord, NotableAlarm};
+use crate::kpi::DayRecord;
 use crate::replay::Replay;
 use crate::report::{html, month_days, MonthReport};
 use crate::rules::engine::RuleEngine;
@@ -145,7 +145,7 @@ pub fn run(options: &MonthOptions) -> anyhow::Result<MonthSummary> {
             ledger.observe(
                 &sample,
                 now_ns,
-                engine.device_rules(&sample.device),
+                || engine.device_rules(&sample.device),
                 &params,
             );
             summary.samples += u64::from(t >= month_start_s && t < end_s);
@@ -157,13 +157,7 @@ pub fn run(options: &MonthOptions) -> anyhow::Result<MonthSummary> {
                 summary.alarms_raised += 1;
             }
         }
-        let mut closed = ledger.tick(now_ns, &params);
-        if !closed.is_empty() {
-            let still_raised = NotableAlarm::still_raised(&engine.active());
-            for record in &mut closed {
-                record.active_at_end = still_raised.clone();
-            }
-        }
+        let closed = ledger.tick(now_ns, &params, || engine.active());
         stored.extend(
             closed
                 .into_iter()

@@ -11,11 +11,18 @@ use crate::rules::engine::RuleEngine;
 use super::ledger::{KpiParams, Ledger};
 use super::lines::samples;
 use super::store::KpiStore;
-use super::{DayRecord, NotableAlarm};
+use super::DayRecord;
 use crate::rules::engine::ActiveAlarm;
 
 /// How often the ledger is saved (what a power cut can cost of the day's counting), seconds.
 pub const SAVE_EVERY_S: i64 = 300;
+
+/// A save of the ledger, and the open days' figures as of it (for the status API).
+pub struct KpiSave {
+    pub store: KpiStore,
+    pub ledger: Ledger,
+    pub today: Vec<DayRecord>,
+}
 
 pub struct KpiBook {
     ledger: Ledger,
@@ -44,7 +51,7 @@ impl KpiBook {
     }
 
     pub fn observe(&mut self, sample: &Sample, now_ns: i64, engine: &RuleEngine) {
-        let rules = engine.device_rules(&sample.device);
+        let rules = || engine.device_rules(&sample.device);
         self.ledger.observe(sample, now_ns, rules, &self.params);
     }
 
@@ -55,13 +62,9 @@ impl KpiBook {
     /// Closes the days that are over (stored, with the alarms `active` gives as still raised);
     /// their `kpi` lines.
     pub fn tick(&mut self, now_ns: i64, active: impl FnOnce() -> Vec<ActiveAlarm>) -> Vec<Sample> {
-        let mut closed = self.ledger.tick(now_ns, &self.params);
+        let closed = self.ledger.tick(now_ns, &self.params, active);
         if closed.is_empty() {
             return Vec::new();
-        }
-        let still_raised = NotableAlarm::still_raised(&active());
-        for record in &mut closed {
-            record.active_at_end = still_raised.clone();
         }
         self.closed_since_save = true;
         if let Some(store) = &self.store {
@@ -75,9 +78,9 @@ impl KpiBook {
         self.lines(&closed)
     }
 
-    /// The ledger to save and where, when a save is due.
-    pub fn due_save(&mut self, now_ns: i64) -> Option<(KpiStore, Ledger)> {
-        let store = self.store.clone()?;
+    /// What to save, when a save is due.
+    pub fn due_save(&mut self, now_ns: i64) -> Option<KpiSave> {
+        self.store.as_ref()?;
         let due = self.closed_since_save
             || self
                 .saved_at_ns
@@ -87,12 +90,16 @@ impl KpiBook {
         }
         self.saved_at_ns = Some(now_ns);
         self.closed_since_save = false;
-        Some((store, self.ledger.clone()))
+        self.save(now_ns)
     }
 
-    /// The ledger as it stands, for saving at shutdown.
-    pub fn final_save(&self) -> Option<(KpiStore, Ledger)> {
-        Some((self.store.clone()?, self.ledger.clone()))
+    /// What to save: the ledger as it stands, where, and the open days' figures so far.
+    pub fn save(&self, now_ns: i64) -> Option<KpiSave> {
+        Some(KpiSave {
+            store: self.store.clone()?,
+            ledger: self.ledger.clone(),
+            today: self.snapshot(now_ns),
+        })
     }
 
     /// The open days' figures so far.

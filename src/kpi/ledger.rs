@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{AlarmEvent, Sample, Severity};
 use crate::rules::condition::evaluate;
-use crate::rules::engine::DeviceRules;
+use crate::rules::engine::{ActiveAlarm, DeviceRules};
 use crate::rules::machine::Condition;
 
 use super::accumulate::{local_day, percentile, BandShare, Buckets, HourShare};
@@ -175,13 +175,13 @@ impl KpiParams {
 }
 
 impl Ledger {
-    /// Counts `sample` (the clock reads `now_ns`); `rules` are its device's, used the first
-    /// time the device is seen.
-    pub fn observe(
+    /// Counts `sample` (the clock reads `now_ns`); `rules` gives its device's, asked for only
+    /// the first time the device is seen.
+    pub fn observe<'a>(
         &mut self,
         sample: &Sample,
         now_ns: i64,
-        rules: Option<DeviceRules<'_>>,
+        rules: impl FnOnce() -> Option<DeviceRules<'a>>,
         params: &KpiParams,
     ) {
         let offset = params.utc_offset_h;
@@ -196,7 +196,7 @@ impl Ledger {
         let plan = match self.plans.get(&*sample.device) {
             Some(plan) => Arc::clone(plan),
             None => {
-                let Some(rules) = rules else { return };
+                let Some(rules) = rules() else { return };
                 let plan = Arc::new(DeviceKpis::of(&rules));
                 self.plans
                     .insert(sample.device.to_string(), Arc::clone(&plan));
@@ -286,8 +286,14 @@ impl Ledger {
     }
 
     /// Counts the time since the last tick as uptime and closes the days that are over; their
-    /// final records.
-    pub fn tick(&mut self, now_ns: i64, params: &KpiParams) -> Vec<DayRecord> {
+    /// final records, with the warn and crit alarms `active` gives as still raised (asked for
+    /// only when a day closes).
+    pub fn tick(
+        &mut self,
+        now_ns: i64,
+        params: &KpiParams,
+        active: impl FnOnce() -> Vec<ActiveAlarm>,
+    ) -> Vec<DayRecord> {
         let offset = params.utc_offset_h;
         if let Some(last) = self.last_tick_ns {
             let step = ((now_ns - last) as f64 / 1e9).clamp(0.0, params.uptime_step_s);
@@ -317,6 +323,12 @@ impl Ledger {
             }
             self.closed_through = Some(self.closed_through.map_or(day, |c| c.max(day)));
             closed.push(record);
+        }
+        if !closed.is_empty() {
+            let still_raised = NotableAlarm::still_raised(&active());
+            for record in &mut closed {
+                record.active_at_end = still_raised.clone();
+            }
         }
         closed
     }

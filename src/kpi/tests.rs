@@ -10,7 +10,7 @@ use super::store::KpiStore;
 use super::{DayRecord, KpiValue};
 use crate::model::{AlarmEvent, Sample, Severity};
 use crate::rules::engine::tests::{engine_with, rule, sample_at};
-use crate::rules::engine::RuleEngine;
+use crate::rules::engine::{ActiveAlarm, RuleEngine};
 
 const S: i64 = 1_000_000_000;
 /// 2025-11-27 00:00 China Standard Time.
@@ -36,13 +36,13 @@ fn sample(second_of_day: i64, values: &[(&str, f64)]) -> Sample {
 /// Feeds one sample and one tick at the sample's own time (a live gateway).
 fn feed(ledger: &mut Ledger, engine: &RuleEngine, sample: &Sample) {
     let now = sample.time_ns;
-    ledger.observe(sample, now, engine.device_rules("dev"), &params());
-    ledger.tick(now, &params());
+    ledger.observe(sample, now, || engine.device_rules("dev"), &params());
+    ledger.tick(now, &params(), Vec::new);
 }
 
 /// Closes the day (a tick five minutes after the next midnight); its record.
 fn close(ledger: &mut Ledger) -> DayRecord {
-    let mut closed = ledger.tick(MIDNIGHT + (86_400 + 300) * S, &params());
+    let mut closed = ledger.tick(MIDNIGHT + (86_400 + 300) * S, &params(), Vec::new);
     assert_eq!(closed.len(), 1, "one day closed");
     closed.remove(0)
 }
@@ -201,7 +201,7 @@ fn room_hours_make_up_ratio_night_flow_baseline_and_leakage() {
             values.extend(room.map(|r| ("room_c", r)));
             feed(&mut ledger, &engine, &sample(base + t, &values));
         }
-        days.extend(ledger.tick(MIDNIGHT + (base + 86_400 + 300) * S, &params()));
+        days.extend(ledger.tick(MIDNIGHT + (base + 86_400 + 300) * S, &params(), Vec::new));
     }
     assert_eq!(days.len(), 4);
     let first = &days[0];
@@ -274,9 +274,9 @@ fn sample_flat_hours_count_only_in_the_heating_season() {
     let july = super::ledger::day_start_ns(day("2025-07-01"), 8.0);
     for hour in 0..24 {
         let sample = sample_at(july + hour * HOUR * S, &[("room_c", 17.0)]);
-        ledger.observe(&sample, sample.time_ns, engine.device_rules("dev"), &p);
+        ledger.observe(&sample, sample.time_ns, || engine.device_rules("dev"), &p);
     }
-    let closed = ledger.tick(july + (86_400 + 300) * S, &p);
+    let closed = ledger.tick(july + (86_400 + 300) * S, &p, Vec::new);
     assert!(closed[0].values.iter().all(|v| v.kpi != "room_hours_at_18"));
     assert!(closed[0].values.iter().any(|v| v.kpi == "completeness"));
 }
@@ -305,7 +305,7 @@ fn water_loss_is_the_inflow_not_found_on_the_sub_meters_over_the_day() {
             samples.push(reading("m2", hour, 200.0 + 45.0 * h / 22.0));
         }
         for s in &samples {
-            ledger.observe(s, s.time_ns, engine.device_rules(&s.device), &params());
+            ledger.observe(s, s.time_ns, || engine.device_rules(&s.device), &params());
         }
     }
     let day = close(&mut ledger);
@@ -366,7 +366,7 @@ fn alarms_are_counted_per_rule_with_their_time_to_clear() {
         &event("W13", Severity::Crit, 23 * HOUR, 25 * HOUR, false),
         &p,
     );
-    let next = ledger.tick(MIDNIGHT + (2 * 86_400 + 300) * S, &p);
+    let next = ledger.tick(MIDNIGHT + (2 * 86_400 + 300) * S, &p, Vec::new);
     let late_clear = format!("dev/W13/{}", MIDNIGHT + 23 * HOUR * S);
     assert_eq!(
         next[0].cleared,
@@ -390,6 +390,39 @@ fn alarms_are_counted_per_rule_with_their_time_to_clear() {
             ("G5", None),
             ("W13", None)
         ]
+    );
+}
+
+#[test]
+fn a_closed_day_records_the_warn_and_crit_alarms_still_raised() {
+    let mut ledger = Ledger::default();
+    let p = params();
+    // Two ticks: the second counts uptime, which opens the day.
+    for t in [10 * HOUR, 10 * HOUR + 1] {
+        ledger.tick(MIDNIGHT + t * S, &p, || panic!("no day closes yet"));
+    }
+    let active = |rule: &str, severity: Severity| ActiveAlarm {
+        device: "dma-flow".into(),
+        rule: rule.into(),
+        severity,
+        raised_ns: MIDNIGHT - 86_400 * S,
+        flapping: false,
+    };
+    let closed = ledger.tick(MIDNIGHT + (86_400 + 300) * S, &p, || {
+        vec![
+            active("W17.crit", Severity::Crit),
+            active("X1", Severity::Info),
+        ]
+    });
+    let still: Vec<&str> = closed[0]
+        .active_at_end
+        .iter()
+        .map(|a| a.rule.as_str())
+        .collect();
+    assert_eq!(still, vec!["W17.crit"]);
+    assert_eq!(
+        closed[0].active_at_end[0].id,
+        format!("dma-flow/W17.crit/{}", MIDNIGHT - 86_400 * S)
     );
 }
 

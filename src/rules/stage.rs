@@ -17,9 +17,7 @@ use crate::buffer::outbox::Outbox;
 use crate::model::{unix_nanos, AlarmEvent, Field, Sample, Value};
 
 use super::engine::{ActiveAlarm, RuleEngine};
-use crate::kpi::book::KpiBook;
-use crate::kpi::ledger::Ledger;
-use crate::kpi::store::KpiStore;
+use crate::kpi::book::{KpiBook, KpiSave};
 use crate::kpi::DayRecord;
 
 /// Each device's latest sample and the alarms raised now, for the status page and API.
@@ -141,7 +139,7 @@ pub async fn run(
             _ = tick.tick() => {
                 let events = lock(&engine).tick(now);
                 let closed = kpi.tick(now, || lock(&engine).active());
-                save_kpi(kpi.due_save(now), &view, kpi.snapshot(now)).await;
+                save_kpi(kpi.due_save(now), &view).await;
                 (None, events, closed)
             }
             _ = view.kpi_publish.notified() => {
@@ -223,14 +221,19 @@ pub async fn run(
         }
     }
     // The input closed (shutdown): keep the day's counting for the next start.
-    let now = unix_nanos(SystemTime::now());
-    let today = kpi.snapshot(now);
-    save_kpi(kpi.final_save(), &view, today).await;
+    save_kpi(kpi.save(unix_nanos(SystemTime::now())), &view).await;
 }
 
 /// Saves the KPI ledger (off the stage's thread) when a save is due, and shows the open days.
-async fn save_kpi(due: Option<(KpiStore, Ledger)>, view: &StageView, today: Vec<DayRecord>) {
-    let Some((store, ledger)) = due else { return };
+async fn save_kpi(due: Option<KpiSave>, view: &StageView) {
+    let Some(KpiSave {
+        store,
+        ledger,
+        today,
+    }) = due
+    else {
+        return;
+    };
     *lock(&view.kpi_today) = today;
     match tokio::task::spawn_blocking(move || store.save_ledger(&ledger)).await {
         Ok(Ok(())) => {}
