@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::backoff::Backoff;
-use crate::config::{DeviceConfig, LoadedConfig};
+use crate::config::{BusConfig, DeviceConfig, LoadedConfig, Profile};
 use crate::model::{unix_nanos, Field, Sample, TagSet};
 
 use super::modbus::status::{CommState, StatusBoard};
@@ -90,7 +90,7 @@ pub struct ScheduledDevice<P> {
 
 impl<P> ScheduledDevice<P> {
     /// A configured device, first due now; `max_backoff` is its bus's.
-    pub fn new(
+    fn new(
         config: &LoadedConfig,
         device: &DeviceConfig,
         measurement: &str,
@@ -180,16 +180,35 @@ pub struct Scheduler<P: Protocol> {
 }
 
 impl<P: Protocol> Scheduler<P> {
-    /// The task for the bus `bus` with its devices.
+    /// The task for `bus` with the devices the config puts on it, each planned by `plan` (a
+    /// device it gives no plan for is left out).
     pub fn new(
-        bus: &str,
+        config: &LoadedConfig,
+        bus: &BusConfig,
         protocol: P,
-        devices: Vec<ScheduledDevice<P::Plan>>,
-        samples: mpsc::Sender<Sample>,
-        status: Arc<StatusBoard>,
+        plan: impl Fn(&DeviceConfig, &Profile) -> Option<P::Plan>,
+        (samples, status): (mpsc::Sender<Sample>, Arc<StatusBoard>),
     ) -> Self {
+        let max_backoff = bus.max_backoff.get();
+        let devices: Vec<ScheduledDevice<P::Plan>> = config
+            .gateway
+            .device
+            .iter()
+            .filter(|d| d.bus == bus.id)
+            .filter_map(|device| {
+                let profile = config.profile_of(device)?;
+                let plan = plan(device, profile)?;
+                Some(ScheduledDevice::new(
+                    config,
+                    device,
+                    &profile.kind,
+                    plan,
+                    max_backoff,
+                ))
+            })
+            .collect();
         for device in &devices {
-            status.update(&device.id, |s| s.bus = bus.to_string());
+            status.update(&device.id, |s| s.bus = bus.id.clone());
         }
         Scheduler {
             protocol,

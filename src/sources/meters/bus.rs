@@ -15,14 +15,13 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::config::{
-    BusConfig, LoadedConfig, MeterAddress, MeterItem, MeterType, ReadingConfig, TransportKind,
+    BusConfig, DeviceConfig, LoadedConfig, MeterAddress, MeterItem, MeterType, Profile,
+    ReadingConfig, TransportKind,
 };
 use crate::model::{Field, Sample, Value};
 use crate::sources::modbus::status::StatusBoard;
 use crate::sources::modbus::timing::inter_frame_gap;
-use crate::sources::scheduler::{
-    ConnectGate, LinkFailure, PollOutcome, Protocol, ScheduledDevice, Scheduler,
-};
+use crate::sources::scheduler::{ConnectGate, LinkFailure, PollOutcome, Protocol, Scheduler};
 use crate::sources::wire;
 
 use super::link::{transact, Decoder, TransactionError};
@@ -123,40 +122,29 @@ pub fn scheduler(
     samples: mpsc::Sender<Sample>,
     status: Arc<StatusBoard>,
 ) -> Scheduler<MeterBus> {
-    let max_backoff = bus.max_backoff.get();
-    let devices = config
-        .gateway
-        .device
-        .iter()
-        .filter(|d| d.bus == bus.id)
-        .filter_map(|device| {
-            let profile = config.profile_of(device)?;
-            let address = profile
-                .protocol
-                .meter_address(device.meter_address.as_deref()?)
-                .ok()?;
-            let plan = MeterPlan::new(address, profile.meter_type, &profile.readings);
-            Some(ScheduledDevice::new(
-                config,
-                device,
-                &profile.kind,
-                plan,
-                max_backoff,
-            ))
-        })
-        .collect();
     let meters = MeterBus {
         transport: bus.transport,
         address: bus.address.clone(),
         serial: wire::serial_port(bus, DEFAULT_BAUD),
         line: None,
-        gate: ConnectGate::new(&bus.id, max_backoff),
+        gate: ConnectGate::new(&bus.id, bus.max_backoff.get()),
         timeout: bus.timeout.get(),
         gap: inter_frame_gap(bus),
         quiet_since: None,
         ser: 0,
     };
-    Scheduler::new(&bus.id, meters, devices, samples, status)
+    let plan = |device: &DeviceConfig, profile: &Profile| {
+        let address = profile
+            .protocol
+            .meter_address(device.meter_address.as_deref()?)
+            .ok()?;
+        Some(MeterPlan::new(
+            address,
+            profile.meter_type,
+            &profile.readings,
+        ))
+    };
+    Scheduler::new(config, bus, meters, plan, (samples, status))
 }
 
 /// Why a transaction gave no usable frame.

@@ -7,11 +7,9 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use crate::config::{BusConfig, LoadedConfig};
+use crate::config::{BusConfig, DeviceConfig, LoadedConfig, Profile};
 use crate::model::{Field, Sample, Value};
-use crate::sources::scheduler::{
-    ConnectGate, LinkFailure, PollOutcome, Protocol, ScheduledDevice, Scheduler,
-};
+use crate::sources::scheduler::{ConnectGate, LinkFailure, PollOutcome, Protocol, Scheduler};
 
 use super::decode::DecodeError;
 use super::link::{Link, LinkError, Reply};
@@ -37,32 +35,17 @@ pub fn scheduler(
     samples: mpsc::Sender<Sample>,
     status: Arc<StatusBoard>,
 ) -> Scheduler<ModbusBus> {
-    let max_backoff = bus.max_backoff.get();
-    let devices = config
-        .gateway
-        .device
-        .iter()
-        .filter(|d| d.bus == bus.id)
-        .filter_map(|device| {
-            let profile = config.profile_of(device)?;
-            let plan = ModbusDevice {
-                unit: u8::try_from(device.unit.unwrap_or(0)).unwrap_or(0),
-                plan: DevicePlan::new(device, profile, PlanLimits::of(bus)),
-            };
-            Some(ScheduledDevice::new(
-                config,
-                device,
-                &profile.kind,
-                plan,
-                max_backoff,
-            ))
-        })
-        .collect();
     let protocol = ModbusBus {
         link: Link::new(bus),
-        gate: ConnectGate::new(&bus.id, max_backoff),
+        gate: ConnectGate::new(&bus.id, bus.max_backoff.get()),
     };
-    Scheduler::new(&bus.id, protocol, devices, samples, status)
+    let plan = |device: &DeviceConfig, profile: &Profile| {
+        Some(ModbusDevice {
+            unit: u8::try_from(device.unit?).ok()?,
+            plan: DevicePlan::new(device, profile, PlanLimits::of(bus)),
+        })
+    };
+    Scheduler::new(config, bus, protocol, plan, (samples, status))
 }
 
 impl Protocol for ModbusBus {
