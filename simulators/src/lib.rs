@@ -171,11 +171,6 @@ impl Community {
         meters::household::value(&lock(&self.world), meter, di)
     }
 
-    /// What a heat meter reports right now.
-    pub fn heat_values(&self, meter: &meters::HeatMeter) -> Option<meters::HeatValues> {
-        meters::heat::values(&lock(&self.world), meter)
-    }
-
     /// The address a bus listens on.
     pub fn address(&self, bus: &str) -> Option<SocketAddr> {
         self.addresses.get(bus).copied()

@@ -8,7 +8,8 @@
 //! side. Faults on a meter id: `battery_low` (ST bit 2 / M-Bus status bit 2), `low_delta_t`
 //! (supply − return = 2 K), and the line faults of every meter.
 
-use meter_frames::{cjt188, to_bcd_le};
+use meter_frames::cjt188::{self, HeatReading};
+use meter_frames::to_bcd_le;
 
 use crate::faults::FaultKind;
 use crate::world::World;
@@ -60,26 +61,13 @@ pub fn primary_meter() -> HeatMeter {
     }
 }
 
-/// What a heat meter shows now, at the resolution it sends.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HeatValues {
-    pub heat_kwh: f64,
-    pub power_kw: f64,
-    pub flow_m3h: f64,
-    pub volume_m3: f64,
-    pub supply_c: f64,
-    pub return_c: f64,
-    pub operating_h: f64,
-    pub status: u16,
-}
-
 fn round(value: f64, decimals: i32) -> f64 {
     let factor = 10f64.powi(decimals);
     (value * factor).round() / factor
 }
 
-/// The values `meter` reports now.
-pub fn values(world: &World, meter: &HeatMeter) -> Option<HeatValues> {
+/// What `meter` shows now, at the resolution it sends.
+pub fn values(world: &World, meter: &HeatMeter) -> Option<HeatReading> {
     let plc = world.truth("heating-plc")?;
     let get = |name: &str| plc.get(name).copied().unwrap_or(0.0);
     let hours = ((world.now_unix_s() - TOTALS_EPOCH_UNIX_S) / 3600.0).max(0.0);
@@ -104,8 +92,11 @@ pub fn values(world: &World, meter: &HeatMeter) -> Option<HeatValues> {
     let decimals = if meter.building == 0 { 1 } else { 2 };
     let (supply, ret) = (round(supply, decimals), round(ret, decimals));
     let flow = round(flow, 3);
-    Some(HeatValues {
-        heat_kwh: round(10_000.0 + 1_000.0 * n + 20.0 * hours, 0),
+    let heat_kwh = round(10_000.0 + 1_000.0 * n + 20.0 * hours, 0);
+    Some(HeatReading {
+        // The total at the settlement day (the start of the month), here 2 % behind.
+        settlement_heat_kwh: (heat_kwh * 0.98).floor(),
+        heat_kwh,
         power_kw: round(flow * (supply - ret) * WATER_KWH_PER_M3K, 1),
         flow_m3h: flow,
         volume_m3: round(2_000.0 + 100.0 * n + 2.0 * hours, 2),
@@ -122,7 +113,7 @@ pub fn values(world: &World, meter: &HeatMeter) -> Option<HeatValues> {
 
 /// A CJ/T 188 reply to a 901F read with sequence number `ser`: the current data, or the error
 /// reply when `refuse` (error byte 0x01).
-pub fn cjt188_reply(values: &HeatValues, address: [u8; 7], ser: u8, refuse: bool) -> Vec<u8> {
+pub fn cjt188_reply(values: &HeatReading, address: [u8; 7], ser: u8, refuse: bool) -> Vec<u8> {
     let [di0, di1] = cjt188::CURRENT_DATA.to_le_bytes();
     let mut data = vec![di0, di1, ser];
     if refuse {
@@ -134,8 +125,7 @@ pub fn cjt188_reply(values: &HeatValues, address: [u8; 7], ser: u8, refuse: bool
         data.extend(to_bcd_le(scaled, len));
         data.extend(unit);
     };
-    // Settlement-day heat: the total at the start of the month, here 2 % behind.
-    field((values.heat_kwh * 0.98).floor(), 2, 4, Some(0x05));
+    field(values.settlement_heat_kwh, 2, 4, Some(0x05));
     field(values.heat_kwh, 2, 4, Some(0x05));
     field(values.power_kw, 2, 4, Some(0x17));
     field(values.flow_m3h, 4, 4, Some(0x35));
@@ -159,7 +149,7 @@ fn encode(address: [u8; 7], control: u8, data: Vec<u8>) -> Vec<u8> {
 }
 
 /// An M-Bus RSP_UD (CI 0x72) with the meter's current data as BCD records.
-pub fn mbus_reply(values: &HeatValues, address: u8) -> Vec<u8> {
+pub fn mbus_reply(values: &HeatReading, address: u8) -> Vec<u8> {
     let mut body = vec![0x08, address, 0x72];
     // Header: identification 20260001, manufacturer, version, medium 04 (heat), access number,
     // status (bit 2: power low), signature.

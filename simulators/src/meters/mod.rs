@@ -25,7 +25,7 @@ use tokio::net::TcpListener;
 use crate::server::{lock, SLOW_REPLY_DELAY};
 use crate::world::{Behaviour, World};
 
-pub use heat::{building_meters, primary_meter, HeatMeter, HeatMeterAddress, HeatValues};
+pub use heat::{building_meters, primary_meter, HeatMeter, HeatMeterAddress};
 pub use household::{stairwell, HouseholdMeter, NO_DATA};
 pub use water::{building_water_meters, WaterMeter};
 
