@@ -121,7 +121,19 @@ pub async fn run(
     loop {
         *lock(&view.beat) = Some(std::time::Instant::now());
         let now = unix_nanos(SystemTime::now());
+        // In this order when several are ready: a requested publication is never lost to a
+        // shutdown that follows it, and the once-a-second tick is never starved by a full input.
         let (sample, events, figures) = tokio::select! {
+            biased;
+            _ = view.kpi_publish.notified() => {
+                (None, Vec::new(), kpi.partial_lines(now))
+            }
+            _ = tick.tick() => {
+                let events = lock(&engine).tick(now);
+                let closed = kpi.tick(now, || lock(&engine).active());
+                save_kpi(kpi.due_save(now), &view).await;
+                (None, events, closed)
+            }
             sample = input.recv() => {
                 let Some(sample) = sample else { break };
                 let events = {
@@ -135,15 +147,6 @@ pub async fn run(
                     latest.insert(sample.device.to_string(), sample.clone());
                 }
                 (Some(sample), events, Vec::new())
-            }
-            _ = tick.tick() => {
-                let events = lock(&engine).tick(now);
-                let closed = kpi.tick(now, || lock(&engine).active());
-                save_kpi(kpi.due_save(now), &view).await;
-                (None, events, closed)
-            }
-            _ = view.kpi_publish.notified() => {
-                (None, Vec::new(), kpi.partial_lines(now))
             }
         };
         if let Some(sample) = sample {
