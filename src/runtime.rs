@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use crate::buffer::reserve::Reserve;
 use crate::config::LoadedConfig;
 use crate::health::Health;
 use crate::model::Sample;
@@ -272,6 +273,7 @@ impl Outputs {
                 segment_bytes: buffer.segment_size_mb << 20,
                 max_bytes: buffer.max_size_mb << 20,
                 sync_interval: buffer.sync_interval.get(),
+                reserve: Some(Reserve::shared(data_dir)),
                 ..LogOptions::default()
             };
             let dir = data_dir.join("telemetry");
@@ -427,9 +429,12 @@ impl Alarms {
         let mut outboxes = Vec::new();
         let mut senders = Vec::new();
         for hook in &config.gateway.alarms.webhook {
-            let outbox =
-                crate::buffer::outbox::Outbox::open(&alarms_dir, &format!("webhook-{}", hook.name))
-                    .with_context(|| format!("cannot open the outbox of webhook {}", hook.name))?;
+            let outbox = crate::buffer::outbox::Outbox::open(
+                &alarms_dir,
+                &format!("webhook-{}", hook.name),
+                Some(Reserve::shared(&gateway.data_dir)),
+            )
+            .with_context(|| format!("cannot open the outbox of webhook {}", hook.name))?;
             let webhook = crate::sinks::webhook::Webhook::new(hook, &gateway.site, &gateway.id)
                 .with_context(|| format!("webhook {}", hook.name))?;
             let appended = Arc::new(tokio::sync::Notify::new());
@@ -442,8 +447,12 @@ impl Alarms {
             outboxes.push((outbox, appended));
         }
         if let Some(mqtt) = &config.gateway.alarms.mqtt {
-            let outbox = crate::buffer::outbox::Outbox::open(&alarms_dir, "mqtt")
-                .context("cannot open the MQTT alarm outbox")?;
+            let outbox = crate::buffer::outbox::Outbox::open(
+                &alarms_dir,
+                "mqtt",
+                Some(Reserve::shared(&gateway.data_dir)),
+            )
+            .context("cannot open the MQTT alarm outbox")?;
             let publisher = crate::sinks::mqtt::MqttAlarms::new(mqtt, &gateway.site, &gateway.id)
                 .context("MQTT alarms")?;
             let appended = Arc::new(tokio::sync::Notify::new());

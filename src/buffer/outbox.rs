@@ -4,6 +4,10 @@
 //! Each destination has a log of its own (`data_dir/alarms/outbox-<name>/`, the telemetry log's
 //! format and recovery), so a destination that is down holds back nobody else, and the alarm
 //! space is reserved apart from telemetry: a full telemetry log never pushes an alarm out.
+//!
+//! On a full card an outbox never drops an alarm to make room ([`WhenFull::Refuse`]): it
+//! releases the data directory's reserve and writes again, and if that is not enough the push
+//! fails, says how many events it wrote, and the caller keeps the rest in memory and tries again.
 
 use std::io;
 use std::path::Path;
@@ -11,10 +15,20 @@ use std::sync::{Arc, Mutex};
 
 use crate::model::AlarmEvent;
 
-use super::{LogOptions, SegmentLog};
+use super::reserve::Reserve;
+use super::{LogOptions, SegmentLog, WhenFull};
 
 /// Space for one destination's undelivered alarms.
 pub const OUTBOX_BYTES: u64 = 64 << 20;
+
+/// A push that did not complete.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write alarms to the outbox ({written} written): {error}")]
+pub struct PushError {
+    /// Events appended before the failure.
+    pub written: usize,
+    pub error: io::Error,
+}
 
 /// One destination's outbox.
 #[derive(Clone)]
@@ -24,12 +38,31 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    /// Opens (recovering) the outbox of destination `name` under `alarms_dir`.
-    pub fn open(alarms_dir: &Path, name: &str) -> io::Result<Outbox> {
+    /// Opens (recovering) the outbox of destination `name` under `alarms_dir`; on a full card
+    /// it may release `reserve`.
+    pub fn open(
+        alarms_dir: &Path,
+        name: &str,
+        reserve: Option<Arc<Reserve>>,
+    ) -> io::Result<Outbox> {
+        Self::open_with(
+            alarms_dir,
+            name,
+            LogOptions {
+                reserve,
+                ..LogOptions::default()
+            },
+        )
+    }
+
+    /// [`Outbox::open`] on the filesystem of `base` (tests put a faulty one under it); sizes and
+    /// the full-card policy are the outbox's own.
+    pub fn open_with(alarms_dir: &Path, name: &str, base: LogOptions) -> io::Result<Outbox> {
         let options = LogOptions {
             segment_bytes: 1 << 20,
             max_bytes: OUTBOX_BYTES,
-            ..LogOptions::default()
+            when_full: WhenFull::Refuse,
+            ..base
         };
         let (log, report) = SegmentLog::open(&alarms_dir.join(format!("outbox-{name}")), options)?;
         if report.corrupted + report.lost + report.quarantined > 0 {
@@ -49,15 +82,26 @@ impl Outbox {
         self.log.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Appends events and fsyncs (blocking: call from a blocking-capable context).
-    pub fn push(&self, events: &[AlarmEvent]) -> io::Result<()> {
+    /// Appends events and fsyncs (blocking: call from a blocking-capable context). On an error,
+    /// the first [`PushError::written`] events are in the outbox (not yet synced: push the rest,
+    /// or nothing, to sync them).
+    pub fn push(&self, events: &[AlarmEvent]) -> Result<(), PushError> {
         let mut log = self.lock();
-        for event in events {
-            let json = serde_json::to_vec(event).map_err(io::Error::other)?;
-            let time_ms = (event.time_ns / 1_000_000).max(0) as u64;
-            log.append(time_ms, &json).map_err(io::Error::other)?;
+        for (written, event) in events.iter().enumerate() {
+            let appended = serde_json::to_vec(event)
+                .map_err(io::Error::other)
+                .and_then(|json| {
+                    let time_ms = (event.time_ns / 1_000_000).max(0) as u64;
+                    log.append(time_ms, &json).map_err(io::Error::other)
+                });
+            if let Err(error) = appended {
+                return Err(PushError { written, error });
+            }
         }
-        log.sync()
+        log.sync().map_err(|error| PushError {
+            written: events.len(),
+            error,
+        })
     }
 
     /// The oldest undelivered event with its sequence number. Records that do not parse (they
@@ -116,7 +160,7 @@ mod tests {
     #[test]
     fn events_come_out_in_order_until_delivered_and_survive_a_reopen() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let outbox = Outbox::open(dir.path(), "wecom").expect("opens");
+        let outbox = Outbox::open(dir.path(), "wecom", None).expect("opens");
         assert!(outbox.next().expect("reads").is_none());
         outbox.push(&[event(1), event(2)]).expect("pushes");
         let (seq, first) = outbox.next().expect("reads").expect("an event");
@@ -128,7 +172,7 @@ mod tests {
         );
         outbox.delivered(seq).expect("acks");
         drop(outbox);
-        let outbox = Outbox::open(dir.path(), "wecom").expect("reopens");
+        let outbox = Outbox::open(dir.path(), "wecom", None).expect("reopens");
         assert_eq!(
             outbox.next().expect("reads").map(|(_, e)| e),
             Some(event(2))

@@ -1,20 +1,36 @@
 //! The segmented telemetry log: append, read in order, acknowledge, recover. See the module
-//! documentation of [`crate::buffer`] for the on-disk format and the recovery rules.
+//! documentation of [`crate::buffer`] for the on-disk format, the recovery rules and what each
+//! I/O failure leaves behind.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::fs::{self, File};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
+use super::disk::{is_full, replace_file, Disk, OsDisk};
 use super::record::{self, Found, Record, HEADER_LEN, MAX_PAYLOAD};
+use super::reserve::{with_reserve, Reserve};
 
 const SEGMENT_SUFFIX: &str = ".seg";
+const QUARANTINE_SUFFIX: &str = ".corrupt";
 const CURSOR_FILE: &str = "ack";
-const CURSOR_TMP: &str = "ack.tmp";
+/// Quarantined segments kept for inspection; older ones are removed.
+const KEEP_QUARANTINED: usize = 2;
 
-/// Sizes and sync policy.
+/// What the log does when the card is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenFull {
+    /// Drop the oldest segment (acknowledged first, then unsent, counted as `disk_full`) and
+    /// write again: telemetry, where the newest readings matter most.
+    DropOldest,
+    /// Refuse the append and keep everything: alarm outboxes, where nothing may be dropped.
+    Refuse,
+}
+
+/// Sizes, sync policy and the filesystem underneath.
 #[derive(Debug, Clone)]
 pub struct LogOptions {
     /// A new segment is started when the current one would grow beyond this.
@@ -25,6 +41,11 @@ pub struct LogOptions {
     pub sync_interval: Duration,
     /// Unsynced bytes that trigger an `fdatasync` before `sync_interval` is up.
     pub sync_bytes: u64,
+    pub when_full: WhenFull,
+    /// Released on a full card so that the cursor (and, for [`WhenFull::Refuse`], appends) can
+    /// still be written.
+    pub reserve: Option<Arc<Reserve>>,
+    pub disk: Arc<dyn Disk>,
 }
 
 impl Default for LogOptions {
@@ -34,6 +55,9 @@ impl Default for LogOptions {
             max_bytes: 1 << 30,
             sync_interval: Duration::from_secs(1),
             sync_bytes: 1 << 20,
+            when_full: WhenFull::DropOldest,
+            reserve: None,
+            disk: OsDisk::shared(),
         }
     }
 }
@@ -42,7 +66,7 @@ impl Default for LogOptions {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LogStats {
     pub appended: u64,
-    /// Damaged records skipped (recovery and reads).
+    /// Damaged regions skipped (recovery and reads); each may have held several records.
     pub corrupted: u64,
     /// Bytes of torn tails truncated at recovery.
     pub torn_bytes: u64,
@@ -52,8 +76,14 @@ pub struct LogStats {
     pub lost: u64,
     /// Unacknowledged records dropped because the log exceeded `max_bytes`.
     pub dropped_max_size: u64,
+    /// Unacknowledged records dropped to make room on a full card.
+    pub dropped_disk_full: u64,
     /// Cursors found unusable at recovery (records then re-sent from the oldest).
     pub cursor_resets: u64,
+    /// Leftover files removed at recovery (temporary files, old quarantined segments).
+    pub leftovers_removed: u64,
+    /// Writes, syncs and removals that failed (each logged by the caller).
+    pub io_errors: u64,
 }
 
 /// The log's size and what waits in it for InfluxDB.
@@ -66,7 +96,7 @@ pub struct Backlog {
     pub oldest_unsent: Option<Duration>,
 }
 
-/// Why an append was refused.
+/// Why an append was refused. Nothing of the record is left where a read would find it.
 #[derive(Debug, Error)]
 pub enum AppendError {
     #[error("record of {0} bytes is empty or larger than {MAX_PAYLOAD}")]
@@ -86,12 +116,14 @@ pub struct RecoveryReport {
     pub quarantined: u64,
     pub lost: u64,
     pub cursor_reset: bool,
+    pub leftovers_removed: u64,
 }
 
 #[derive(Debug)]
 struct Segment {
     base: u64,
     path: PathBuf,
+    /// End of the last whole record: where the next one is written, and where reads stop.
     bytes: u64,
     /// Sequence number of the last record, if the segment has any.
     last: Option<u64>,
@@ -108,10 +140,17 @@ pub struct SegmentLog {
     dir: PathBuf,
     options: LogOptions,
     segments: Vec<Segment>,
+    /// The last segment, open for positional writes.
     active: File,
+    /// A failed write may have left bytes past the active segment's end that could not be cut
+    /// off yet (they are overwritten by the next record in any case).
+    tail_dirty: bool,
     next_seq: u64,
     /// Every sequence number below this is acknowledged.
     acked: u64,
+    /// The acknowledgement is not on disk yet (the cursor write failed); tried again at the
+    /// next acknowledgement or sync.
+    cursor_dirty: bool,
     /// The next sequence number to read.
     read_seq: u64,
     read_at: Option<ReadPosition>,
@@ -127,36 +166,66 @@ fn segment_name(base: u64) -> String {
     format!("{base:020}{SEGMENT_SUFFIX}")
 }
 
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+/// A segment file that is already gone counts as removed.
+fn removed(result: io::Result<()>) -> io::Result<()> {
+    match result {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
 }
 
 impl SegmentLog {
-    /// Opens (creating if needed) the log in `dir` and recovers it.
+    /// Opens (creating if needed) the log in `dir` and recovers it. Only an unusable directory
+    /// is an error; nothing in the directory's contents is.
     pub fn open(dir: &Path, options: LogOptions) -> io::Result<(SegmentLog, RecoveryReport)> {
         fs::create_dir_all(dir)?;
+        let disk = Arc::clone(&options.disk);
         let mut stats = LogStats::default();
         let mut segments = Vec::new();
         let mut found: Vec<(u64, PathBuf)> = Vec::new();
+        let mut quarantined: Vec<PathBuf> = Vec::new();
         for entry in fs::read_dir(dir)? {
             let path = entry?.path();
             let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
                 continue;
             };
+            if name.ends_with(".tmp") {
+                if disk.remove(&path).is_ok() {
+                    stats.leftovers_removed += 1;
+                }
+                continue;
+            }
+            if name.ends_with(QUARANTINE_SUFFIX) {
+                quarantined.push(path);
+                continue;
+            }
             let Some(stem) = name.strip_suffix(SEGMENT_SUFFIX) else {
                 continue;
             };
             match stem.parse::<u64>() {
                 Ok(base) if stem.len() == 20 => found.push((base, path)),
-                _ => quarantine(&path, &mut stats),
+                _ => {
+                    if let Some(target) = quarantine(disk.as_ref(), &path, &mut stats) {
+                        quarantined.push(target);
+                    }
+                }
             }
         }
         found.sort();
         let count = found.len();
         for (i, (base, path)) in found.into_iter().enumerate() {
             let is_last = i + 1 == count;
-            if let Some(segment) = recover_segment(base, &path, is_last, &mut stats) {
-                segments.push(segment);
+            match recover_segment(disk.as_ref(), base, &path, is_last, &mut stats) {
+                Ok(segment) => segments.extend(segment),
+                Err(()) => quarantined.extend(quarantine(disk.as_ref(), &path, &mut stats)),
+            }
+        }
+        // Quarantined segments are kept for a look, but not without bound.
+        quarantined.sort();
+        let excess = quarantined.len().saturating_sub(KEEP_QUARANTINED);
+        for path in &quarantined[..excess] {
+            if disk.remove(path).is_ok() {
+                stats.leftovers_removed += 1;
             }
         }
         // Gaps between segments: records lost with a missing segment.
@@ -189,13 +258,15 @@ impl SegmentLog {
             .max(acked)
             .max(segments.last().map_or(0, |s| s.base));
         let acked = acked.min(next_seq);
-        // Append to the last segment, or start one.
+        // Write to the last segment, or start one.
         let active = match segments.last() {
-            Some(last) => OpenOptions::new().append(true).open(&last.path)?,
+            Some(last) => disk.open(&last.path)?,
             None => {
                 let path = dir.join(segment_name(next_seq));
-                let file = OpenOptions::new().create(true).append(true).open(&path)?;
-                sync_dir(dir)?;
+                let file = disk.create(&path)?;
+                if let Err(e) = disk.sync_dir(dir) {
+                    tracing::warn!(error = %e, "Cannot sync the telemetry log directory");
+                }
                 segments.push(Segment {
                     base: next_seq,
                     path,
@@ -219,14 +290,17 @@ impl SegmentLog {
             quarantined: stats.quarantined,
             lost: stats.lost,
             cursor_reset: stats.cursor_resets > 0,
+            leftovers_removed: stats.leftovers_removed,
         };
         let mut log = SegmentLog {
             dir: dir.to_path_buf(),
             options,
             segments,
             active,
+            tail_dirty: false,
             next_seq,
             acked,
+            cursor_dirty: !cursor_ok,
             read_seq: acked,
             read_at: None,
             unsynced: 0,
@@ -235,67 +309,81 @@ impl SegmentLog {
             scratch: Vec::new(),
             oldest: None,
         };
-        if !cursor_ok {
-            log.write_cursor()?;
+        // Neither is needed to read or append; both are tried again later.
+        if let Err(e) = log.persist_cursor() {
+            tracing::warn!(dir = %dir.display(), error = %e, "Cannot write the log cursor yet");
         }
-        log.delete_acknowledged()?;
+        if let Err(e) = log.delete_acknowledged() {
+            tracing::warn!(dir = %dir.display(), error = %e, "Cannot delete acknowledged segments yet");
+        }
         Ok((log, report))
     }
 
     /// Appends one record; returns its sequence number. The record is written to the file (it
-    /// survives a killed process) but not yet synced (see [`SegmentLog::sync_if_due`]).
+    /// survives a killed process) but not yet synced (see [`SegmentLog::sync_if_due`]). On a
+    /// full card the log first makes room as [`LogOptions::when_full`] says. A refused append
+    /// leaves nothing a read or a recovery would take for a record.
     pub fn append(&mut self, time_ms: u64, payload: &[u8]) -> Result<u64, AppendError> {
         if payload.is_empty() || payload.len() > MAX_PAYLOAD {
             return Err(AppendError::Size(payload.len()));
         }
+        self.cut_tail();
         let len = (HEADER_LEN + payload.len()) as u64;
-        let active_bytes = self.segments.last().map_or(0, |s| s.bytes);
+        let active_bytes = self.active_segment().bytes;
         if active_bytes > 0 && active_bytes + len > self.options.segment_bytes {
-            self.roll()?;
+            self.roll().inspect_err(|_| self.stats.io_errors += 1)?;
         }
         let seq = self.next_seq;
         self.scratch.clear();
         record::encode(seq, time_ms, payload, &mut self.scratch);
-        if let Err(e) = self.active.write_all(&self.scratch) {
-            // A full disk: give up the oldest segment and try once more.
-            if e.raw_os_error() == Some(28) && self.drop_oldest()? {
-                self.active.write_all(&self.scratch)?;
-            } else {
+        if let Err(e) = self.write_record() {
+            if !is_full(&e) || !self.make_room() {
+                self.stats.io_errors += 1;
                 return Err(e.into());
             }
+            self.write_record()
+                .inspect_err(|_| self.stats.io_errors += 1)?;
         }
-        if let Some(segment) = self.segments.last_mut() {
-            segment.bytes += len;
-            segment.last = Some(seq);
-        }
+        let segment = self.active_segment_mut();
+        segment.bytes += len;
+        segment.last = Some(seq);
         self.next_seq += 1;
         self.unsynced += len;
         self.stats.appended += 1;
-        while self.total_bytes() > self.options.max_bytes && self.drop_oldest()? {}
+        self.enforce_max_bytes();
         Ok(seq)
     }
 
-    /// `fdatasync`s the active segment if `sync_interval` has passed or `sync_bytes` are waiting.
-    /// Returns whether it synced.
+    /// `fdatasync`s the active segment if `sync_interval` has passed or `sync_bytes` are waiting,
+    /// and retries a cursor that could not be written. Returns whether it synced.
     pub fn sync_if_due(&mut self) -> io::Result<bool> {
         let due = self.unsynced >= self.options.sync_bytes
             || (self.unsynced > 0 && self.last_sync.elapsed() >= self.options.sync_interval);
         if due {
             self.sync()?;
         }
+        if self.cursor_dirty {
+            self.persist_cursor()?;
+        }
         Ok(due)
     }
 
     /// `fdatasync`s the active segment now.
     pub fn sync(&mut self) -> io::Result<()> {
-        self.active.sync_data()?;
+        self.cut_tail();
+        self.options
+            .disk
+            .sync_data(&self.active)
+            .inspect_err(|_| self.stats.io_errors += 1)?;
         self.unsynced = 0;
         self.last_sync = Instant::now();
         Ok(())
     }
 
     /// Reads the next records in order, up to `max_records` and about `max_bytes` of payload
-    /// (at least one record if any is waiting). Reading does not acknowledge.
+    /// (at least one record if any is waiting). Reading does not acknowledge. Damage found
+    /// since recovery is skipped (counted) by scanning for the next valid record; a read never
+    /// stops for good at a damaged record.
     pub fn read(&mut self, max_records: usize, max_bytes: usize) -> io::Result<Vec<Record>> {
         let mut out = Vec::new();
         let mut bytes = 0usize;
@@ -328,30 +416,37 @@ impl SegmentLog {
             let window = (segment_bytes - position.offset)
                 .min((max_bytes.saturating_sub(bytes) + HEADER_LEN + MAX_PAYLOAD) as u64);
             let buffer = read_range(&self.segments[index].path, position.offset, window)?;
+            if buffer.is_empty() {
+                // The file is shorter than the log knows (cut outside the log): skip the rest.
+                self.stats.corrupted += 1;
+                self.read_at = Some(ReadPosition {
+                    base: position.base,
+                    offset: segment_bytes,
+                });
+                continue;
+            }
+            let reaches_end =
+                (buffer.len() as u64) < window || position.offset + window == segment_bytes;
             let mut at = 0usize;
-            let mut progressed = false;
             while at < buffer.len() && out.len() < max_records && bytes < max_bytes {
                 match record::decode(&buffer[at..]) {
                     Found::Record(rec, len) => {
                         at += len;
-                        progressed = true;
                         if rec.seq >= self.read_seq {
                             self.read_seq = rec.seq + 1;
                             bytes += rec.payload.len();
                             out.push(rec);
                         }
                     }
-                    Found::Truncated => break,
-                    Found::Invalid => {
+                    // The window ends inside a whole record: read on from it.
+                    Found::Truncated if at > 0 && !reaches_end => break,
+                    Found::Truncated | Found::Invalid => {
                         // Damaged since recovery: skip to the next valid record of the segment.
                         self.stats.corrupted += 1;
-                        let rest = read_range(
-                            &self.segments[index].path,
-                            position.offset + at as u64,
-                            segment_bytes - position.offset - at as u64,
-                        )?;
-                        at += record::resync(&rest, 1).unwrap_or(rest.len());
-                        progressed = true;
+                        let from = position.offset + at as u64;
+                        let rest =
+                            read_range(&self.segments[index].path, from, segment_bytes - from)?;
+                        at += record::resync(&rest, 1).unwrap_or((segment_bytes - from) as usize);
                         break;
                     }
                 }
@@ -360,9 +455,6 @@ impl SegmentLog {
                 base: position.base,
                 offset: position.offset + at as u64,
             });
-            if !progressed {
-                break;
-            }
         }
         Ok(out)
     }
@@ -375,19 +467,31 @@ impl SegmentLog {
     }
 
     /// Acknowledges every record below `upto`: persists the cursor and deletes segments that
-    /// hold only acknowledged records.
+    /// hold only acknowledged records. On an error the acknowledgement still holds in memory
+    /// (nothing is read again) and is written at the next acknowledgement or sync.
     pub fn ack(&mut self, upto: u64) -> io::Result<()> {
         let upto = upto.min(self.next_seq);
-        if upto <= self.acked {
+        if upto > self.acked {
+            self.acked = upto;
+            self.cursor_dirty = true;
+            if self.read_seq < upto {
+                self.read_seq = upto;
+                self.read_at = None;
+            }
+        }
+        if !self.cursor_dirty {
             return Ok(());
         }
-        self.acked = upto;
-        if self.read_seq < upto {
-            self.read_seq = upto;
-            self.read_at = None;
+        // The cursor first, so that a crash in between cannot make delivered records look lost;
+        // on a full card, deleting the delivered segments is what makes room for it.
+        let cursor = self.persist_cursor();
+        let deleted = self.delete_acknowledged();
+        match cursor {
+            Err(e) if is_full(&e) => self.persist_cursor(),
+            other => other,
         }
-        self.write_cursor()?;
-        self.delete_acknowledged()
+        .and(deleted)
+        .inspect_err(|_| self.stats.io_errors += 1)
     }
 
     /// Records appended but not acknowledged.
@@ -398,6 +502,11 @@ impl SegmentLog {
     /// Bytes of all segments.
     pub fn total_bytes(&self) -> u64 {
         self.segments.iter().map(|s| s.bytes).sum()
+    }
+
+    /// The size at which a new segment is started.
+    pub fn segment_bytes(&self) -> u64 {
+        self.options.segment_bytes
     }
 
     pub fn stats(&self) -> &LogStats {
@@ -438,10 +547,12 @@ impl SegmentLog {
         let Some(segment) = self.segments.iter().find(|s| s.base == position.base) else {
             return Ok(None);
         };
+        let end = segment.bytes;
         let mut file = io::BufReader::new(File::open(&segment.path)?);
         file.seek(SeekFrom::Start(offset))?;
+        let mut at = offset;
         let mut header = [0u8; HEADER_LEN];
-        while file.read_exact(&mut header).is_ok() {
+        while at + HEADER_LEN as u64 <= end && file.read_exact(&mut header).is_ok() {
             let Some((seq, time, len)) = record::peek_header(&header) else {
                 break;
             };
@@ -450,8 +561,85 @@ impl SegmentLog {
                 return Ok(Some(time));
             }
             file.seek_relative(len as i64)?;
+            at += (HEADER_LEN + len) as u64;
         }
         Ok(None)
+    }
+
+    fn active_segment(&self) -> &Segment {
+        self.segments
+            .last()
+            .unwrap_or_else(|| unreachable!("the log always has an active segment"))
+    }
+
+    fn active_segment_mut(&mut self) -> &mut Segment {
+        self.segments
+            .last_mut()
+            .unwrap_or_else(|| unreachable!("the log always has an active segment"))
+    }
+
+    /// Writes the encoded record in `scratch` at the end of the active segment. On failure,
+    /// cuts the file back to its last whole record (or notes that it must be).
+    fn write_record(&mut self) -> io::Result<()> {
+        let offset = self.active_segment().bytes;
+        let written = self
+            .options
+            .disk
+            .write_at(&self.active, offset, &self.scratch);
+        if written.is_err() {
+            self.tail_dirty = true;
+            self.cut_tail();
+        }
+        written
+    }
+
+    /// Cuts bytes a failed write left behind the last whole record, if any are pending.
+    fn cut_tail(&mut self) {
+        if self.tail_dirty {
+            let end = self.active_segment().bytes;
+            if self.options.disk.set_len(&self.active, end).is_ok() {
+                self.tail_dirty = false;
+            }
+        }
+    }
+
+    /// Frees room for an append that met a full card. Returns whether anything was freed.
+    fn make_room(&mut self) -> bool {
+        if self.options.when_full == WhenFull::Refuse {
+            return self
+                .options
+                .reserve
+                .as_deref()
+                .is_some_and(Reserve::release);
+        }
+        if self.segments.len() < 2 {
+            // Only the active segment holds records: close it so that it can be dropped.
+            if self.active_segment().bytes == 0 || self.roll().is_err() {
+                return false;
+            }
+        }
+        match self.drop_oldest(DropReason::DiskFull) {
+            Ok(freed) => freed,
+            Err(e) => {
+                self.stats.io_errors += 1;
+                tracing::error!(dir = %self.dir.display(), error = %e, "Cannot drop the oldest segment on a full card");
+                false
+            }
+        }
+    }
+
+    fn enforce_max_bytes(&mut self) {
+        while self.total_bytes() > self.options.max_bytes {
+            match self.drop_oldest(DropReason::MaxSize) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => {
+                    self.stats.io_errors += 1;
+                    tracing::error!(dir = %self.dir.display(), error = %e, "Cannot drop the oldest segment beyond the size limit");
+                    break;
+                }
+            }
+        }
     }
 
     /// Where reading `seq` starts: the first segment that holds a record at or after it.
@@ -465,35 +653,49 @@ impl SegmentLog {
             })
     }
 
+    /// Syncs the active segment and starts a new one. On failure the old segment stays active.
     fn roll(&mut self) -> io::Result<()> {
         self.sync()?;
         let path = self.dir.join(segment_name(self.next_seq));
-        self.active = OpenOptions::new().create(true).append(true).open(&path)?;
-        sync_dir(&self.dir)?;
+        let file = self.options.disk.create(&path)?;
         self.segments.push(Segment {
             base: self.next_seq,
             path,
             bytes: 0,
             last: None,
         });
-        Ok(())
+        self.active = file;
+        self.tail_dirty = false;
+        self.options.disk.sync_dir(&self.dir)
     }
 
-    /// Drops the oldest segment (not the active one), counting its unacknowledged records.
-    fn drop_oldest(&mut self) -> io::Result<bool> {
+    /// Drops the oldest segment (not the active one), counting its unacknowledged records. The
+    /// segment leaves the list only once its file is gone.
+    fn drop_oldest(&mut self, reason: DropReason) -> io::Result<bool> {
         if self.segments.len() < 2 {
             return Ok(false);
         }
+        removed(self.options.disk.remove(&self.segments[0].path))?;
         let oldest = self.segments.remove(0);
         if let Some(last) = oldest.last {
             let from = oldest.base.max(self.acked);
             if last >= from {
-                self.stats.dropped_max_size += last - from + 1;
+                let count = last - from + 1;
+                match reason {
+                    DropReason::MaxSize => self.stats.dropped_max_size += count,
+                    DropReason::DiskFull => self.stats.dropped_disk_full += count,
+                }
+                tracing::error!(
+                    records = count,
+                    reason = reason.name(),
+                    dir = %self.dir.display(),
+                    "Dropped the oldest unsent readings"
+                );
             }
             let after = last + 1;
             if self.acked < after {
                 self.acked = after;
-                self.write_cursor()?;
+                self.cursor_dirty = true;
             }
             if self.read_seq < after {
                 self.read_seq = after;
@@ -503,47 +705,72 @@ impl SegmentLog {
         if self.read_at.is_some_and(|p| p.base == oldest.base) {
             self.read_at = None;
         }
-        fs::remove_file(&oldest.path)?;
-        sync_dir(&self.dir)?;
+        // Neither failure undoes the drop: the file is gone, and a stale cursor only makes the
+        // next recovery count the dropped records as lost.
+        let synced = self.options.disk.sync_dir(&self.dir);
+        if let Err(e) = synced.and_then(|()| self.persist_cursor()) {
+            self.stats.io_errors += 1;
+            tracing::warn!(dir = %self.dir.display(), error = %e, "Segment dropped; its cursor or directory entry not yet durable");
+        }
         Ok(true)
     }
 
+    /// Deletes the segments before the active one that hold only acknowledged records. Each
+    /// leaves the list only once its file is gone.
     fn delete_acknowledged(&mut self) -> io::Result<()> {
         let mut deleted = false;
+        let mut result = Ok(());
         while self.segments.len() > 1 {
             let first = &self.segments[0];
-            let done = match first.last {
-                Some(last) => last < self.acked,
-                None => true,
-            };
-            if !done {
+            if first.last.is_some_and(|last| last >= self.acked) {
+                break;
+            }
+            if let Err(e) = removed(self.options.disk.remove(&first.path)) {
+                result = Err(e);
                 break;
             }
             let gone = self.segments.remove(0);
             if self.read_at.is_some_and(|p| p.base == gone.base) {
                 self.read_at = None;
             }
-            fs::remove_file(&gone.path)?;
             deleted = true;
         }
         if deleted {
-            sync_dir(&self.dir)?;
+            result = result.and(self.options.disk.sync_dir(&self.dir));
         }
-        Ok(())
+        result
     }
 
-    fn write_cursor(&self) -> io::Result<()> {
+    /// Writes the cursor if it changed since the last write, using the reserve on a full card.
+    fn persist_cursor(&mut self) -> io::Result<()> {
+        if !self.cursor_dirty {
+            return Ok(());
+        }
         let mut bytes = Vec::with_capacity(12);
         bytes.extend_from_slice(&self.acked.to_le_bytes());
         bytes.extend_from_slice(&crc32fast::hash(&self.acked.to_le_bytes()).to_le_bytes());
-        let tmp = self.dir.join(CURSOR_TMP);
-        {
-            let mut file = File::create(&tmp)?;
-            file.write_all(&bytes)?;
-            file.sync_data()?;
+        let path = self.dir.join(CURSOR_FILE);
+        let disk = self.options.disk.as_ref();
+        with_reserve(self.options.reserve.as_deref(), || {
+            replace_file(disk, &path, &bytes)
+        })?;
+        self.cursor_dirty = false;
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum DropReason {
+    MaxSize,
+    DiskFull,
+}
+
+impl DropReason {
+    fn name(self) -> &'static str {
+        match self {
+            DropReason::MaxSize => "max_size",
+            DropReason::DiskFull => "disk_full",
         }
-        fs::rename(&tmp, self.dir.join(CURSOR_FILE))?;
-        sync_dir(&self.dir)
     }
 }
 
@@ -568,34 +795,44 @@ fn read_range(path: &Path, offset: u64, len: u64) -> io::Result<Vec<u8>> {
     Ok(buffer)
 }
 
-fn quarantine(path: &Path, stats: &mut LogStats) {
+/// Renames an unreadable segment `<name>.corrupt`; returns the new path.
+fn quarantine(disk: &dyn Disk, path: &Path, stats: &mut LogStats) -> Option<PathBuf> {
     let mut target = path.as_os_str().to_owned();
-    target.push(".corrupt");
-    match fs::rename(path, &target) {
+    target.push(QUARANTINE_SUFFIX);
+    let target = PathBuf::from(target);
+    stats.quarantined += 1;
+    match disk.rename(path, &target) {
         Ok(()) => {
-            tracing::error!(path = %path.display(), "Telemetry segment unreadable; quarantined")
+            tracing::error!(path = %path.display(), "Telemetry segment unreadable; quarantined");
+            Some(target)
         }
         Err(e) => {
-            tracing::error!(path = %path.display(), error = %e, "Telemetry segment unreadable and cannot be quarantined")
+            tracing::error!(path = %path.display(), error = %e, "Telemetry segment unreadable and cannot be quarantined");
+            None
         }
     }
-    stats.quarantined += 1;
 }
 
-/// Scans one segment, repairing it in place; `None` if it was quarantined or deleted as empty.
-fn recover_segment(base: u64, path: &Path, is_last: bool, stats: &mut LogStats) -> Option<Segment> {
-    let bytes = match fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(_) => {
-            quarantine(path, stats);
-            return None;
-        }
-    };
+/// Scans one segment and repairs it: `Ok(None)` if it held nothing and was deleted, `Err` if it
+/// cannot be read (the caller quarantines it).
+///
+/// No length is trusted: bytes that are not a valid record, including a header whose length
+/// runs past the end, are skipped by scanning for the next record whose magic and CRC check;
+/// each such region counts once as corrupted. Only what follows the last valid record is a
+/// tail: torn bytes in the active segment, damage in a closed one.
+fn recover_segment(
+    disk: &dyn Disk,
+    base: u64,
+    path: &Path,
+    is_last: bool,
+    stats: &mut LogStats,
+) -> Result<Option<Segment>, ()> {
+    let bytes = fs::read(path).map_err(|_| ())?;
     let mut valid: Vec<(usize, usize)> = Vec::new();
     let mut last: Option<u64> = None;
     let mut at = 0usize;
     let mut damaged = false;
-    let mut torn_from: Option<usize> = None;
+    let mut tail_from: Option<usize> = None;
     while at < bytes.len() {
         match record::decode(&bytes[at..]) {
             Found::Record(rec, len) => {
@@ -609,71 +846,59 @@ fn recover_segment(base: u64, path: &Path, is_last: bool, stats: &mut LogStats) 
                 }
                 at += len;
             }
-            Found::Truncated => {
-                torn_from = Some(at);
-                break;
-            }
-            Found::Invalid => match record::resync(&bytes, at + 1) {
+            Found::Truncated | Found::Invalid => match record::resync(&bytes, at + 1) {
                 Some(next) => {
                     stats.corrupted += 1;
                     damaged = true;
                     at = next;
                 }
                 None => {
-                    // Nothing valid follows: a torn or zero-filled tail.
-                    torn_from = Some(at);
+                    tail_from = Some(at);
                     break;
                 }
             },
         }
     }
-    if let Some(from) = torn_from {
-        stats.torn_bytes += (bytes.len() - from) as u64;
+    if let Some(from) = tail_from {
+        if is_last {
+            stats.torn_bytes += (bytes.len() - from) as u64;
+        } else {
+            stats.corrupted += 1;
+        }
     }
-    let kept: u64 = valid.iter().map(|(_, len)| *len as u64).sum();
-    let repair = |result: io::Result<()>| {
-        if let Err(e) = result {
+    let repair = |result: io::Result<()>| match result {
+        Ok(()) => true,
+        Err(e) => {
             tracing::error!(path = %path.display(), error = %e, "Cannot repair telemetry segment");
+            false
         }
     };
     if valid.is_empty() && !is_last {
-        repair(fs::remove_file(path));
-        return None;
+        repair(removed(disk.remove(path)));
+        return Ok(None);
     }
+    let end = valid.last().map_or(0, |(offset, len)| offset + len) as u64;
+    let mut segment = Segment {
+        base,
+        path: path.to_path_buf(),
+        bytes: end,
+        last,
+    };
     if damaged {
-        let mut clean = Vec::with_capacity(kept as usize);
+        let mut clean = Vec::with_capacity(end as usize);
         for (offset, len) in &valid {
             clean.extend_from_slice(&bytes[*offset..offset + len]);
         }
-        repair(rewrite(path, &clean));
-    } else if torn_from.is_some() {
-        repair(truncate(path, kept));
+        // Without room for the copy the damaged file stays; reads skip its damage.
+        if repair(replace_file(disk, path, &clean)) {
+            segment.bytes = clean.len() as u64;
+        }
+    } else if tail_from.is_some() {
+        // A failed cut is harmless: the next record is written over the tail.
+        repair(disk.open(path).and_then(|file| {
+            disk.set_len(&file, end)?;
+            disk.sync_data(&file)
+        }));
     }
-    Some(Segment {
-        base,
-        path: path.to_path_buf(),
-        bytes: kept,
-        last,
-    })
-}
-
-fn truncate(path: &Path, len: u64) -> io::Result<()> {
-    let file = OpenOptions::new().write(true).open(path)?;
-    file.set_len(len)?;
-    file.sync_all()
-}
-
-fn rewrite(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    {
-        let mut file = File::create(&tmp)?;
-        file.write_all(contents)?;
-        file.sync_all()?;
-    }
-    fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        sync_dir(dir)?;
-    }
-    Ok(())
+    Ok(Some(segment))
 }

@@ -5,7 +5,6 @@
 //! reported and replaced; it never stops the gateway.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -133,6 +132,8 @@ pub struct RuleEngine {
     /// Whether the limit of publishing devices has been reported.
     full_warned: bool,
     state_file: Option<PathBuf>,
+    /// Released when the state file meets a full card (only with a state file).
+    reserve: Option<Arc<crate::buffer::reserve::Reserve>>,
     started_ns: i64,
 }
 
@@ -228,6 +229,9 @@ impl RuleEngine {
             frozen: BTreeMap::new(),
             dirty: false,
             full_warned: false,
+            reserve: state_file
+                .as_ref()
+                .map(|_| crate::buffer::reserve::Reserve::shared(&config.gateway.gateway.data_dir)),
             state_file,
             started_ns: now_ns,
         };
@@ -708,7 +712,7 @@ impl RuleEngine {
                 .collect(),
         };
         let text = serde_json::to_vec_pretty(&state).map_err(std::io::Error::other)?;
-        write_atomically(path, &text)
+        write_atomically(path, &text, self.reserve.as_deref())
     }
 
     fn load(&mut self) {
@@ -846,22 +850,17 @@ fn applies_to(
         && (!needs_site || has_site)
 }
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+fn write_atomically(
+    path: &Path,
+    bytes: &[u8],
+    reserve: Option<&crate::buffer::reserve::Reserve>,
+) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
+    crate::buffer::reserve::with_reserve(reserve, || {
+        crate::buffer::disk::replace_file(&crate::buffer::disk::OsDisk, path, bytes)
+    })
 }
 
 #[cfg(test)]

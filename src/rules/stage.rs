@@ -116,6 +116,11 @@ pub async fn run(
 ) {
     *lock(&view.active) = engine.active();
     let engine = Arc::new(Mutex::new(engine));
+    let mut undelivered: Vec<Undelivered> = delivery
+        .outboxes
+        .iter()
+        .map(|(outbox, _)| Undelivered::new(outbox.clone()))
+        .collect();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -129,6 +134,9 @@ pub async fn run(
                 (None, Vec::new(), kpi.partial_lines(now))
             }
             _ = tick.tick() => {
+                if undelivered.iter().any(Undelivered::waiting) {
+                    persist_alarms(&engine, &mut undelivered, &delivery).await;
+                }
                 let events = lock(&engine).tick(now);
                 let closed = kpi.tick(now, || lock(&engine).active());
                 save_kpi(kpi.due_save(now), &view).await;
@@ -174,33 +182,13 @@ pub async fn run(
             }
             continue;
         }
-        // Durable before anything else: the state (no double raise after a restart) and every
-        // destination's outbox (fsynced); only then does the alarm count as raised.
-        let saving = Arc::clone(&engine);
-        let outboxes: Vec<Outbox> = delivery.outboxes.iter().map(|(o, _)| o.clone()).collect();
-        let durable = events.clone();
-        let saved = tokio::task::spawn_blocking(move || {
-            let state = lock(&saving).save();
-            let pushed: Vec<_> = outboxes
-                .iter()
-                .map(|o| (o.name.clone(), o.push(&durable)))
-                .collect();
-            (state, pushed)
-        })
-        .await;
-        match saved {
-            Ok((state, pushed)) => {
-                if let Err(e) = state {
-                    tracing::error!(error = %e, "Cannot persist the alarm state; a restart may raise these alarms again");
-                }
-                for (name, result) in pushed {
-                    if let Err(e) = result {
-                        tracing::error!(destination = %name, error = %e, "Cannot write alarms to the outbox; they will not be delivered there");
-                    }
-                }
-            }
-            Err(_) => tracing::error!("Alarm persistence task failed"),
+        // Durable before anything else: every destination's outbox (fsynced), then the state
+        // (no double raise after a restart); only then does the alarm count as raised. What an
+        // outbox could not take waits in memory and is tried again every tick.
+        for pending in &mut undelivered {
+            pending.queue(&events);
         }
+        persist_alarms(&engine, &mut undelivered, &delivery).await;
         for (_, appended) in &delivery.outboxes {
             appended.notify_one();
         }
@@ -225,6 +213,100 @@ pub async fn run(
     }
     // The input closed (shutdown): keep the day's counting for the next start.
     save_kpi(kpi.save(unix_nanos(SystemTime::now())), &view).await;
+}
+
+/// Alarm events one destination's outbox has not taken yet.
+struct Undelivered {
+    outbox: Outbox,
+    events: Vec<AlarmEvent>,
+    /// Events were appended but the sync failed: push (even nothing) again.
+    unsynced: bool,
+    /// Events given up because the outbox refused them for too long (each logged).
+    dropped: u64,
+}
+
+/// Events kept in memory per destination while its outbox cannot be written; beyond this the
+/// oldest are given up (and logged), so a dead card cannot exhaust memory.
+const MAX_UNDELIVERED: usize = 10_000;
+
+impl Undelivered {
+    fn new(outbox: Outbox) -> Undelivered {
+        Undelivered {
+            outbox,
+            events: Vec::new(),
+            unsynced: false,
+            dropped: 0,
+        }
+    }
+
+    fn queue(&mut self, events: &[AlarmEvent]) {
+        self.events.extend_from_slice(events);
+        let excess = self.events.len().saturating_sub(MAX_UNDELIVERED);
+        if excess > 0 {
+            self.events.drain(..excess);
+            self.dropped += excess as u64;
+            tracing::error!(
+                destination = %self.outbox.name,
+                events = excess,
+                "Alarm outbox unwritable for too long; oldest alarms given up"
+            );
+        }
+    }
+
+    fn waiting(&self) -> bool {
+        !self.events.is_empty() || self.unsynced
+    }
+
+    /// Pushes what waits (blocking); returns whether everything is in the outbox.
+    fn push(&mut self) -> bool {
+        if !self.waiting() {
+            return true;
+        }
+        match self.outbox.push(&self.events) {
+            Ok(()) => {
+                self.events.clear();
+                self.unsynced = false;
+                true
+            }
+            Err(e) => {
+                self.events.drain(..e.written);
+                self.unsynced = true;
+                tracing::error!(destination = %self.outbox.name, waiting = self.events.len(), error = %e.error, "Cannot write alarms to the outbox; kept in memory and tried again every second");
+                false
+            }
+        }
+    }
+}
+
+/// Pushes every waiting alarm to its outbox, then (only when all are in) saves the engine's
+/// state, and wakes the senders. Runs off the stage's thread.
+async fn persist_alarms(
+    engine: &Arc<Mutex<RuleEngine>>,
+    undelivered: &mut Vec<Undelivered>,
+    delivery: &Delivery,
+) {
+    let saving = Arc::clone(engine);
+    let mut work = std::mem::take(undelivered);
+    let done = tokio::task::spawn_blocking(move || {
+        let mut all_in = true;
+        for pending in &mut work {
+            all_in &= pending.push();
+        }
+        if all_in {
+            if let Err(e) = lock(&saving).save() {
+                tracing::error!(error = %e, "Cannot persist the alarm state; a restart may raise these alarms again");
+            }
+        }
+        work
+    })
+    .await;
+    match done {
+        Ok(work) => *undelivered = work,
+        Err(_) => tracing::error!("Alarm persistence task failed"),
+    }
+    for (_, appended) in &delivery.outboxes {
+        appended.notify_one();
+    }
 }
 
 /// Saves the KPI ledger (off the stage's thread) when a save is due, and shows the open days.
