@@ -42,12 +42,12 @@ struct FaultState {
 /// The real filesystem with one scripted fault. Syncs are counted but not performed: power loss
 /// is not what these tests are about, and thousands of runs must stay fast.
 #[derive(Debug, Default)]
-struct FaultyDisk {
+pub(super) struct FaultyDisk {
     state: Mutex<FaultState>,
 }
 
 impl FaultyDisk {
-    fn new() -> Arc<FaultyDisk> {
+    pub(super) fn new() -> Arc<FaultyDisk> {
         Arc::new(FaultyDisk::default())
     }
 
