@@ -22,6 +22,8 @@ pub fn publish_log(stats: &LogStats, backlog: &Backlog) {
     counter!("rgw_log_quarantined_segments_total").absolute(stats.quarantined);
     counter!("rgw_log_dropped_records_total", "reason" => "max_size", "intentional" => "true")
         .absolute(stats.dropped_max_size);
+    counter!("rgw_log_dropped_records_total", "reason" => "disk_full", "intentional" => "true")
+        .absolute(stats.dropped_disk_full);
     counter!("rgw_log_dropped_records_total", "reason" => "missing_segment", "intentional" => "false")
         .absolute(stats.lost);
     counter!("rgw_log_dropped_records_total", "reason" => "corrupt", "intentional" => "false")
@@ -50,6 +52,9 @@ pub fn publish_forwarder(stats: &ForwarderStats) {
     counter!("rgw_influx_requests_total", "class" => "5xx").absolute(stats.requests_5xx);
     counter!("rgw_influx_requests_total", "class" => "no_answer").absolute(stats.request_failures);
     counter!("rgw_influx_dead_lettered_lines_total").absolute(stats.dead_lettered);
+    counter!("rgw_log_dropped_records_total", "reason" => "dead_letter_rotated", "intentional" => "true")
+        .absolute(stats.dead_letter_rotated_out);
+    gauge!("rgw_influx_not_acknowledged").set(if stats.not_acknowledged { 1.0 } else { 0.0 });
     counter!("rgw_influx_retries_total").absolute(stats.retries);
     gauge!("rgw_influx_unauthorized").set(if stats.unauthorized { 1.0 } else { 0.0 });
 }

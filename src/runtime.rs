@@ -328,15 +328,20 @@ impl Outputs {
         }
         if let Some(file) = &outputs.line_protocol {
             let path = file.path.clone();
+            let max_bytes = file.max_size_mb << 20;
             let (tx, rx) = mpsc::channel(SAMPLE_CHANNEL_CAPACITY);
             senders.push(tx);
             stages.push(tokio::spawn(async move {
-                let written = match crate::sinks::line_file::open(&path).await {
+                let written = match crate::sinks::line_file::open(&path, max_bytes) {
                     Ok(out) => crate::sinks::line_file::write_lines(rx, out).await,
                     Err(e) => Err(e),
                 };
                 match written {
-                    Ok(w) => tracing::info!(lines = w.lines, "Line-protocol output closed"),
+                    Ok(w) => tracing::info!(
+                        lines = w.lines,
+                        rotated_out = w.rotated_out,
+                        "Line-protocol output closed"
+                    ),
                     Err(e) => {
                         tracing::error!(error = %e, path = %path, "Line-protocol output failed")
                     }

@@ -4,8 +4,10 @@
 //! wall clock jumping by more than 5 minutes, the clock not synchronised (a Pi has no RTC: until
 //! NTP has answered, timestamps may be days off).
 //!
-//! Fields: `log_bytes`, `log_fill_pct`, `log_pending`, `oldest_unsent_s`, `dropped_records`
-//! (when forwarding), `influx_unauthorized` (0/1), `devices_total`, `devices_online`, `uptime_s`,
+//! Fields: `log_bytes`, `log_fill_pct`, `log_pending`, `oldest_unsent_s`, `dropped_records`,
+//! `influx_unauthorized` (0/1), `influx_not_acknowledged` (0/1: a captive portal or a proxy
+//! answers instead of InfluxDB), `dead_lettered_lines` (since start), `disk_low` (0/1: the card
+//! has less than two segments or 5 % free) (those when forwarding), `devices_total`, `devices_online`, `uptime_s`,
 //! `clock_jump_s` (the largest wall-clock jump against the monotonic clock since the last
 //! sample, signed), `clock_synchronised` (0/1; absent where the kernel cannot say).
 
@@ -20,13 +22,16 @@ use crate::sources::modbus::status::{CommState, StatusBoard};
 
 /// The measurement and the fields it writes (the rules engine learns them from here).
 pub const MEASUREMENT: &str = "gateway";
-pub const FIELDS: [&str; 11] = [
+pub const FIELDS: [&str; 14] = [
     "log_bytes",
     "log_fill_pct",
     "log_pending",
     "oldest_unsent_s",
     "dropped_records",
     "influx_unauthorized",
+    "influx_not_acknowledged",
+    "dead_lettered_lines",
+    "disk_low",
     "devices_total",
     "devices_online",
     "uptime_s",
@@ -102,9 +107,10 @@ pub fn sample(
 ) -> Sample {
     let mut fields: Vec<(&str, f64)> = Vec::new();
     if let Some((log, max_bytes, forwarder)) = &sources.forwarding {
-        let (stats, backlog) = {
+        let (stats, backlog, low_on_room) = {
             let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
-            (log.stats().clone(), log.backlog(now_ns / 1_000_000))
+            let room = log.room().ok().map(|(_, low)| low);
+            (log.stats().clone(), log.backlog(now_ns / 1_000_000), room)
         };
         fields.push(("log_bytes", backlog.bytes as f64));
         fields.push((
@@ -118,10 +124,17 @@ pub fn sample(
         ));
         fields.push((
             "dropped_records",
-            (stats.dropped_max_size + stats.lost + stats.corrupted) as f64,
+            (stats.dropped_max_size + stats.dropped_disk_full + stats.lost + stats.corrupted)
+                as f64,
         ));
-        let unauthorized = forwarder.snapshot().unauthorized;
-        fields.push(("influx_unauthorized", f64::from(u8::from(unauthorized))));
+        let forwarder = forwarder.snapshot();
+        let flag = |on: bool| f64::from(u8::from(on));
+        fields.push(("influx_unauthorized", flag(forwarder.unauthorized)));
+        fields.push(("influx_not_acknowledged", flag(forwarder.not_acknowledged)));
+        fields.push(("dead_lettered_lines", forwarder.dead_lettered as f64));
+        if let Some(low) = low_on_room {
+            fields.push(("disk_low", flag(low)));
+        }
     }
     let online = sources
         .status

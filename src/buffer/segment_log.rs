@@ -12,7 +12,7 @@ use thiserror::Error;
 
 use super::disk::{is_full, replace_file, Disk, OsDisk};
 use super::record::{self, Found, Record, HEADER_LEN, MAX_PAYLOAD};
-use super::reserve::{with_reserve, Reserve};
+use super::reserve::{space, with_reserve, Reserve, Space};
 
 const SEGMENT_SUFFIX: &str = ".seg";
 const QUARANTINE_SUFFIX: &str = ".corrupt";
@@ -507,6 +507,19 @@ impl SegmentLog {
     /// The size at which a new segment is started.
     pub fn segment_bytes(&self) -> u64 {
         self.options.segment_bytes
+    }
+
+    /// Room on the log's filesystem, and whether it is low: below two segments or 5 % of the
+    /// filesystem (where the next full card would start dropping readings). Re-makes a released
+    /// reserve when there is room for it again.
+    pub fn room(&self) -> io::Result<(Space, bool)> {
+        if let Some(reserve) = &self.options.reserve {
+            reserve.restore();
+        }
+        let space = space(&self.dir)?;
+        let low = space.available < 2 * self.options.segment_bytes
+            || space.available.saturating_mul(20) < space.total;
+        Ok((space, low))
     }
 
     pub fn stats(&self) -> &LogStats {

@@ -749,6 +749,10 @@ pub struct InfluxOutput {
     pub batch_bytes: usize,
     #[serde(default = "default_gzip")]
     pub gzip: bool,
+    /// Lines InfluxDB refused are kept in `data_dir/dead-letter.lp`, this many MiB at most
+    /// (with its predecessor `dead-letter.lp.1`); older ones are rotated out and counted.
+    #[serde(default = "default_dead_letter_max_mb")]
+    pub dead_letter_max_mb: u64,
 }
 
 impl InfluxOutput {
@@ -771,6 +775,7 @@ impl InfluxOutput {
             batch_lines: default_batch_lines(),
             batch_bytes: default_batch_bytes(),
             gzip: default_gzip(),
+            dead_letter_max_mb: default_dead_letter_max_mb(),
         }
     }
 }
@@ -790,6 +795,12 @@ fn default_batch_bytes() -> usize {
 fn default_gzip() -> bool {
     true
 }
+fn default_dead_letter_max_mb() -> u64 {
+    16
+}
+fn default_line_file_max_mb() -> u64 {
+    64
+}
 
 /// InfluxDB line protocol written to a file or standard output.
 #[derive(Debug, Clone, Deserialize)]
@@ -797,4 +808,8 @@ fn default_gzip() -> bool {
 pub struct LineProtocolOutput {
     /// A file path (appended to), or `-` for standard output.
     pub path: String,
+    /// A file and its predecessor `<path>.1` together stay below this many MiB; older lines are
+    /// rotated out.
+    #[serde(default = "default_line_file_max_mb")]
+    pub max_size_mb: u64,
 }

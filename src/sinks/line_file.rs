@@ -1,28 +1,54 @@
-//! Writes samples as line protocol to a file (appending) or to standard output, flushing whenever
-//! the channel runs dry so that a reader sees lines within one poll.
+//! Writes samples as line protocol to a file or to standard output, flushing whenever the
+//! channel runs dry so that a reader sees lines within one poll.
 //!
-//! This is the output until the durable InfluxDB path exists: it adds no durability of its own.
+//! It adds no durability of its own (that is the telemetry log's job). A file is capped and
+//! rotated ([`RotatingFile`]): on a gateway's SD card an ever-growing file would fill the card
+//! that the telemetry log and the alarm outboxes need. Writes are plain blocking writes of one
+//! buffer per batch: a page-cache write takes microseconds, less than handing it to another
+//! thread.
 
+use std::io::Write as _;
 use std::path::Path;
 
-use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::model::Sample;
 
 use super::influx::line_protocol;
+use super::rotating_file::RotatingFile;
 
 /// Where lines go.
-pub async fn open(path: &str) -> std::io::Result<Box<dyn AsyncWrite + Send + Unpin>> {
+pub enum LineOut {
+    Stdout,
+    File(RotatingFile),
+}
+
+/// Opens `path` (`-` for standard output), a file capped at `max_bytes`.
+pub fn open(path: &str, max_bytes: u64) -> std::io::Result<LineOut> {
     if path == "-" {
-        return Ok(Box::new(tokio::io::stdout()));
+        return Ok(LineOut::Stdout);
     }
-    let file = tokio::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(Path::new(path))
-        .await?;
-    Ok(Box::new(file))
+    RotatingFile::open(Path::new(path), max_bytes).map(LineOut::File)
+}
+
+impl LineOut {
+    fn write(&mut self, text: &[u8]) -> std::io::Result<()> {
+        match self {
+            LineOut::Stdout => {
+                let mut out = std::io::stdout().lock();
+                out.write_all(text)?;
+                out.flush()
+            }
+            LineOut::File(file) => file.append(text),
+        }
+    }
+
+    fn rotated_out_lines(&self) -> u64 {
+        match self {
+            LineOut::Stdout => 0,
+            LineOut::File(file) => file.rotated_out_lines(),
+        }
+    }
 }
 
 /// Counts of a finished writer.
@@ -30,12 +56,14 @@ pub async fn open(path: &str) -> std::io::Result<Box<dyn AsyncWrite + Send + Unp
 pub struct Written {
     pub lines: u64,
     pub skipped_fields: u64,
+    /// Lines removed again to keep the file within its cap.
+    pub rotated_out: u64,
 }
 
 /// Drains `samples` into `out` until the channel closes.
 pub async fn write_lines(
     mut samples: mpsc::Receiver<Sample>,
-    mut out: impl AsyncWrite + Unpin,
+    mut out: LineOut,
 ) -> std::io::Result<Written> {
     let mut written = Written::default();
     let mut buffer = String::new();
@@ -47,9 +75,9 @@ pub async fn write_lines(
             written.skipped_fields += encoded.skipped as u64;
             next = samples.try_recv().ok();
         }
-        out.write_all(buffer.as_bytes()).await?;
-        out.flush().await?;
+        out.write(buffer.as_bytes())?;
         buffer.clear();
     }
+    written.rotated_out = out.rotated_out_lines();
     Ok(written)
 }

@@ -44,8 +44,21 @@ pub async fn append_samples(
                 None => break,
             },
             _ = sync.tick() => {
-                if let Err(e) = with_log(&log, |log| log.sync_if_due()).await {
+                let (synced, room) = with_log(&log, |log| (log.sync_if_due(), log.room())).await;
+                if let Err(e) = synced {
                     tracing::error!(error = %e, "Cannot sync the telemetry log");
+                }
+                match room {
+                    Ok((space, true)) => health.set(
+                        "disk",
+                        format!(
+                            "the card is nearly full ({} MiB free of {} MiB); when full, the oldest unsent readings are dropped",
+                            space.available >> 20,
+                            space.total >> 20
+                        ),
+                    ),
+                    Ok((_, false)) => health.clear("disk"),
+                    Err(e) => tracing::warn!(error = %e, "Cannot tell the room left on the card"),
                 }
                 publish(&log, &counts).await;
                 continue;

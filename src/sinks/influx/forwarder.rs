@@ -14,13 +14,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
 use tokio::sync::{watch, Notify};
 
 use crate::backoff::Backoff;
 use crate::buffer::record::Record;
 use crate::buffer::SegmentLog;
 use crate::health::Health;
+use crate::sinks::rotating_file::RotatingFile;
 
 use super::verdict::{classify, Verdict};
 use super::write::WriteEndpoint;
@@ -52,6 +52,8 @@ pub struct ForwarderOptions {
     pub max_backoff: Duration,
     /// Refused lines are appended here with a comment saying why.
     pub dead_letter: PathBuf,
+    /// The dead-letter file and its one predecessor together (see [`RotatingFile`]).
+    pub dead_letter_max_bytes: u64,
 }
 
 impl ForwarderOptions {
@@ -64,6 +66,7 @@ impl ForwarderOptions {
             min_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(60),
             dead_letter,
+            dead_letter_max_bytes: output.dead_letter_max_mb << 20,
         }
     }
 }
@@ -79,10 +82,15 @@ pub struct ForwarderStats {
     /// Requests without an HTTP answer (connect error, timeout).
     pub request_failures: u64,
     pub dead_lettered: u64,
+    /// Dead-lettered lines removed again to keep the dead-letter file within its cap.
+    pub dead_letter_rotated_out: u64,
     /// Waits before a retry (their lengths go to the retry-delay histogram).
     pub retries: u64,
     /// InfluxDB refused the credentials or the bucket/database (401/403/404) on the last try.
     pub unauthorized: bool,
+    /// The last answer was not an acknowledgement: a 2xx with a body (a captive portal), or a
+    /// 400/422 that says nothing about the data even for a single line (a proxy).
+    pub not_acknowledged: bool,
 }
 
 #[derive(Debug, Default)]
@@ -113,6 +121,8 @@ pub struct Forwarder {
     backoff: Backoff,
     pub status: Arc<ForwarderStatus>,
     health: Arc<Health>,
+    /// Opened at the first refused line.
+    dead_letters: Option<RotatingFile>,
 }
 
 impl Forwarder {
@@ -131,6 +141,7 @@ impl Forwarder {
             backoff,
             status: Arc::new(ForwarderStatus::default()),
             health: Arc::new(Health::default()),
+            dead_letters: None,
         }
     }
 
@@ -248,6 +259,7 @@ impl Forwarder {
                         self.status.update(|s| {
                             s.sent_lines += n;
                             s.unauthorized = false;
+                            s.not_acknowledged = false;
                         });
                         self.health.clear("influxdb");
                         self.backoff.reset();
@@ -277,6 +289,30 @@ impl Forwarder {
                             work.push_front(first);
                         }
                         break;
+                    }
+                    (Verdict::NotAcknowledged, status, body) => {
+                        self.refused_request(
+                            format!("InfluxDB's address answers HTTP {status} with a page instead of acknowledging the write (a captive portal or proxy?); readings wait in the telemetry log"),
+                            &body,
+                        );
+                        let wait = self.backoff.next_delay();
+                        self.wait(wait, shutdown).await?;
+                    }
+                    (Verdict::RequestRefused, status, body) => {
+                        if chunk.len() > 1 {
+                            // A bad line alone may be refused this way: look at halves first.
+                            let mut first = chunk.clone();
+                            let second = first.split_off(chunk.len() / 2);
+                            work.push_front(second);
+                            work.push_front(first);
+                            break;
+                        }
+                        self.refused_request(
+                            format!("InfluxDB's address refuses even a single line with HTTP {status}, saying nothing about the data (a proxy?); readings wait in the telemetry log"),
+                            &body,
+                        );
+                        let wait = self.backoff.next_delay();
+                        self.wait(wait, shutdown).await?;
                     }
                     (Verdict::Unauthorized, status, _) => {
                         let was = self.status.snapshot().unauthorized;
@@ -310,6 +346,17 @@ impl Forwarder {
         Ok(())
     }
 
+    /// The uplink answers but does not take the data: keep it, report it, raise the flag the
+    /// self-alarm reads.
+    fn refused_request(&self, problem: String, body: &str) {
+        let was = self.status.snapshot().not_acknowledged;
+        self.status.update(|s| s.not_acknowledged = true);
+        if !was {
+            tracing::error!(answer = %excerpt(body), "{problem}");
+        }
+        self.health.set("influxdb", problem);
+    }
+
     async fn wait(
         &self,
         delay: Duration,
@@ -323,31 +370,47 @@ impl Forwarder {
         }
     }
 
-    async fn dead_letter(&self, lines: &[&str], status: u16, reason: &str) {
+    async fn dead_letter(&mut self, lines: &[&str], status: u16, reason: &str) {
         let now_ms = crate::model::unix_nanos(std::time::SystemTime::now()) / 1_000_000;
         let mut text = format!("# {now_ms} HTTP {status}: {}\n", excerpt(reason));
         for line in lines {
             text.push_str(line);
             text.push('\n');
         }
-        let written = async {
-            let mut file = tokio::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.options.dead_letter)
-                .await?;
-            file.write_all(text.as_bytes()).await?;
-            file.sync_data().await
+        // Rare, small and fsynced: written in place rather than on another thread.
+        let written = match &mut self.dead_letters {
+            Some(file) => Ok(file),
+            None => RotatingFile::open(
+                &self.options.dead_letter,
+                self.options.dead_letter_max_bytes,
+            )
+            .map(|file| self.dead_letters.insert(file)),
         }
-        .await;
+        .and_then(|file| {
+            file.append(text.as_bytes())?;
+            file.sync()?;
+            Ok(file.rotated_out_lines())
+        });
         let n = lines.len() as u64;
         self.status.update(|s| s.dead_lettered += n);
-        match written {
-            Ok(()) => tracing::error!(
-                lines = n,
-                file = %self.options.dead_letter.display(),
-                "InfluxDB refused lines; moved to the dead-letter file"
+        self.health.set(
+            "dead_letter",
+            format!(
+                "InfluxDB refused {} line(s) as bad data; see {}",
+                self.status.snapshot().dead_lettered,
+                self.options.dead_letter.display()
             ),
+        );
+        match written {
+            Ok(rotated_out) => {
+                self.status
+                    .update(|s| s.dead_letter_rotated_out = rotated_out);
+                tracing::error!(
+                    lines = n,
+                    file = %self.options.dead_letter.display(),
+                    "InfluxDB refused lines; moved to the dead-letter file"
+                )
+            }
             Err(e) => tracing::error!(
                 lines = n,
                 error = %e,

@@ -103,6 +103,93 @@ fn escape_into(line: &mut String, text: &str, special: &[char]) {
     }
 }
 
+/// A line read back: its measurement and each field's key with InfluxDB's name of its type
+/// (`float`, `integer`, `unsigned`, `string`, `boolean`). Enough to match a field type
+/// conflict to the lines that caused it; `None` for text that is not a line.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ParsedLine {
+    pub measurement: String,
+    pub fields: Vec<(String, &'static str)>,
+}
+
+/// Reads the measurement and field keys of one line (the inverse of [`encode`] for them).
+pub fn parse_line(line: &str) -> Option<ParsedLine> {
+    let mut chars = line.chars().peekable();
+    let mut measurement = String::new();
+    // Measurement, then tags, up to the first unescaped space.
+    let mut in_measurement = true;
+    loop {
+        match chars.next()? {
+            '\\' => {
+                let next = chars.next()?;
+                if in_measurement {
+                    if !matches!(next, ',' | ' ') {
+                        measurement.push('\\');
+                    }
+                    measurement.push(next);
+                }
+            }
+            ',' => in_measurement = false,
+            ' ' => break,
+            c if in_measurement => measurement.push(c),
+            _ => {}
+        }
+    }
+    let mut fields = Vec::new();
+    loop {
+        let mut key = String::new();
+        loop {
+            match chars.next()? {
+                '\\' => {
+                    let next = chars.next()?;
+                    if !matches!(next, ',' | '=' | ' ') {
+                        key.push('\\');
+                    }
+                    key.push(next);
+                }
+                '=' => break,
+                c => key.push(c),
+            }
+        }
+        let kind = if chars.peek() == Some(&'"') {
+            chars.next();
+            loop {
+                match chars.next()? {
+                    '\\' => {
+                        chars.next()?;
+                    }
+                    '"' => break,
+                    _ => {}
+                }
+            }
+            "string"
+        } else {
+            let mut value = String::new();
+            while let Some(c) = chars.peek().copied().filter(|c| !matches!(c, ',' | ' ')) {
+                value.push(c);
+                chars.next();
+            }
+            match value.as_str() {
+                "t" | "T" | "true" | "True" | "TRUE" | "f" | "F" | "false" | "False" | "FALSE" => {
+                    "boolean"
+                }
+                v if v.ends_with('i') => "integer",
+                v if v.ends_with('u') => "unsigned",
+                _ => "float",
+            }
+        };
+        fields.push((key, kind));
+        match chars.next() {
+            Some(',') => continue,
+            _ => break,
+        }
+    }
+    Some(ParsedLine {
+        measurement,
+        fields,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -220,5 +307,33 @@ mod tests {
             out,
             "pump_station e=18446744073709552000 1764150000000000000\n"
         );
+    }
+
+    #[test]
+    fn a_line_reads_back_its_measurement_and_field_types() {
+        let mut out = String::new();
+        let mut s = sample(
+            &[("building", "9,10")],
+            vec![
+                ("a b", Value::Float(1.5)),
+                ("n", Value::Int(-3)),
+                ("t", Value::Text("x, \"y\" z".into())),
+                ("ok", Value::Bool(true)),
+            ],
+        );
+        s.measurement = Arc::from("pump station,x");
+        encode(&s, &mut out);
+        let parsed = parse_line(out.trim_end()).expect("parses");
+        assert_eq!(parsed.measurement, "pump station,x");
+        assert_eq!(
+            parsed.fields,
+            vec![
+                ("a b".to_string(), "float"),
+                ("n".to_string(), "integer"),
+                ("t".to_string(), "string"),
+                ("ok".to_string(), "boolean"),
+            ]
+        );
+        assert_eq!(parse_line("no fields here"), None);
     }
 }

@@ -96,7 +96,10 @@ impl WriteEndpoint {
                 (url, authorization)
             }
         };
+        // A redirect is never followed: a POST turned into a body-less GET to a captive
+        // portal's page must not count as delivered.
         let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(config.timeout.get())
             .connect_timeout(config.timeout.get().min(Duration::from_secs(10)))
             .build()

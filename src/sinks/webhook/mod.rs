@@ -2,7 +2,8 @@
 //! endpoints, so property managers hear about a leak even while the uplink to InfluxDB is down.
 //!
 //! Each webhook drains its own alarm outbox ([`crate::buffer::outbox`]) in order: an alarm is
-//! removed only when the endpoint accepted it (HTTP 2xx and, for the robots, `errcode` 0).
+//! removed only when the endpoint accepted it (HTTP 2xx that is not a web page and, for the
+//! robots, `errcode` 0; redirects are not followed).
 //! Failures are retried with jittered backoff without limit (the outbox bounds them); sending is
 //! rate-limited per webhook. The URL carries the robot's key and is never logged.
 
@@ -52,7 +53,10 @@ impl Webhook {
             &config.secret_file,
             &config.secret_env,
         )?;
+        // A redirect is never followed: a POST turned into a body-less GET to a captive
+        // portal's page must not count as delivered.
         let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(config.timeout.get())
             .build()
             .map_err(|e| SecretError {
@@ -106,9 +110,20 @@ impl Webhook {
                 }
             })?;
         let status = response.status().as_u16();
+        let html = response
+            .headers()
+            .get("Content-Type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/html"));
         let text = response.text().await.unwrap_or_default();
         if !(200..300).contains(&status) {
             return Err(format!("HTTP {status}"));
+        }
+        if html {
+            // A JSON endpoint does not answer with a web page; a captive portal does.
+            return Err(format!(
+                "HTTP {status} with a web page, not an acknowledgement"
+            ));
         }
         if self.kind != WebhookKind::Generic {
             // Both robots answer 200 with {"errcode": 0, …}; anything else is a refusal.
