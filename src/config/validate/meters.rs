@@ -82,6 +82,7 @@ pub(super) fn profile(issues: &mut Issues<'_>, profile: &Profile) {
     let mut names = HashSet::new();
     for (i, reading) in profile.readings.iter().enumerate() {
         let at = |key: &str| format!("reading[{i}].{key}");
+        issues.not_reserved(at("name"), &reading.name, "field");
         if !is_identifier(&reading.name) {
             issues.add(
                 at("name"),

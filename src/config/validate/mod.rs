@@ -5,6 +5,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::sinks::influx::line_protocol;
+
 use super::{
     ConfigDuration, ConfigIssue, Function, GatewayConfig, PointType, Profile, TransportKind,
     WireProtocol,
@@ -103,6 +105,27 @@ impl<'a> Issues<'a> {
         }
     }
 
+    /// Text that becomes a tag value in InfluxDB.
+    fn tag_value(&mut self, path: String, value: &str) {
+        match line_protocol::tag_value_problem(value) {
+            Some(problem) => self.add(
+                path,
+                format!("{problem} (expected text InfluxDB can store as a tag value)"),
+            ),
+            None => self.text(path, value),
+        }
+    }
+
+    /// A field or tag key must not be one InfluxDB keeps for itself.
+    fn not_reserved(&mut self, path: String, name: &str, what: &str) {
+        if line_protocol::RESERVED_KEYS.contains(&name) {
+            self.add(
+                path,
+                format!("{name:?} is reserved by InfluxDB (expected another {what} name)"),
+            );
+        }
+    }
+
     fn tags(&mut self, prefix: &str, tags: &BTreeMap<String, String>) {
         for (key, value) in tags {
             let path = format!("{prefix}.{key}");
@@ -117,7 +140,8 @@ impl<'a> Issues<'a> {
                     "is not a tag name (expected lower-case letters, digits and '_')",
                 );
             } else {
-                self.text(path, value);
+                self.not_reserved(path.clone(), key, "tag");
+                self.tag_value(path, value);
             }
         }
     }
@@ -168,6 +192,7 @@ pub fn profile(file: &str, profile: &Profile) -> Vec<ConfigIssue> {
     let mut names = HashSet::new();
     for (i, point) in profile.points.iter().enumerate() {
         let at = |key: &str| format!("point[{i}].{key}");
+        issues.not_reserved(at("name"), &point.name, "field");
         if !is_identifier(&point.name) {
             issues.add(
                 at("name"),
@@ -279,8 +304,8 @@ pub fn gateway(
     profiles: &BTreeMap<String, Arc<Profile>>,
 ) -> Vec<ConfigIssue> {
     let mut issues = Issues::new(file);
-    issues.text("gateway.id".into(), &config.gateway.id);
-    issues.text("gateway.site".into(), &config.gateway.site);
+    issues.tag_value("gateway.id".into(), &config.gateway.id);
+    issues.tag_value("gateway.site".into(), &config.gateway.site);
 
     let kpi = &config.kpi;
     if !(-12.0..=14.0).contains(&kpi.utc_offset_h) {
@@ -393,7 +418,7 @@ pub fn gateway(
     let mut bus_protocols = HashMap::new();
     for (i, device) in config.device.iter().enumerate() {
         let at = |key: &str| format!("device[{i}].{key}");
-        issues.text(at("id"), &device.id);
+        issues.tag_value(at("id"), &device.id);
         if !device_ids.insert(device.id.as_str()) {
             issues.add(
                 at("id"),
@@ -855,6 +880,7 @@ fn mqtt_source(issues: &mut Issues<'_>, source: &super::MqttSourceConfig, config
         let mut names = HashSet::new();
         for (j, field) in mapping.fields.iter().enumerate() {
             let at = |key: &str| format!("mqtt_source.mapping[{i}].field[{j}].{key}");
+            issues.not_reserved(at("name"), &field.name, "field");
             if !is_identifier(&field.name) {
                 issues.add(
                     at("name"),

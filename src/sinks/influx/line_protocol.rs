@@ -2,7 +2,16 @@
 //!
 //! Escaping follows the InfluxDB reference: in measurements, commas and spaces; in tag keys, tag
 //! values and field keys, commas, equals signs and spaces; in string field values, double quotes
-//! and backslashes. Line breaks cannot be carried in any of them and are written as spaces. Tags
+//! and backslashes. A backslash elsewhere is written as it is, and InfluxDB 1.x reads it back as
+//! it is (checked against 1.6: `a\b` and `a\\b` come back unchanged).
+//!
+//! Some text cannot be carried at all, and is refused where it enters the gateway (config
+//! validation names the key; the MQTT source counts the message) by [`tag_value_problem`] and
+//! [`RESERVED_KEYS`]: a line break; a backslash at the end or before a character that must be
+//! escaped (InfluxDB takes `\\,` as an escaped backslash followed by a separator and refuses
+//! the line, or every line of the device); the key `time`, which InfluxDB 1.x refuses as a tag
+//! key and drops silently as a field key. Line breaks that reach the encoder anyway are written
+//! as spaces. Tags
 //! with empty values are left out (the protocol has no empty tag value). Integers carry `i`
 //! (unsigned ones too, as InfluxDB 1.x has no `u` by default; above i64::MAX they become floats);
 //! NaN and infinities are never written: such fields are skipped and counted.
@@ -101,6 +110,28 @@ fn escape_into(line: &mut String, text: &str, special: &[char]) {
         }
         line.push(c);
     }
+}
+
+/// Keys InfluxDB keeps for itself: `time` (1.x refuses it as a tag key and silently drops it as
+/// a field key), `_measurement` and `_field` (2.x and Flux).
+pub const RESERVED_KEYS: [&str; 3] = ["time", "_measurement", "_field"];
+
+/// Why `value` cannot be a tag value that InfluxDB reads back exactly as written, if it cannot.
+pub fn tag_value_problem(value: &str) -> Option<&'static str> {
+    if value.contains(['\n', '\r']) {
+        return Some("contains a line break");
+    }
+    let mut chars = value.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            match chars.peek() {
+                None => return Some("ends with a backslash"),
+                Some(',' | '=' | ' ') => return Some("has a backslash before ',', '=' or a space"),
+                Some(_) => {}
+            }
+        }
+    }
+    None
 }
 
 /// A line read back: its measurement and each field's key with InfluxDB's name of its type
@@ -335,5 +366,24 @@ mod tests {
             ]
         );
         assert_eq!(parse_line("no fields here"), None);
+    }
+
+    #[test]
+    fn text_influxdb_cannot_read_back_is_named() {
+        for bad in ["a\\", "a\\,b", "a\\ b", "x\\=y", "two\nlines", "cr\r"] {
+            assert!(tag_value_problem(bad).is_some(), "{bad:?}");
+        }
+        for good in [
+            "幸福小区",
+            "a\\b",
+            "a\\\\b",
+            "9,10",
+            "a=b c",
+            "\"q\"",
+            "tab\tx",
+            "😀",
+        ] {
+            assert_eq!(tag_value_problem(good), None, "{good:?}");
+        }
     }
 }

@@ -13,6 +13,7 @@ use serde_json::Value as Json;
 
 use crate::config::{MqttMapping, PayloadFormat};
 use crate::model::{Field, Sample, Value};
+use crate::sinks::influx::line_protocol;
 
 /// Largest payload decoded; larger ones are counted and dropped unread.
 pub const MAX_PAYLOAD: usize = 64 * 1024;
@@ -190,6 +191,12 @@ fn device_id(mapping: &MqttMapping, topic: &str, json: &Json) -> Result<String, 
         && !id
             .chars()
             .any(|c| c.is_control() || matches!(c, '/' | '+' | '#'));
+    if let (true, Some(problem)) = (usable, line_protocol::tag_value_problem(&id)) {
+        return Err(PayloadError::NoDevice(format!(
+            "{:?} {problem} (InfluxDB could not store it as written)",
+            excerpt(id.as_bytes(), MAX_DEVICE_ID + 8)
+        )));
+    }
     if usable {
         Ok(id)
     } else {
