@@ -41,6 +41,7 @@ fn sample(i: u64, run: u64) -> Sample {
         .into(),
         fields,
         time_ns: 1_764_150_000_000_000_000 + i as i64 * 1_000,
+        receipt: retrofit_gateway::model::Receipt::none(),
     }
 }
 

@@ -51,6 +51,96 @@ pub struct Sample {
     pub fields: Vec<Field>,
     /// Wall clock when the device answered, nanoseconds since the Unix epoch; never rewritten.
     pub time_ns: i64,
+    /// Settled by the last output stage; set only on samples a publisher waits for (MQTT).
+    pub receipt: Receipt,
+}
+
+/// A publisher's claim on a sample: settled once the sample has reached its final output
+/// (appended to the telemetry log, or written to the line file), or given up if it is refused
+/// or dropped on the way. The MQTT source acknowledges a QoS 1 message to the broker only once
+/// its sample's receipt is settled as stored, so a message whose sample never reached the disk
+/// is sent again by the broker.
+///
+/// A clone of a sample (the status page's copy, a second output) carries no receipt: only the
+/// sample on the path to the durable output does.
+#[derive(Default)]
+pub struct Receipt(Option<Arc<Ticket>>);
+
+/// The publisher's side of a [`Receipt`].
+#[derive(Debug)]
+pub struct Ticket {
+    outcome: std::sync::atomic::AtomicU8,
+    wake: Arc<tokio::sync::Notify>,
+}
+
+const PENDING: u8 = 0;
+const STORED: u8 = 1;
+const LOST: u8 = 2;
+
+impl Ticket {
+    /// `Some(true)` once stored, `Some(false)` once refused or dropped, `None` while on the way.
+    pub fn outcome(&self) -> Option<bool> {
+        match self.outcome.load(std::sync::atomic::Ordering::Acquire) {
+            PENDING => None,
+            state => Some(state == STORED),
+        }
+    }
+}
+
+impl Receipt {
+    /// No publisher waits for this sample.
+    pub fn none() -> Receipt {
+        Receipt(None)
+    }
+
+    /// A receipt and its ticket; settling it wakes `wake`.
+    pub fn issue(wake: &Arc<tokio::sync::Notify>) -> (Receipt, Arc<Ticket>) {
+        let ticket = Arc::new(Ticket {
+            outcome: std::sync::atomic::AtomicU8::new(PENDING),
+            wake: Arc::clone(wake),
+        });
+        (Receipt(Some(Arc::clone(&ticket))), ticket)
+    }
+
+    /// Settles the receipt (once; later calls do nothing).
+    pub fn settle(&mut self, stored: bool) {
+        if let Some(ticket) = self.0.take() {
+            let state = if stored { STORED } else { LOST };
+            ticket
+                .outcome
+                .store(state, std::sync::atomic::Ordering::Release);
+            ticket.wake.notify_one();
+        }
+    }
+}
+
+impl Drop for Receipt {
+    fn drop(&mut self) {
+        self.settle(false);
+    }
+}
+
+impl Clone for Receipt {
+    fn clone(&self) -> Receipt {
+        Receipt(None)
+    }
+}
+
+impl PartialEq for Receipt {
+    /// Receipts say nothing about a sample's content.
+    fn eq(&self, _: &Receipt) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for Receipt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Receipt(pending)"
+        } else {
+            "Receipt(none)"
+        })
+    }
 }
 
 impl Sample {

@@ -64,6 +64,7 @@ impl<'a> Replay<'a> {
                 tags: Vec::new().into(),
                 fields,
                 time_ns,
+                receipt: crate::model::Receipt::none(),
             });
         }
         let Some(source) = &self.config.gateway.mqtt_source else {

@@ -356,10 +356,13 @@ impl Outputs {
             _ => {
                 let (tx, mut rx) = mpsc::channel::<Sample>(SAMPLE_CHANNEL_CAPACITY);
                 stages.push(tokio::spawn(async move {
+                    // The telemetry log (the first output) gets the sample itself with its
+                    // receipt; the others get copies.
                     while let Some(sample) = rx.recv().await {
-                        for sender in &senders {
+                        for sender in &senders[1..] {
                             let _ = sender.send(sample.clone()).await;
                         }
+                        let _ = senders[0].send(sample).await;
                     }
                 }));
                 Some(tx)

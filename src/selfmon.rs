@@ -167,6 +167,7 @@ pub fn sample(
             })
             .collect(),
         time_ns: now_ns,
+        receipt: crate::model::Receipt::none(),
     }
 }
 

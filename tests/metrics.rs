@@ -35,6 +35,7 @@ fn sample(i: i64) -> Sample {
             },
         ],
         time_ns: 1_764_150_000_000_000_000 + i,
+        receipt: retrofit_gateway::model::Receipt::none(),
     }
 }
 

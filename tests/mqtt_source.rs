@@ -108,7 +108,26 @@ struct Running {
 }
 
 async fn start(config: &LoadedConfig) -> Running {
-    let (to_outputs, samples) = mpsc::channel(4096);
+    start_holding(config, None).await
+}
+
+/// [`start`], with the samples of device `held` handed to the test unsettled (the test decides
+/// whether they were stored).
+async fn start_holding(config: &LoadedConfig, held: Option<&'static str>) -> Running {
+    let (to_outputs, mut stored) = mpsc::channel::<Sample>(4096);
+    let (to_test, samples) = mpsc::channel(4096);
+    // The test plays the last output: a sample it receives counts as stored, so the source
+    // acknowledges its message (a receipt dropped unsettled would make it reconnect).
+    tokio::spawn(async move {
+        while let Some(mut sample) = stored.recv().await {
+            if held != Some(&*sample.device) {
+                sample.receipt.settle(true);
+            }
+            if to_test.send(sample).await.is_err() {
+                return;
+            }
+        }
+    });
     let (listener, events) = mpsc::channel(1024);
     let alarms = Alarms::start(config, to_outputs, Some(listener)).expect("alarms start");
     let gateway = Gateway::start(config, alarms.samples.clone()).expect("gateway starts");
@@ -775,6 +794,65 @@ async fn messages_sent_while_the_gateway_is_away_arrive_when_it_comes_back() {
     driver.abort();
     back.gateway.stop(Duration::from_secs(2)).await;
     back.alarms.finish(Duration::from_secs(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_is_acknowledged_only_once_its_sample_is_stored() {
+    let Some(addr) = service_url("RGW_TEST_MQTT_ADDR") else {
+        return;
+    };
+    let prefix = unique("receipt");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = config(dir.path(), &addr, &prefix, "");
+    let (client, driver) = publisher(&addr).await;
+    let topic = format!("{prefix}/gas/GRB-77/telemetry");
+    let t0 = now_s() - 60;
+    let publish = |k: i64| {
+        let client = client.clone();
+        let topic = topic.clone();
+        async move {
+            let body = format!(r#"{{"ts": {}, "dev": "GRB-77", "p_out_kpa": 2.5}}"#, t0 + k);
+            client
+                .publish(topic, QoS::AtLeastOnce, false, body)
+                .await
+                .expect("queued");
+        }
+    };
+    // A sample that never reaches the disk: its message stays unacknowledged.
+    let mut run = start_holding(&config, Some("GRB-77")).await;
+    until_subscribed(&client, &prefix, &mut run).await;
+    publish(0).await;
+    let unstored = sample_of(&mut run.samples, "GRB-77").await;
+    assert_eq!(unstored.time_ns, t0 * 1_000_000_000);
+    run.gateway.stop(Duration::from_secs(2)).await;
+    run.alarms.finish(Duration::from_secs(2)).await;
+    drop(unstored);
+    // The broker sends it again to the next connection of the same session; this time the
+    // sample is stored, and so is the next one.
+    let mut back = start(&config).await;
+    let again = sample_of(&mut back.samples, "GRB-77").await;
+    assert_eq!(
+        again.time_ns,
+        t0 * 1_000_000_000,
+        "the unstored message again"
+    );
+    publish(1).await;
+    let next = sample_of(&mut back.samples, "GRB-77").await;
+    assert_eq!(next.time_ns, (t0 + 1) * 1_000_000_000);
+    back.gateway.stop(Duration::from_secs(2)).await;
+    back.alarms.finish(Duration::from_secs(2)).await;
+    // Both were acknowledged: a new connection gets only what is published next.
+    let mut last = start(&config).await;
+    publish(2).await;
+    let first = sample_of(&mut last.samples, "GRB-77").await;
+    assert_eq!(
+        first.time_ns,
+        (t0 + 2) * 1_000_000_000,
+        "nothing sent twice"
+    );
+    driver.abort();
+    last.gateway.stop(Duration::from_secs(2)).await;
+    last.alarms.finish(Duration::from_secs(2)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -49,6 +49,7 @@ pub fn samples(record: &DayRecord, site: &str, gateway: &str, utc_offset_h: f64)
                 tags: tags.into(),
                 fields,
                 time_ns,
+                receipt: crate::model::Receipt::none(),
             }
         })
         .collect()

@@ -94,6 +94,7 @@ pub fn alarm_sample(event: &AlarmEvent, site: &str, gateway: &str) -> Sample {
             field("flapping", Value::Bool(event.flapping)),
         ],
         time_ns: event.time_ns,
+        receipt: crate::model::Receipt::none(),
     }
 }
 

@@ -67,15 +67,21 @@ pub async fn write_lines(
 ) -> std::io::Result<Written> {
     let mut written = Written::default();
     let mut buffer = String::new();
+    let mut receipts = Vec::new();
     while let Some(sample) = samples.recv().await {
         let mut next = Some(sample);
-        while let Some(sample) = next {
+        while let Some(mut sample) = next {
             let encoded = line_protocol::encode(&sample, &mut buffer);
             written.lines += u64::from(encoded.fields > 0);
             written.skipped_fields += encoded.skipped as u64;
+            receipts.push(std::mem::take(&mut sample.receipt));
             next = samples.try_recv().ok();
         }
-        out.write(buffer.as_bytes())?;
+        let result = out.write(buffer.as_bytes());
+        for mut receipt in receipts.drain(..) {
+            receipt.settle(result.is_ok());
+        }
+        result?;
         buffer.clear();
     }
     written.rotated_out = out.rotated_out_lines();

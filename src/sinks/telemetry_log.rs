@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
 
 use crate::health::Health;
-use crate::model::Sample;
+use crate::model::{Receipt, Sample};
 
 use super::influx::forwarder::{with_log, SharedLog};
 use super::influx::line_protocol;
@@ -64,16 +64,20 @@ pub async fn append_samples(
                 continue;
             }
         };
-        let mut lines: Vec<(u64, String)> = Vec::new();
+        let mut lines: Vec<(u64, String, Receipt)> = Vec::new();
         let mut next = Some(first);
-        while let Some(sample) = next {
+        while let Some(mut sample) = next {
             counts.received += 1;
             let mut line = String::new();
             let encoded = line_protocol::encode(&sample, &mut line);
             counts.skipped_fields += encoded.skipped as u64;
             if encoded.fields > 0 {
                 line.pop(); // the log stores lines without their newline
-                lines.push(((sample.time_ns / 1_000_000).max(0) as u64, line));
+                let receipt = std::mem::take(&mut sample.receipt);
+                lines.push(((sample.time_ns / 1_000_000).max(0) as u64, line, receipt));
+            } else {
+                // Nothing of it can be stored: nothing for a publisher to wait for.
+                sample.receipt.settle(true);
             }
             next = if lines.len() < 512 {
                 samples.try_recv().ok()
@@ -83,13 +87,17 @@ pub async fn append_samples(
         }
         let result = with_log(&log, move |log| {
             let mut outcome = (0u64, 0u64, None);
-            for (time_ms, line) in &lines {
-                match log.append(*time_ms, line.as_bytes()) {
-                    Ok(_) => outcome.0 += 1,
+            for (time_ms, line, mut receipt) in lines {
+                match log.append(time_ms, line.as_bytes()) {
+                    Ok(_) => {
+                        outcome.0 += 1;
+                        receipt.settle(true);
+                    }
                     Err(e) => {
                         outcome.1 += 1;
-                        tracing::error!(error = %e, "Telemetry log refused a reading; it is lost");
+                        tracing::error!(error = %e, "Telemetry log refused a reading; it is lost unless its publisher sends it again");
                         outcome.2 = Some(e.to_string());
+                        receipt.settle(false);
                     }
                 }
             }

@@ -281,6 +281,7 @@ impl<P: Protocol> Scheduler<P> {
                 tags: Arc::clone(&device.tags),
                 fields: outcome.fields,
                 time_ns: unix_nanos(at),
+                receipt: crate::model::Receipt::none(),
             };
             if self.samples.send(sample).await.is_err() {
                 return false;

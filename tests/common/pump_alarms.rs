@@ -49,6 +49,7 @@ pub fn fault(word: i64, t: i64) -> Sample {
             value: Value::Int(word),
         }],
         time_ns: 1_764_150_000_000_000_000 + t,
+        receipt: retrofit_gateway::model::Receipt::none(),
     }
 }
 

@@ -106,6 +106,7 @@ pub(crate) fn sample_at(time_ns: i64, values: &[(&str, f64)]) -> Sample {
             })
             .collect(),
         time_ns,
+        receipt: crate::model::Receipt::none(),
     }
 }
 

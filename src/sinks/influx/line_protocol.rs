@@ -245,6 +245,7 @@ mod tests {
                 })
                 .collect(),
             time_ns: 1_764_150_000_000_000_000,
+            receipt: crate::model::Receipt::none(),
         }
     }
 

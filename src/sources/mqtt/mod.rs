@@ -4,9 +4,13 @@
 //!
 //! One task owns the broker connection. It subscribes to every mapping's topic filter (QoS 1)
 //! after every CONNACK, since a broker that lost the session has lost the subscriptions too.
-//! Messages are taken one at a time: read, decoded, put into the bounded sample channel (waiting
-//! while it is full, which stops reading from the socket), and only then acknowledged to the
-//! broker; with `clean_session = false` the broker keeps what arrives while the gateway is away. Connection
+//! Messages are taken one at a time: read, decoded and put into the bounded sample channel
+//! (waiting while it is full, which stops reading from the socket). A message is acknowledged to
+//! the broker only once its sample is stored by the last output (appended to the telemetry log):
+//! each sample carries a [`Receipt`], and PUBACKs go out in the order the messages came, as
+//! MQTT 3.1.1 requires. A sample refused or lost on the way makes the source reconnect without
+//! acknowledging, so that the broker sends the unacknowledged messages again. With
+//! `clean_session = false` the broker also keeps what arrives while the gateway is away. Connection
 //! failures are retried with jittered exponential backoff (1 s → 60 s), counted in
 //! `rgw_mqtt_source_connection_attempts_total`. A message no mapping can use is counted per
 //! topic and logged at most once a minute per topic with an excerpt.
@@ -14,17 +18,17 @@
 pub mod payload;
 pub mod topic;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, Event, EventLoop, Incoming, MqttOptions, Publish, QoS};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 
 use crate::backoff::Backoff;
 use crate::config::{LoadedConfig, MqttMapping, MqttSourceConfig};
 use crate::health::Health;
-use crate::model::{unix_nanos, Sample};
+use crate::model::{unix_nanos, Receipt, Sample, Ticket};
 use crate::mqtt::BrokerError;
 use crate::mqtt::{connack, BROKER_TIMEOUT};
 
@@ -212,23 +216,31 @@ impl MqttSource {
                 return Stop::Reconnect;
             }
         }
+        let stored = Arc::new(Notify::new());
+        let mut unacked = Unacked::default();
         loop {
             let polled = tokio::select! {
                 polled = eventloop.poll() => polled,
+                _ = stored.notified() => {
+                    match unacked.acknowledge(client) {
+                        Ok(()) => continue,
+                        Err(stop) => return stop,
+                    }
+                }
                 _ = shutdown.changed() => return Stop::Shutdown,
             };
             match polled {
                 Ok(Event::Incoming(Incoming::Publish(publish))) => {
-                    let sent = tokio::select! {
-                        sent = self.accept(&publish) => sent,
+                    let accepted = tokio::select! {
+                        accepted = self.accept(&publish, &stored) => accepted,
                         _ = shutdown.changed() => return Stop::Shutdown,
                     };
-                    if !sent {
+                    let Ok(ticket) = accepted else {
                         return Stop::Shutdown;
-                    }
-                    // Only now may the broker forget the message.
-                    if let Err(e) = client.try_ack(&publish) {
-                        tracing::warn!(error = %e, "Cannot queue an MQTT acknowledgement; the broker will send the message again");
+                    };
+                    unacked.queue.push_back((ticket, publish));
+                    if let Err(stop) = unacked.acknowledge(client) {
+                        return stop;
                     }
                 }
                 Ok(Event::Incoming(Incoming::SubAck(ack))) => {
@@ -251,8 +263,13 @@ impl MqttSource {
         }
     }
 
-    /// Turns a message into a sample and sends it on; false when the channel has closed.
-    async fn accept(&self, publish: &Publish) -> bool {
+    /// Turns a message into a sample and sends it on, with a receipt whose ticket is returned
+    /// (none for a message that gave no sample); `Err` when the channel has closed.
+    async fn accept(
+        &self,
+        publish: &Publish,
+        stored: &Arc<Notify>,
+    ) -> Result<Option<Arc<Ticket>>, Closed> {
         let arrival = unix_nanos(std::time::SystemTime::now());
         self.stats.lock().messages += 1;
         metrics::counter!("rgw_mqtt_source_messages_total").increment(1);
@@ -265,7 +282,7 @@ impl MqttSource {
             if self.stats.problem(topic) {
                 tracing::warn!(topic, "MQTT message on a topic no mapping covers");
             }
-            return true;
+            return Ok(None);
         };
         match payload::decode(
             &route.mapping,
@@ -284,7 +301,13 @@ impl MqttSource {
                     );
                 }
                 self.stats.lock().samples += 1;
-                self.samples.send(decoded.sample).await.is_ok()
+                let mut sample = decoded.sample;
+                let (receipt, ticket) = Receipt::issue(stored);
+                sample.receipt = receipt;
+                match self.samples.send(sample).await {
+                    Ok(()) => Ok(Some(ticket)),
+                    Err(_) => Err(Closed),
+                }
             }
             Err(e) => {
                 if self.stats.problem(topic) {
@@ -295,9 +318,45 @@ impl MqttSource {
                         "MQTT payload dropped (logged at most once a minute per topic)"
                     );
                 }
-                true
+                Ok(None)
             }
         }
+    }
+}
+
+/// The sample channel has closed (shutdown).
+struct Closed;
+
+/// Messages received and not yet acknowledged, in the order they came, with the ticket of their
+/// sample (none for a message that gave no sample: acknowledged in its turn).
+#[derive(Default)]
+struct Unacked {
+    queue: VecDeque<(Option<Arc<Ticket>>, Publish)>,
+}
+
+impl Unacked {
+    /// Acknowledges the messages at the front whose samples are stored. A sample that was lost
+    /// on the way means reconnecting: the broker then sends every unacknowledged message again.
+    fn acknowledge(&mut self, client: &AsyncClient) -> Result<(), Stop> {
+        while let Some((ticket, _)) = self.queue.front() {
+            match ticket.as_ref().map(|t| t.outcome()) {
+                None | Some(Some(true)) => {}
+                Some(None) => return Ok(()),
+                Some(Some(false)) => {
+                    tracing::warn!(
+                        waiting = self.queue.len(),
+                        "A published reading was not stored; reconnecting so that the broker sends the unacknowledged messages again"
+                    );
+                    return Err(Stop::Reconnect);
+                }
+            }
+            if let Some((_, publish)) = self.queue.pop_front() {
+                if let Err(e) = client.try_ack(&publish) {
+                    tracing::warn!(error = %e, "Cannot queue an MQTT acknowledgement; the broker will send the message again");
+                }
+            }
+        }
+        Ok(())
     }
 }
 

@@ -118,6 +118,7 @@ pub fn decode(
             tags: tags.into(),
             fields,
             time_ns,
+            receipt: crate::model::Receipt::none(),
         },
         problems,
     })
