@@ -35,7 +35,7 @@ pub fn check_config(path: &Path) -> Result<String, ConfigError> {
         .filter_map(|d| config.profile_of(d))
         .map(|p| p.field_names().count())
         .sum();
-    Ok(format!(
+    let mut summary = format!(
         "{}: ok ({} buses, {} devices, {} points, {} profiles, {} rules)",
         path.display(),
         config.gateway.bus.len(),
@@ -43,7 +43,11 @@ pub fn check_config(path: &Path) -> Result<String, ConfigError> {
         points,
         config.profiles.len(),
         config.rules.len()
-    ))
+    );
+    for warning in crate::config::warnings::warnings(&config) {
+        summary.push_str(&format!("\n{}: {warning}", path.display()));
+    }
+    Ok(summary)
 }
 
 /// `report`: the month's KPI report from the config's data directory (with the running days
@@ -205,6 +209,9 @@ pub fn plan_report(config: &LoadedConfig) -> String {
 /// `run`: polls until SIGTERM/SIGINT, forwarding to InfluxDB through the telemetry log and/or
 /// writing line protocol where the config says.
 pub async fn run(mut config: LoadedConfig) -> anyhow::Result<()> {
+    for warning in crate::config::warnings::warnings(&config) {
+        tracing::warn!(key = %warning.path, "{}", warning.problem);
+    }
     let notifier = std::sync::Arc::new(crate::systemd::Notifier::from_env());
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()

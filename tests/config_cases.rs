@@ -121,3 +121,32 @@ fn the_documented_example_config_is_valid() {
         Some("000000110901")
     );
 }
+
+#[test]
+fn check_config_warns_of_a_log_larger_than_the_card_and_of_a_password_in_clear_text() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("gateway.toml");
+    let config = |url: &str, max_size_mb: u64| {
+        format!(
+            "[gateway]\nid = \"gw\"\nsite = \"幸福小区\"\ndata_dir = {:?}\n[buffer]\nmax_size_mb = {max_size_mb}\n\
+             [outputs.influxdb]\nurl = \"{url}\"\napi = \"v1\"\ndatabase = \"x\"\nusername = \"u\"\npassword_env = \"P\"\n",
+            dir.path().join("data")
+        )
+    };
+    std::fs::write(&file, config("http://influx.example.cn:8086", 1 << 40)).expect("writes");
+    let summary = retrofit_gateway::commands::check_config(&file).expect("valid");
+    let warnings: Vec<&str> = summary.lines().skip(1).collect();
+    assert_eq!(warnings.len(), 2, "{summary}");
+    assert!(
+        warnings[0].contains("warning: buffer.max_size_mb:"),
+        "{summary}"
+    );
+    assert!(
+        warnings[1].contains("warning: outputs.influxdb.url:"),
+        "{summary}"
+    );
+    // A small log and an address on the local network: nothing to warn of.
+    std::fs::write(&file, config("http://192.168.1.20:8086", 16)).expect("writes");
+    let summary = retrofit_gateway::commands::check_config(&file).expect("valid");
+    assert_eq!(summary.lines().count(), 1, "{summary}");
+}

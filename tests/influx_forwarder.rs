@@ -353,3 +353,136 @@ async fn nothing_is_acknowledged_while_the_server_is_unreachable() {
     let (dead, _) = run.stop().await;
     assert!(dead.is_empty());
 }
+
+/// How a fake uplink answers.
+type Portal = Box<dyn Fn(usize, &common::http_script::Request) -> Answer + Send + Sync>;
+
+/// A forwarder on `log` (already filled) writing to the real InfluxDB 1.x at `url`.
+fn forwarder_to(url: &str, database: &str, log: &SharedLog, dir: &Path) -> Forwarder {
+    let config = InfluxOutput {
+        database: Some(database.into()),
+        timeout: ConfigDuration::from_millis(2000),
+        flush_interval: ConfigDuration::from_millis(50),
+        ..InfluxOutput::new(url, InfluxApi::V1)
+    };
+    Forwarder::new(
+        WriteEndpoint::new(&config).expect("endpoint"),
+        Arc::clone(log),
+        Arc::new(Notify::new()),
+        ForwarderOptions {
+            min_backoff: Duration::from_millis(20),
+            max_backoff: Duration::from_millis(200),
+            ..ForwarderOptions::new(&config, dir.join("dead-letter.lp"))
+        },
+    )
+}
+
+#[tokio::test]
+async fn a_captive_portal_acknowledges_nothing_and_the_real_influxdb_gets_every_reading_afterwards()
+{
+    let Some(influx_url) = common::services::service_url("RGW_TEST_INFLUXDB1_URL") else {
+        return;
+    };
+    const DATABASE: &str = "retrofit_portal";
+    common::services::influxql(
+        &influx_url,
+        DATABASE,
+        &format!("CREATE DATABASE {DATABASE}"),
+    )
+    .await;
+    let page = "<html><body>欢迎使用4G上网，请先登录</body></html>".to_string();
+    // A carrier's portal that redirects every request to its page, and a proxy that answers 200
+    // with a page itself.
+    let portals: [(&str, Portal); 2] = [
+        ("redirect", {
+            let page = page.clone();
+            Box::new(move |_, request| {
+                if request.target.starts_with("/portal") {
+                    Answer::Status(
+                        200,
+                        vec![("Content-Type", "text/html".into())],
+                        page.clone(),
+                    )
+                } else {
+                    Answer::Status(302, vec![("Location", "/portal".into())], String::new())
+                }
+            })
+        }),
+        ("page", {
+            let page = page.clone();
+            Box::new(move |_, _| {
+                Answer::Status(
+                    200,
+                    vec![("Content-Type", "text/html".into())],
+                    page.clone(),
+                )
+            })
+        }),
+    ];
+    for (name, portal) in portals {
+        let run_id = format!("{name}-{}", std::process::id());
+        let lines: Vec<String> = (0..20)
+            .map(|i| format!("portal_probe,run={run_id} n={i}i 1764150000{i:09}"))
+            .collect();
+        let server = ScriptedServer::start(portal).await;
+        let run = forward(server.url(), InfluxApi::V1, &lines, 5).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while server.recorded().len() < 3 {
+            assert!(
+                Instant::now() < deadline,
+                "{name}: the forwarder never tried"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let Running {
+            log,
+            status,
+            stop,
+            task,
+            ..
+        } = run;
+        let pending = with_log(&log, |log| log.pending()).await;
+        assert_eq!(pending, 20, "{name}: nothing acknowledged");
+        let stats = status.snapshot();
+        assert_eq!(stats.sent_lines, 0, "{name}");
+        assert!(
+            stats.not_acknowledged || name == "redirect",
+            "{name}: flagged"
+        );
+        assert!(
+            server
+                .recorded()
+                .iter()
+                .all(|r| !r.target.starts_with("/portal")),
+            "{name}: a redirect was followed"
+        );
+        // The SIM is topped up: the same log, pointed at the real InfluxDB, delivers it all.
+        let _ = stop.send(true);
+        let _ = task.await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let forwarder = forwarder_to(&influx_url, DATABASE, &log, dir.path());
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(forwarder.run(stopped));
+        let again = Running {
+            log,
+            status: Arc::new(ForwarderStatus::default()),
+            stop,
+            task,
+            dead_letter: dir.path().join("dead-letter.lp"),
+            _dir: dir,
+        };
+        again.drained(BOUND).await;
+        let answer = common::services::influxql(
+            &influx_url,
+            DATABASE,
+            &format!("SELECT count(n) FROM portal_probe WHERE run = '{run_id}'"),
+        )
+        .await;
+        assert_eq!(
+            answer["results"][0]["series"][0]["values"][0][1].as_u64(),
+            Some(20),
+            "{name}: every reading of the period arrived: {answer}"
+        );
+        again.stop().await;
+    }
+}

@@ -11,6 +11,7 @@ mod load;
 pub(crate) mod named;
 mod profile;
 mod validate;
+pub mod warnings;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

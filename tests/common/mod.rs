@@ -9,6 +9,7 @@ pub mod http_script;
 pub mod mqtt;
 pub mod pump_alarms;
 pub mod services;
+pub mod uplink;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};

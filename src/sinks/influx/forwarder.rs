@@ -153,6 +153,8 @@ impl Forwarder {
 
     /// Forwards until `shutdown` turns true.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        // Whatever an earlier consumer of this log read but did not acknowledge is sent again.
+        with_log(&self.log, |log| log.rewind()).await;
         let mut tick = tokio::time::interval(self.options.flush_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
