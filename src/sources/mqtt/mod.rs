@@ -227,16 +227,16 @@ impl MqttSource {
                         Err(stop) => return stop,
                     }
                 }
-                _ = shutdown.changed() => return Stop::Shutdown,
+                _ = shutdown.changed() => return farewell(client, eventloop, &mut unacked).await,
             };
             match polled {
                 Ok(Event::Incoming(Incoming::Publish(publish))) => {
                     let accepted = tokio::select! {
                         accepted = self.accept(&publish, &stored) => accepted,
-                        _ = shutdown.changed() => return Stop::Shutdown,
+                        _ = shutdown.changed() => return farewell(client, eventloop, &mut unacked).await,
                     };
                     let Ok(ticket) = accepted else {
-                        return Stop::Shutdown;
+                        return farewell(client, eventloop, &mut unacked).await;
                     };
                     unacked.queue.push_back((ticket, publish));
                     if let Err(stop) = unacked.acknowledge(client) {
@@ -326,6 +326,25 @@ impl MqttSource {
 
 /// The sample channel has closed (shutdown).
 struct Closed;
+
+/// Leaving on shutdown: acknowledges what is stored, then disconnects, driving the connection
+/// (up to a second) until the acknowledgements and the DISCONNECT are sent; without that the
+/// broker would send stored messages again after the restart.
+async fn farewell(client: &AsyncClient, eventloop: &mut EventLoop, unacked: &mut Unacked) -> Stop {
+    let _ = unacked.acknowledge(client);
+    if client.try_disconnect().is_ok() {
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+    }
+    Stop::Shutdown
+}
 
 /// Messages received and not yet acknowledged, in the order they came, with the ticket of their
 /// sample (none for a message that gave no sample: acknowledged in its turn).
