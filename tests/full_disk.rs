@@ -67,6 +67,18 @@ fn reading(i: i64, fault_word: i64) -> Sample {
     }
 }
 
+/// Sends `n` readings with `fault_word` through the rules stage, numbering them on from `sent`.
+async fn send_readings(alarms: &Alarms, sent: &mut i64, n: usize, fault_word: i64) {
+    for _ in 0..n {
+        alarms
+            .samples
+            .send(reading(*sent, fault_word))
+            .await
+            .expect("stage runs");
+        *sent += 1;
+    }
+}
+
 async fn count_readings(url: &str, db: &str, from: i64, to: i64) -> u64 {
     let q = format!(
         "SELECT count(fault_word) FROM pump_station WHERE time >= {} AND time < {}",
@@ -128,33 +140,13 @@ async fn a_full_card_keeps_taking_readings_delivers_the_backlog_and_the_alarm() 
             "the card never filled: {:?}",
             stats().await
         );
-        for _ in 0..200 {
-            alarms
-                .samples
-                .send(reading(sent, 0))
-                .await
-                .expect("stage runs");
-            sent += 1;
-        }
+        send_readings(&alarms, &mut sent, 200, 0).await;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // While the card is full: readings are still taken, and a pump fault is raised and reaches
     // its webhook.
     let before = stats().await.appended;
-    alarms
-        .samples
-        .send(reading(sent, 1))
-        .await
-        .expect("stage runs");
-    sent += 1;
-    for _ in 0..3000 {
-        alarms
-            .samples
-            .send(reading(sent, 1))
-            .await
-            .expect("stage runs");
-        sent += 1;
-    }
+    send_readings(&alarms, &mut sent, 3001, 1).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let delivered = hook.recorded().iter().any(|r| r.body.contains("W13"));
@@ -179,14 +171,7 @@ async fn a_full_card_keeps_taking_readings_delivers_the_backlog_and_the_alarm() 
     // InfluxDB back: the backlog drains, and readings sent now all arrive.
     uplink.set_up(true);
     let after_outage = sent;
-    for _ in 0..500 {
-        alarms
-            .samples
-            .send(reading(sent, 0))
-            .await
-            .expect("stage runs");
-        sent += 1;
-    }
+    send_readings(&alarms, &mut sent, 500, 0).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     while with_log(&log, |log| log.pending()).await > 0 {
         assert!(

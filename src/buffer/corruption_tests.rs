@@ -5,7 +5,7 @@
 
 use std::fs;
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::fault_tests::FaultyDisk;
 use super::record::HEADER_LEN;
@@ -42,7 +42,7 @@ fn build(dir: &Path, n: u64, acked: u64) -> Layout {
     log.sync().expect("syncs");
     drop(log);
     let mut layout = Layout::new();
-    for path in segment_files(dir) {
+    for path in super::tests::segments(dir) {
         let base: u64 = path
             .file_stem()
             .and_then(|s| s.to_str())
@@ -70,34 +70,8 @@ fn name(path: &Path) -> String {
         .to_string()
 }
 
-fn segment_files(dir: &Path) -> Vec<PathBuf> {
-    let mut found: Vec<PathBuf> = fs::read_dir(dir)
-        .expect("lists")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
-        .collect();
-    found.sort();
-    found
-}
-
 fn read_all(log: &mut SegmentLog) -> Vec<u64> {
-    let mut seqs = Vec::new();
-    for _ in 0..10_000 {
-        let batch = log.read(64, 1 << 20).expect("reads");
-        if batch.is_empty() {
-            return seqs;
-        }
-        for record in batch {
-            assert_eq!(
-                record.payload,
-                payload(record.seq),
-                "payload of {}",
-                record.seq
-            );
-            seqs.push(record.seq);
-        }
-    }
-    panic!("reading never ends")
+    super::tests::read_checked(log, payload)
 }
 
 fn set_length(path: &Path, at: u64, length: u32) {

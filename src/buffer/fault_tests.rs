@@ -141,6 +141,25 @@ impl Disk for FaultyDisk {
 
 const KINDS: [FaultKind; 3] = [FaultKind::NoSpace, FaultKind::Eio, FaultKind::ShortWrite];
 
+/// Runs `case` with every kind of fault, once and persistent, at every operation 1..=ops;
+/// returns how many cases ran.
+fn every_fault(ops: u64, case: fn(Option<Fault>) -> u64) -> usize {
+    let mut cases = 0;
+    for at in 1..=ops {
+        for kind in KINDS {
+            for persistent in [false, true] {
+                case(Some(Fault {
+                    at,
+                    kind,
+                    persistent,
+                }));
+                cases += 1;
+            }
+        }
+    }
+    cases
+}
+
 fn log_options(disk: Arc<dyn Disk>) -> LogOptions {
     LogOptions {
         // About five records a segment, and room for about six segments: the workload rolls,
@@ -350,19 +369,7 @@ fn run_log_case(fault: Option<Fault>) -> u64 {
 fn every_io_failure_of_the_log_loses_only_what_it_counts_and_appends_resume() {
     let ops = run_log_case(None);
     assert!(ops > 100, "the workload makes {ops} operations");
-    let mut cases = 0;
-    for at in 1..=ops {
-        for kind in KINDS {
-            for persistent in [false, true] {
-                run_log_case(Some(Fault {
-                    at,
-                    kind,
-                    persistent,
-                }));
-                cases += 1;
-            }
-        }
-    }
+    let cases = every_fault(ops, run_log_case);
     println!("log: {cases} fault cases over {ops} operations, none lost an uncounted record");
 }
 
@@ -430,18 +437,6 @@ fn run_outbox_case(fault: Option<Fault>) -> u64 {
 fn every_io_failure_of_an_outbox_keeps_every_alarm() {
     let ops = run_outbox_case(None);
     assert!(ops > 60, "the outbox workload makes {ops} operations");
-    let mut cases = 0;
-    for at in 1..=ops {
-        for kind in KINDS {
-            for persistent in [false, true] {
-                run_outbox_case(Some(Fault {
-                    at,
-                    kind,
-                    persistent,
-                }));
-                cases += 1;
-            }
-        }
-    }
+    let cases = every_fault(ops, run_outbox_case);
     println!("outbox: {cases} fault cases over {ops} operations, no alarm lost");
 }

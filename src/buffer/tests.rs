@@ -31,8 +31,14 @@ fn filled(dir: &Path, n: u64, segment_bytes: u64) -> SegmentLog {
 }
 
 fn read_all(log: &mut SegmentLog) -> Vec<u64> {
+    read_checked(log, payload)
+}
+
+/// Reads everything waiting, checking each payload against `expected(seq)`; the sequence
+/// numbers read. Panics if reading never ends (a read that keeps returning records).
+pub(super) fn read_checked(log: &mut SegmentLog, expected: fn(u64) -> Vec<u8>) -> Vec<u64> {
     let mut seqs = Vec::new();
-    loop {
+    for _ in 0..100_000 {
         let batch = log.read(7, 1 << 20).expect("reads");
         if batch.is_empty() {
             return seqs;
@@ -40,13 +46,14 @@ fn read_all(log: &mut SegmentLog) -> Vec<u64> {
         for record in batch {
             assert_eq!(
                 record.payload,
-                payload(record.seq),
+                expected(record.seq),
                 "payload of {}",
                 record.seq
             );
             seqs.push(record.seq);
         }
     }
+    panic!("reading never ends")
 }
 
 fn reopen(dir: &Path, segment_bytes: u64) -> SegmentLog {
@@ -55,7 +62,8 @@ fn reopen(dir: &Path, segment_bytes: u64) -> SegmentLog {
         .0
 }
 
-fn segments(dir: &Path) -> Vec<PathBuf> {
+/// The segment files in `dir`, oldest first.
+pub(super) fn segments(dir: &Path) -> Vec<PathBuf> {
     let mut found: Vec<PathBuf> = fs::read_dir(dir)
         .expect("lists")
         .filter_map(|e| e.ok().map(|e| e.path()))
