@@ -155,7 +155,8 @@ fn main() -> ExitCode {
                     return ExitCode::from(1);
                 }
             };
-            exit_with(runtime().and_then(|rt| rt.block_on(commands::run(config))))
+            let threads = config.gateway.gateway.worker_threads.get();
+            exit_with(daemon_runtime(threads).and_then(|rt| rt.block_on(commands::run(config))))
         }
         Command::Demo(options) => {
             exit_with(runtime().and_then(|rt| rt.block_on(demo::run(options))))
@@ -176,6 +177,19 @@ fn main() -> ExitCode {
             );
         })),
     }
+}
+
+/// The daemon's runtime: one thread unless the config asks for more (`[gateway]
+/// worker_threads`).
+fn daemon_runtime(threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(threads);
+        builder
+    };
+    Ok(builder.enable_all().build()?)
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -73,7 +73,7 @@ pub mod reserve;
 mod segment_log;
 
 pub use segment_log::{
-    AppendError, Backlog, LogOptions, LogStats, RecoveryReport, SegmentLog, WhenFull,
+    AppendError, Backlog, LogOptions, LogStats, PendingSync, RecoveryReport, SegmentLog, WhenFull,
 };
 
 #[cfg(test)]

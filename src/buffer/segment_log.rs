@@ -368,6 +368,32 @@ impl SegmentLog {
         Ok(due)
     }
 
+    /// The sync that is due (as [`SegmentLog::sync_if_due`] judges), to run without holding the
+    /// log: a handle on the active segment and the bytes it covers. Appends go on meanwhile;
+    /// report the outcome with [`SegmentLog::synced`].
+    pub fn sync_due(&mut self) -> io::Result<Option<PendingSync>> {
+        let due = self.unsynced >= self.options.sync_bytes
+            || (self.unsynced > 0 && self.last_sync.elapsed() >= self.options.sync_interval);
+        if self.cursor_dirty {
+            self.persist_cursor()?;
+        }
+        if !due {
+            return Ok(None);
+        }
+        self.cut_tail();
+        Ok(Some(PendingSync {
+            file: self.active.try_clone()?,
+            bytes: self.unsynced,
+            disk: Arc::clone(&self.options.disk),
+        }))
+    }
+
+    /// A [`PendingSync`] of `bytes` succeeded: they are durable.
+    pub fn synced(&mut self, bytes: u64) {
+        self.unsynced = self.unsynced.saturating_sub(bytes);
+        self.last_sync = Instant::now();
+    }
+
     /// `fdatasync`s the active segment now.
     pub fn sync(&mut self) -> io::Result<()> {
         self.cut_tail();
@@ -769,6 +795,21 @@ impl SegmentLog {
         })?;
         self.cursor_dirty = false;
         Ok(())
+    }
+}
+
+/// An `fdatasync` of the active segment taken out of the log (see [`SegmentLog::sync_due`]).
+pub struct PendingSync {
+    file: File,
+    bytes: u64,
+    disk: Arc<dyn Disk>,
+}
+
+impl PendingSync {
+    /// Runs the sync (blocking); the bytes it made durable.
+    pub fn run(self) -> io::Result<u64> {
+        self.disk.sync_data(&self.file)?;
+        Ok(self.bytes)
     }
 }
 

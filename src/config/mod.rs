@@ -516,6 +516,15 @@ pub struct GatewaySection {
     /// Where device profiles are looked up; relative paths are relative to the config file.
     #[serde(default = "default_profile_dir")]
     pub profile_dir: PathBuf,
+    /// Threads that run the daemon's tasks. 1 (default): everything on one thread, which on a
+    /// Pi costs the least, since devices answer in milliseconds and every hand-over between
+    /// threads is a wake-up; more only for very large sites.
+    #[serde(default = "default_worker_threads")]
+    pub worker_threads: std::num::NonZeroUsize,
+}
+
+fn default_worker_threads() -> std::num::NonZeroUsize {
+    std::num::NonZeroUsize::MIN
 }
 
 fn default_data_dir() -> PathBuf {

@@ -1,6 +1,8 @@
 //! The stage between the sources and the InfluxDB forwarder: every sample becomes one line of
 //! line protocol appended to the telemetry log ("accepted"), synced every `sync_interval`, and
-//! the forwarder is woken. The log absorbs uplink outages; a source never waits on the network.
+//! the forwarder is woken. Appends run on the stage's own thread (they reach the page cache in
+//! microseconds); only the once-a-second `fdatasync` goes to a blocking thread, on a duplicate
+//! handle of the segment, so appends never wait for the card. The log absorbs uplink outages; a source never waits on the network.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +12,7 @@ use tokio::sync::{mpsc, Notify};
 use crate::health::Health;
 use crate::model::{Receipt, Sample};
 
-use super::influx::forwarder::{with_log, SharedLog};
+use super::influx::forwarder::{lock_log, with_log, SharedLog};
 use super::influx::line_protocol;
 
 /// Counters of the stage.
@@ -44,7 +46,19 @@ pub async fn append_samples(
                 None => break,
             },
             _ = sync.tick() => {
-                let (synced, room) = with_log(&log, |log| (log.sync_if_due(), log.room())).await;
+                let (due, room) = {
+                    let mut log = lock_log(&log);
+                    (log.sync_due(), log.room())
+                };
+                // The fdatasync runs on a blocking thread while appends go on.
+                let synced = match due {
+                    Ok(Some(pending)) => tokio::task::spawn_blocking(move || pending.run())
+                        .await
+                        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+                        .map(|bytes| lock_log(&log).synced(bytes)),
+                    Ok(None) => Ok(()),
+                    Err(e) => Err(e),
+                };
                 if let Err(e) = synced {
                     tracing::error!(error = %e, "Cannot sync the telemetry log");
                 }
@@ -85,7 +99,9 @@ pub async fn append_samples(
                 None
             };
         }
-        let result = with_log(&log, move |log| {
+        // Appends reach the page cache in microseconds: done here, not handed to a thread.
+        let result = {
+            let mut log = lock_log(&log);
             let mut outcome = (0u64, 0u64, None);
             for (time_ms, line, mut receipt) in lines {
                 match log.append(time_ms, line.as_bytes()) {
@@ -101,12 +117,8 @@ pub async fn append_samples(
                     }
                 }
             }
-            if let Err(e) = log.sync_if_due() {
-                tracing::error!(error = %e, "Cannot sync the telemetry log");
-            }
             outcome
-        })
-        .await;
+        };
         counts.lines += result.0;
         counts.refused += result.1;
         match result.2 {

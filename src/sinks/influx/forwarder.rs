@@ -28,6 +28,12 @@ use super::write::WriteEndpoint;
 /// The log, shared by the stage that appends and the forwarder that reads and acknowledges.
 pub type SharedLog = Arc<Mutex<SegmentLog>>;
 
+/// Locks the log for a quick operation in place (an append, a count); anything that may wait
+/// for the card goes through [`with_log`].
+pub fn lock_log(log: &SharedLog) -> std::sync::MutexGuard<'_, SegmentLog> {
+    log.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Runs `f` on the log on a blocking-capable thread (fsync can take a while on an SD card).
 pub async fn with_log<T: Send + 'static>(
     log: &SharedLog,
@@ -162,7 +168,7 @@ impl Forwarder {
                 _ = tick.tick() => {}
                 _ = self.appended.notified() => {
                     let lines = self.options.batch_lines as u64;
-                    if with_log(&self.log, |log| log.pending()).await < lines {
+                    if lock_log(&self.log).pending() < lines {
                         continue;
                     }
                 }
