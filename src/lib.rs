@@ -14,7 +14,8 @@
 //! - [`rules`]: the plan's requirements as alarm rules, their state machine and engine.
 //! - [`runtime`]: wires sources to sinks and shuts everything down on a signal.
 //! - [`commands`]: `run`, `check-config` and `plan` as library functions.
-//! - [`demo`]: the simulated community and the gateway in one process.
+//! - [`demo`] (feature `demo`, on by default): the simulated community and the gateway in one
+//!   process, `demo-month`, the community replay and the embedded broker.
 //! - [`backoff`]: jittered exponential backoff on the monotonic clock.
 //! - [`secret`]: tokens, passwords and webhook URLs, read from files or the environment, never printed.
 //! - [`metrics`]: metric names, published from the stages' counters.
@@ -26,22 +27,19 @@ pub mod calendar;
 pub mod commands;
 pub mod config;
 pub mod daemon;
+#[cfg(feature = "demo")]
 pub mod demo;
-#[cfg(feature = "demo-broker")]
-pub mod demo_broker;
 pub mod health;
 pub mod http;
 pub mod kpi;
 pub mod metrics;
 pub mod model;
 pub mod mqtt;
-pub mod replay;
 pub mod report;
 pub mod rules;
 pub mod runtime;
 pub mod secret;
 pub mod selfmon;
-pub mod simulated_month;
 pub mod sinks;
 pub mod sources;
 pub mod systemd;

@@ -4,9 +4,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use retrofit_gateway::commands;
+#[cfg(feature = "demo")]
 use retrofit_gateway::config::parse_duration;
-use retrofit_gateway::demo::{self, DemoOptions};
-use retrofit_gateway::simulated_month::{self, MonthOptions};
+#[cfg(feature = "demo")]
+use retrofit_gateway::demo::{self, month::MonthOptions, DemoOptions};
 
 const USAGE: &str = "usage:
   retrofit-gateway run -c FILE           poll the configured devices until SIGTERM/SIGINT
@@ -25,12 +26,14 @@ enum Command {
     Run(PathBuf),
     CheckConfig(PathBuf),
     Plan(PathBuf),
+    #[cfg(feature = "demo")]
     Demo(DemoOptions),
     Report {
         config: PathBuf,
         month: String,
         output: Option<PathBuf>,
     },
+    #[cfg(feature = "demo")]
     DemoMonth(MonthOptions),
 }
 
@@ -40,7 +43,9 @@ fn parse(args: Vec<String>) -> Result<Command, String> {
     let mut config: Option<PathBuf> = None;
     let mut month: Option<String> = None;
     let mut output: Option<PathBuf> = None;
+    #[cfg(feature = "demo")]
     let mut data_dir: Option<PathBuf> = None;
+    #[cfg(feature = "demo")]
     let mut demo = DemoOptions {
         config: PathBuf::from("config/demo.toml"),
         duration: None,
@@ -52,12 +57,15 @@ fn parse(args: Vec<String>) -> Result<Command, String> {
             "-c" | "--config" => {
                 config = Some(args.next().ok_or("-c needs a file")?.into());
             }
+            #[cfg(feature = "demo")]
             "--duration" if command == "demo" => {
                 let text = args.next().ok_or("--duration needs a value such as 2m")?;
                 demo.duration =
                     Some(parse_duration(&text).map_err(|e| format!("--duration: {e}"))?);
             }
+            #[cfg(feature = "demo")]
             "--lines" if command == "demo" => demo.print_lines = true,
+            #[cfg(feature = "demo")]
             "--no-faults" if command == "demo" => demo.faults = false,
             "--month" if command == "report" || command == "demo-month" => {
                 month = Some(args.next().ok_or("--month needs YYYY-MM")?);
@@ -65,6 +73,7 @@ fn parse(args: Vec<String>) -> Result<Command, String> {
             "-o" | "--output" if command == "report" || command == "demo-month" => {
                 output = Some(args.next().ok_or("-o needs a file")?.into());
             }
+            #[cfg(feature = "demo")]
             "--data-dir" if command == "demo-month" => {
                 data_dir = Some(args.next().ok_or("--data-dir needs a directory")?.into());
             }
@@ -77,6 +86,7 @@ fn parse(args: Vec<String>) -> Result<Command, String> {
         "run" => Ok(Command::Run(required(config)?)),
         "check-config" => Ok(Command::CheckConfig(required(config)?)),
         "plan" => Ok(Command::Plan(required(config)?)),
+        #[cfg(feature = "demo")]
         "demo" => {
             if let Some(config) = config {
                 demo.config = config;
@@ -88,6 +98,7 @@ fn parse(args: Vec<String>) -> Result<Command, String> {
             month: month.ok_or("report needs --month YYYY-MM")?,
             output,
         }),
+        #[cfg(feature = "demo")]
         "demo-month" => {
             let month = month.unwrap_or_else(|| "2025-12".into());
             Ok(Command::DemoMonth(MonthOptions {
@@ -98,6 +109,10 @@ fn parse(args: Vec<String>) -> Result<Command, String> {
                 month,
             }))
         }
+        #[cfg(not(feature = "demo"))]
+        "demo" | "demo-month" => Err(format!(
+            "{command}: this is a field build, without the demo (built with --no-default-features)"
+        )),
         "-h" | "--help" => Err(String::new()),
         other => Err(format!("unknown command {other:?}")),
     }
@@ -158,6 +173,7 @@ fn main() -> ExitCode {
             let threads = config.gateway.gateway.worker_threads.get();
             exit_with(daemon_runtime(threads).and_then(|rt| rt.block_on(commands::run(config))))
         }
+        #[cfg(feature = "demo")]
         Command::Demo(options) => {
             exit_with(runtime().and_then(|rt| rt.block_on(demo::run(options))))
         }
@@ -166,7 +182,8 @@ fn main() -> ExitCode {
             month,
             output,
         } => exit_with(commands::report(&config, &month, output.as_deref())),
-        Command::DemoMonth(options) => exit_with(simulated_month::run(&options).map(|summary| {
+        #[cfg(feature = "demo")]
+        Command::DemoMonth(options) => exit_with(demo::month::run(&options).map(|summary| {
             println!(
                 "{}: {} days, {} samples, {} alarms raised; report in {}",
                 options.month,
@@ -192,6 +209,7 @@ fn daemon_runtime(threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(builder.enable_all().build()?)
 }
 
+#[cfg(feature = "demo")]
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -8,9 +8,9 @@
 use std::path::Path;
 
 use retrofit_gateway::config::{load, EnvOverlay};
+use retrofit_gateway::demo::replay::Replay;
 use retrofit_gateway::demo::DEMO_MQTT_PREFIX;
 use retrofit_gateway::model::AlarmEvent;
-use retrofit_gateway::replay::Replay;
 use retrofit_gateway::rules::engine::RuleEngine;
 use retrofit_sim::faults::{Fault, FaultKind};
 

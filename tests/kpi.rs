@@ -15,12 +15,12 @@ use std::time::{Duration, SystemTime};
 
 use common::services::{eventually, influxql, service_url, victoria_values};
 use retrofit_gateway::config::{load, ConfigDuration, EnvOverlay, InfluxApi, InfluxOutput};
+use retrofit_gateway::demo::replay::Replay;
 use retrofit_gateway::demo::DEMO_MQTT_PREFIX;
 use retrofit_gateway::kpi::ledger::day_start_ns;
 use retrofit_gateway::kpi::store::KpiStore;
 use retrofit_gateway::kpi::{local_day, DayRecord};
 use retrofit_gateway::model::unix_nanos;
-use retrofit_gateway::replay::Replay;
 use retrofit_gateway::runtime::{Alarms, Outputs};
 
 const DATABASE: &str = "retrofit_tests";

@@ -3,9 +3,17 @@
 //! are pointed at them. A built-in scenario injects faults while it runs, and a digest of the
 //! latest readings and each device's communication state is printed every few seconds. When the
 //! config has `[mqtt_source]`, the simulated publishing devices (gas regulator RTUs, valve wells,
-//! room thermometers) send to an embedded broker (feature `demo-broker`) and the gateway
-//! subscribes there. When the config has `[outputs.influxdb]`, readings are also forwarded there
-//! through the telemetry log.
+//! room thermometers) send to an embedded broker ([`broker`]) and the gateway subscribes there.
+//! When the config has `[outputs.influxdb]`, readings are also forwarded there through the
+//! telemetry log.
+//!
+//! The demo wing lives here, behind the default cargo feature `demo`: this command, the embedded
+//! broker, the community replay ([`replay`]) and `demo-month` ([`month`]). A field build
+//! (`--no-default-features`) links neither the simulator nor the broker.
+
+pub mod broker;
+pub mod month;
+pub mod replay;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -84,34 +92,25 @@ pub fn demo_scenario() -> Vec<ScenarioStep> {
 pub const DEMO_MQTT_PREFIX: &str = "site/xingfu";
 
 /// Points the config's MQTT source at an embedded broker and has the community's publishing
-/// devices send there; says what it did. Without the broker feature, the source is left out.
+/// devices send there; says what it did.
 fn attach_mqtt(config: &mut LoadedConfig, community: &mut Community) -> anyhow::Result<String> {
     let Some(source) = &mut config.gateway.mqtt_source else {
         return Ok("no [mqtt_source] in the config: no publishing devices".into());
     };
-    #[cfg(feature = "demo-broker")]
-    {
-        let broker = crate::demo_broker::start()?;
-        source.host = broker.ip().to_string();
-        source.port = broker.port();
-        source.clean_session = true;
-        community.publish(retrofit_sim::PublishOptions {
-            host: source.host.clone(),
-            port: source.port,
-            prefix: DEMO_MQTT_PREFIX.into(),
-            interval: Duration::from_secs(2),
-        });
-        Ok(format!(
-            "{} publishing devices sending every 2 s to the embedded MQTT broker at {broker}",
-            community.published_devices()
-        ))
-    }
-    #[cfg(not(feature = "demo-broker"))]
-    {
-        let _ = (source, community);
-        config.gateway.mqtt_source = None;
-        Ok("built without the demo-broker feature: no publishing devices".into())
-    }
+    let broker = broker::start()?;
+    source.host = broker.ip().to_string();
+    source.port = broker.port();
+    source.clean_session = true;
+    community.publish(retrofit_sim::PublishOptions {
+        host: source.host.clone(),
+        port: source.port,
+        prefix: DEMO_MQTT_PREFIX.into(),
+        interval: Duration::from_secs(2),
+    });
+    Ok(format!(
+        "{} publishing devices sending every 2 s to the embedded MQTT broker at {broker}",
+        community.published_devices()
+    ))
 }
 
 /// Points the demo config's buses at a running community.

@@ -1,5 +1,5 @@
 //! `retrofit-gateway demo-month`: the demo community replayed through a month in one-minute
-//! steps ([`crate::replay`]), every sample through the rule packs and the KPI ledger as the
+//! steps ([`super::replay`]), every sample through the rule packs and the KPI ledger as the
 //! gateway would count them, the closed days stored under a data directory, and the month's
 //! report written. Two weeks before the month are replayed first so that the night-flow
 //! baselines exist; their days are not stored.
@@ -15,12 +15,12 @@ use std::path::PathBuf;
 use anyhow::{bail, Context as _};
 use retrofit_sim::faults::{Fault, FaultKind};
 
+use super::replay::Replay;
+use super::DEMO_MQTT_PREFIX;
 use crate::commands::load_config;
-use crate::demo::DEMO_MQTT_PREFIX;
 use crate::kpi::ledger::{day_start_ns, KpiParams, Ledger};
 use crate::kpi::store::KpiStore;
 use crate::kpi::DayRecord;
-use crate::replay::Replay;
 use crate::report::{html, month_days, MonthReport};
 use crate::rules::engine::RuleEngine;
 

@@ -1,4 +1,4 @@
-//! The demo's embedded MQTT broker (rumqttd, behind the `demo-broker` feature), so that `demo`
+//! The demo's embedded MQTT broker (rumqttd, in the `demo` feature), so that `demo`
 //! shows MQTT ingestion with no external service. It listens on a free loopback port and runs
 //! on its own threads until the process ends.
 
