@@ -291,10 +291,7 @@ impl Forwarder {
                         if chunk.len() == 1 {
                             self.dead_letter(&lines, status, &reason).await;
                         } else {
-                            let mut first = chunk.clone();
-                            let second = first.split_off(chunk.len() / 2);
-                            work.push_front(second);
-                            work.push_front(first);
+                            split_in_half(&chunk, &mut work);
                         }
                         break;
                     }
@@ -309,10 +306,7 @@ impl Forwarder {
                     (Verdict::RequestRefused, status, body) => {
                         if chunk.len() > 1 {
                             // A bad line alone may be refused this way: look at halves first.
-                            let mut first = chunk.clone();
-                            let second = first.split_off(chunk.len() / 2);
-                            work.push_front(second);
-                            work.push_front(first);
+                            split_in_half(&chunk, &mut work);
                             break;
                         }
                         self.refused_request(
@@ -426,6 +420,13 @@ impl Forwarder {
             ),
         }
     }
+}
+
+/// Puts both halves of `chunk` at the front of `work`, first half first.
+fn split_in_half(chunk: &[Record], work: &mut VecDeque<Vec<Record>>) {
+    let (first, second) = chunk.split_at(chunk.len() / 2);
+    work.push_front(second.to_vec());
+    work.push_front(first.to_vec());
 }
 
 /// The first 200 characters of a body, on one line.
