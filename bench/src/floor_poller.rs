@@ -10,7 +10,7 @@
 use std::io::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use retrofit_bench::{decode, REGISTERS};
+use retrofit_bench::{decode, number_arg, REGISTERS};
 use tokio_modbus::prelude::*;
 
 fn arg(args: &[String], name: &str) -> Option<String> {
@@ -20,19 +20,12 @@ fn arg(args: &[String], name: &str) -> Option<String> {
         .cloned()
 }
 
-fn number(args: &[String], name: &str, default: u64) -> u64 {
-    arg(args, name).map_or(default, |v| {
-        v.parse()
-            .unwrap_or_else(|_| panic!("{name} takes a number"))
-    })
-}
-
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let port = number(&args, "--port", 16100) as u16;
-    let units = number(&args, "--units", 100) as u8;
-    let seconds = number(&args, "--seconds", 60);
+    let port = u16::try_from(number_arg(&args, "--port", 16100)?)?;
+    let units = u8::try_from(number_arg(&args, "--units", 100)?.min(247))?;
+    let seconds = number_arg(&args, "--seconds", 60)?;
     let out = arg(&args, "--out").unwrap_or_else(|| "/dev/null".into());
     let mut file = std::io::BufWriter::new(std::fs::File::create(out)?);
     let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));

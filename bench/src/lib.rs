@@ -107,6 +107,18 @@ pub fn decode(words: &[u16], out: &mut Vec<(&'static str, f64)>) {
     }
 }
 
+/// The number after `name` on the command line, `default` without one; an error naming the
+/// flag when it is not a number.
+pub fn number_arg(args: &[String], name: &str, default: u64) -> Result<u64, String> {
+    match args.iter().position(|a| a == name) {
+        None => Ok(default),
+        Some(i) => args
+            .get(i + 1)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| format!("{name} takes a whole number")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,5 +133,18 @@ mod tests {
         assert_eq!(fields[0].0, "ua_v");
         assert!((fields[0].1 - 229.5).abs() < 1e-3, "{}", fields[0].1);
         assert_eq!(fields[34], ("import_energy_kwh", 1_000_007.0));
+    }
+
+    #[test]
+    fn a_flag_without_a_number_is_an_error_that_names_it() {
+        let args: Vec<String> = ["x", "--units", "ten"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(number_arg(&args, "--port", 7), Ok(7));
+        assert_eq!(
+            number_arg(&args, "--units", 100),
+            Err("--units takes a whole number".to_string())
+        );
     }
 }

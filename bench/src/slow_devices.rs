@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use retrofit_bench::{registers, REGISTERS};
+use retrofit_bench::{number_arg, registers, REGISTERS};
 use tokio_modbus::prelude::{ExceptionCode, Request, Response, SlaveRequest};
 use tokio_modbus::server::Service;
 
@@ -52,23 +52,12 @@ impl Service for SlowMeters {
     }
 }
 
-fn arg(args: &[String], name: &str, default: u64) -> u64 {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(|v| {
-            v.parse()
-                .unwrap_or_else(|_| panic!("{name} takes a number"))
-        })
-        .unwrap_or(default)
-}
-
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> std::io::Result<()> {
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let port = arg(&args, "--port", 16100) as u16;
-    let units = arg(&args, "--units", 100).min(247) as u8;
-    let delay = Duration::from_millis(arg(&args, "--delay-ms", 20));
+    let port = u16::try_from(number_arg(&args, "--port", 16100)?)?;
+    let units = number_arg(&args, "--units", 100)?.min(247) as u8;
+    let delay = Duration::from_millis(number_arg(&args, "--delay-ms", 20)?);
     let service = SlowMeters {
         units,
         delay,
@@ -83,5 +72,6 @@ async fn main() -> std::io::Result<()> {
     };
     server
         .serve(&on_connected, |e| eprintln!("slow-devices: {e}"))
-        .await
+        .await?;
+    Ok(())
 }
