@@ -357,8 +357,7 @@ impl SegmentLog {
     /// `fdatasync`s the active segment if `sync_interval` has passed or `sync_bytes` are waiting,
     /// and retries a cursor that could not be written. Returns whether it synced.
     pub fn sync_if_due(&mut self) -> io::Result<bool> {
-        let due = self.unsynced >= self.options.sync_bytes
-            || (self.unsynced > 0 && self.last_sync.elapsed() >= self.options.sync_interval);
+        let due = self.sync_is_due();
         if due {
             self.sync()?;
         }
@@ -372,12 +371,10 @@ impl SegmentLog {
     /// log: a handle on the active segment and the bytes it covers. Appends go on meanwhile;
     /// report the outcome with [`SegmentLog::synced`].
     pub fn sync_due(&mut self) -> io::Result<Option<PendingSync>> {
-        let due = self.unsynced >= self.options.sync_bytes
-            || (self.unsynced > 0 && self.last_sync.elapsed() >= self.options.sync_interval);
         if self.cursor_dirty {
             self.persist_cursor()?;
         }
-        if !due {
+        if !self.sync_is_due() {
             return Ok(None);
         }
         self.cut_tail();
@@ -392,6 +389,12 @@ impl SegmentLog {
     pub fn synced(&mut self, bytes: u64) {
         self.unsynced = self.unsynced.saturating_sub(bytes);
         self.last_sync = Instant::now();
+    }
+
+    /// Whether `sync_interval` has passed with bytes waiting, or `sync_bytes` are waiting.
+    fn sync_is_due(&self) -> bool {
+        self.unsynced >= self.options.sync_bytes
+            || (self.unsynced > 0 && self.last_sync.elapsed() >= self.options.sync_interval)
     }
 
     /// `fdatasync`s the active segment now.
@@ -528,11 +531,6 @@ impl SegmentLog {
     /// Bytes of all segments.
     pub fn total_bytes(&self) -> u64 {
         self.segments.iter().map(|s| s.bytes).sum()
-    }
-
-    /// The size at which a new segment is started.
-    pub fn segment_bytes(&self) -> u64 {
-        self.options.segment_bytes
     }
 
     /// Room on the log's filesystem, and whether it is low: below two segments or 5 % of the

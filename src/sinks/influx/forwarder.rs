@@ -299,9 +299,9 @@ impl Forwarder {
                         self.refused_request(
                             format!("InfluxDB's address answers HTTP {status} with a page instead of acknowledging the write (a captive portal or proxy?); readings wait in the telemetry log"),
                             &body,
-                        );
-                        let wait = self.backoff.next_delay();
-                        self.wait(wait, shutdown).await?;
+                            shutdown,
+                        )
+                        .await?;
                     }
                     (Verdict::RequestRefused, status, body) => {
                         if chunk.len() > 1 {
@@ -312,9 +312,9 @@ impl Forwarder {
                         self.refused_request(
                             format!("InfluxDB's address refuses even a single line with HTTP {status}, saying nothing about the data (a proxy?); readings wait in the telemetry log"),
                             &body,
-                        );
-                        let wait = self.backoff.next_delay();
-                        self.wait(wait, shutdown).await?;
+                            shutdown,
+                        )
+                        .await?;
                     }
                     (Verdict::Unauthorized, status, _) => {
                         let was = self.status.snapshot().unauthorized;
@@ -349,14 +349,21 @@ impl Forwarder {
     }
 
     /// The uplink answers but does not take the data: keep it, report it, raise the flag the
-    /// self-alarm reads.
-    fn refused_request(&self, problem: String, body: &str) {
+    /// self-alarm reads, and back off before the next try.
+    async fn refused_request(
+        &mut self,
+        problem: String,
+        body: &str,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), Stopped> {
         let was = self.status.snapshot().not_acknowledged;
         self.status.update(|s| s.not_acknowledged = true);
         if !was {
             tracing::error!(answer = %excerpt(body), "{problem}");
         }
         self.health.set("influxdb", problem);
+        let wait = self.backoff.next_delay();
+        self.wait(wait, shutdown).await
     }
 
     async fn wait(
