@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 
 use retrofit_gateway::buffer::{LogOptions, SegmentLog};
 use retrofit_gateway::config::{ConfigDuration, InfluxApi, InfluxOutput};
+use retrofit_gateway::line_protocol;
 use retrofit_gateway::model::{Field, Sample, Value};
 use retrofit_gateway::sinks::influx::forwarder::{
     with_log, Forwarder, ForwarderOptions, SharedLog,
 };
-use retrofit_gateway::sinks::influx::line_protocol;
 use retrofit_gateway::sinks::influx::write::WriteEndpoint;
 use tokio::sync::{watch, Notify};
 

@@ -111,6 +111,9 @@ RGW_TEST_MOSQUITTO_BIN=$(command -v mosquitto)
 export RGW_TEST_MOSQUITTO_BIN
 export RGW_TEST_SERVICES=1
 
+echo "== no import circle between the top-level modules of src/"
+python3 scripts/module-cycles.py
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -1,5 +1,5 @@
-//! The command-line commands as library functions: `run`, `check-config`, `plan`. (`demo` lives
-//! in [`crate::demo`].) Each returns what the process should print and its exit status, so tests
+//! The command-line commands as library functions: `run`, `check-config`, `plan`, `report`.
+//! (`demo` lives in the demo module.) Each returns what the process should print and its exit status, so tests
 //! drive them without spawning processes.
 
 use std::fmt::Write as _;
@@ -8,22 +8,14 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use crate::config::{load, ConfigError, EnvOverlay, LoadedConfig};
-use crate::runtime::{termination_signal, Alarms, Gateway, Outputs};
+use crate::config::{load_config, ConfigError, LoadedConfig};
+use crate::daemon::termination_signal;
+use crate::pipeline::{Options, Pipeline, SHUTDOWN_DEADLINE};
 use crate::sources::modbus::plan::{DevicePlan, PlanLimits};
 use crate::sources::modbus::timing::{exchange_time, inter_frame_gap, serial_baud, wire_time};
 
-/// How long the bus tasks may take to stop before they are aborted. With the output stages'
-/// drain (1.5 s) and the forwarder's stop (1 s) the daemon exits within DESIGN.md's 5 s.
-pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(2);
-
 /// How often `run` writes the `gateway` measurement.
 pub const SELF_MONITORING_EVERY: Duration = Duration::from_secs(60);
-
-/// Loads a config with the process environment overlay.
-pub fn load_config(path: &Path) -> Result<LoadedConfig, ConfigError> {
-    load(path, EnvOverlay::Process)
-}
 
 /// `check-config`: a one-line summary, or every problem.
 pub fn check_config(path: &Path) -> Result<String, ConfigError> {
@@ -207,7 +199,7 @@ pub fn plan_report(config: &LoadedConfig) -> String {
 }
 
 /// `run`: polls until SIGTERM/SIGINT, forwarding to InfluxDB through the telemetry log and/or
-/// writing line protocol where the config says.
+/// writing line protocol where the config says; SIGHUP reloads the sources.
 pub async fn run(mut config: LoadedConfig) -> anyhow::Result<()> {
     for warning in crate::config::warnings::warnings(&config) {
         tracing::warn!(key = %warning.path, "{}", warning.problem);
@@ -217,27 +209,20 @@ pub async fn run(mut config: LoadedConfig) -> anyhow::Result<()> {
         .install_recorder()
         .map_err(|e| tracing::error!(error = %e, "No metrics recorder; /metrics will be empty"))
         .ok();
-    let mut outputs = Outputs::start(&config)?;
-    let to_outputs = outputs
-        .samples
-        .take()
-        .context("the outputs take no samples")?;
-    let alarms = Alarms::start(&config, to_outputs, None)?;
-    let mut gateway = Gateway::start(&config, alarms.samples.clone())?;
+    let options = Options {
+        self_monitoring: Some(SELF_MONITORING_EVERY),
+        metrics,
+        ..Options::default()
+    };
+    let mut pipeline = Pipeline::start(&config, options)?;
     tracing::info!(
         gateway = %config.gateway.gateway.id,
         buses = config.gateway.bus.len(),
         devices = config.gateway.device.len(),
         "Gateway started"
     );
-    let http = crate::http::start_for(&config, &gateway, &alarms, Some(&outputs), metrics).await;
-    let selfmon = crate::selfmon::start_for(
-        &config,
-        &gateway,
-        Some(&outputs),
-        alarms.samples.clone(),
-        SELF_MONITORING_EVERY,
-    );
+    let observed = pipeline.observed();
+    crate::http::start_for(&config, pipeline.observed(), pipeline.stopping()).await;
     notifier.notify(&format!(
         "READY=1\nSTATUS=polling {} devices on {} buses",
         config.gateway.device.len(),
@@ -246,7 +231,7 @@ pub async fn run(mut config: LoadedConfig) -> anyhow::Result<()> {
     let watchdog = notifier.watchdog_interval().map(|every| {
         tokio::spawn(crate::daemon::watchdog(
             every,
-            std::sync::Arc::clone(&alarms.view),
+            pipeline.observed(),
             std::sync::Arc::clone(&notifier),
         ))
     });
@@ -255,23 +240,16 @@ pub async fn run(mut config: LoadedConfig) -> anyhow::Result<()> {
     loop {
         tokio::select! {
             _ = termination_signal() => break,
-            _ = hangup.recv() => crate::daemon::reload(&mut config, &mut gateway, &notifier).await,
+            _ = hangup.recv() => crate::daemon::reload(&mut config, &mut pipeline, &notifier).await,
         }
     }
     tracing::info!("Stopping");
     notifier.notify("STOPPING=1");
-    let _ = selfmon.send(true);
     if let Some(watchdog) = watchdog {
         watchdog.abort();
     }
-    if let Some((_, stop)) = http {
-        let _ = stop.send(true);
-    }
-    let status = std::sync::Arc::clone(&gateway.status);
-    gateway.stop(SHUTDOWN_DEADLINE).await;
-    alarms.finish(Duration::from_millis(500)).await;
-    outputs.finish(Duration::from_millis(1500)).await;
-    for (device, s) in status.snapshot() {
+    pipeline.shutdown(SHUTDOWN_DEADLINE).await;
+    for (device, s) in observed.status.snapshot() {
         tracing::info!(
             device = %device,
             state = %s.state,

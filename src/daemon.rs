@@ -1,7 +1,7 @@
 //! `run` as a service: readiness and watchdog for systemd, SIGHUP reloads, SIGTERM/SIGINT stop.
 //!
 //! A reload re-reads the config file. If it does not load, the error is logged and the running
-//! configuration stays. Otherwise the sources are updated per bus ([`Gateway::reload`]): a bus
+//! configuration stays. Otherwise the sources are updated per bus ([`Pipeline::reload`]): a bus
 //! whose settings, devices or profiles changed is restarted, the others keep polling, and
 //! nothing already passed to the outputs is touched. Changes to `[gateway]`, `[outputs]`,
 //! `[buffer]`, `[alarms]`, the rule packs and `[http]` take effect at the next restart, and the
@@ -10,10 +10,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::commands::{load_config, SHUTDOWN_DEADLINE};
-use crate::config::LoadedConfig;
-use crate::rules::stage::StageView;
-use crate::runtime::Gateway;
+use crate::config::{load_config, LoadedConfig};
+use crate::pipeline::observed::Observed;
+use crate::pipeline::Pipeline;
 use crate::systemd::Notifier;
 
 /// Parts of the config a reload does not apply, and whether each changed.
@@ -34,7 +33,7 @@ fn needs_restart(running: &LoadedConfig, new: &LoadedConfig) -> Vec<&'static str
 }
 
 /// Re-reads the config and applies what can be applied while running.
-pub async fn reload(running: &mut LoadedConfig, gateway: &mut Gateway, notifier: &Notifier) {
+pub async fn reload(running: &mut LoadedConfig, pipeline: &mut Pipeline, notifier: &Notifier) {
     notifier.notify("RELOADING=1");
     tracing::info!(path = %running.path.display(), "SIGHUP: reloading the config");
     match load_config(&running.path) {
@@ -49,7 +48,7 @@ pub async fn reload(running: &mut LoadedConfig, gateway: &mut Gateway, notifier:
             if !later.is_empty() {
                 tracing::warn!(sections = ?later, "These changes apply at the next restart");
             }
-            match gateway.reload(&new, SHUTDOWN_DEADLINE).await {
+            match pipeline.reload(&new).await {
                 Ok(done) => {
                     tracing::info!(
                         restarted = ?done.restarted,
@@ -72,14 +71,37 @@ pub async fn reload(running: &mut LoadedConfig, gateway: &mut Gateway, notifier:
 
 /// Pings the systemd watchdog every `every` while the rules stage is alive (it goes round its
 /// loop at least every second); a stalled pipeline stops the pings and systemd restarts us.
-pub async fn watchdog(every: Duration, view: Arc<StageView>, notifier: Arc<Notifier>) {
+pub async fn watchdog(every: Duration, observed: Arc<Observed>, notifier: Arc<Notifier>) {
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
-        if view.alive(every.max(Duration::from_secs(5))) {
+        if observed.view.alive(every.max(Duration::from_secs(5))) {
             notifier.notify("WATCHDOG=1");
         } else {
             tracing::error!("The rules stage has stalled; not pinging the systemd watchdog");
         }
+    }
+}
+
+/// Waits for SIGTERM or SIGINT.
+pub async fn termination_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -152,7 +152,7 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
-        Command::Plan(path) => match commands::load_config(&path) {
+        Command::Plan(path) => match retrofit_gateway::config::load_config(&path) {
             Ok(config) => {
                 print!("{}", commands::plan_report(&config));
                 ExitCode::SUCCESS
@@ -163,7 +163,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Run(path) => {
-            let config = match commands::load_config(&path) {
+            let config = match retrofit_gateway::config::load_config(&path) {
                 Ok(config) => config,
                 Err(e) => {
                     eprintln!("{e}");

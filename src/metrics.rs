@@ -1,6 +1,7 @@
-//! Metric names and publishing. The stages keep plain counters (`LogStats`, `ForwarderStats`,
-//! `Appended`); this module turns them into `metrics` facade values, so the names live in one
-//! place. Names follow `rgw_<component>_<noun>_<unit>[_total]`; labels are bounded; every drop is
+//! Metric names and publishing. The stages keep plain counters (`LogStats` in the buffer, and
+//! [`ForwarderStats`] and [`Appended`], defined here); this module turns them into `metrics`
+//! facade values, so the names live in one place. It imports no stage: what it publishes is
+//! handed to it as plain figures. Names follow `rgw_<component>_<noun>_<unit>[_total]`; labels are bounded; every drop is
 //! counted with its `reason` and whether it was `intentional`; a retry is never a drop.
 //!
 //! Without an installed recorder (the `/metrics` endpoint comes with the operations work) these
@@ -11,8 +12,41 @@ use std::time::Duration;
 use metrics::{counter, gauge, histogram};
 
 use crate::buffer::{Backlog, LogStats};
-use crate::sinks::influx::forwarder::ForwarderStats;
-use crate::sinks::telemetry_log::Appended;
+use crate::model::Severity;
+
+/// Counters of the stage that appends samples to the telemetry log.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// Samples that reached the stage.
+    pub received: u64,
+    pub lines: u64,
+    /// Fields not written because they were not finite.
+    pub skipped_fields: u64,
+    /// Samples the log refused (I/O error, oversized): lost, and logged.
+    pub refused: u64,
+}
+
+/// Counters of the forwarder, shared with whoever reports on them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ForwarderStats {
+    /// Lines InfluxDB accepted.
+    pub sent_lines: u64,
+    pub requests_2xx: u64,
+    pub requests_4xx: u64,
+    pub requests_5xx: u64,
+    /// Requests without an HTTP answer (connect error, timeout).
+    pub request_failures: u64,
+    pub dead_lettered: u64,
+    /// Dead-lettered lines removed again to keep the dead-letter file within its cap.
+    pub dead_letter_rotated_out: u64,
+    /// Waits before a retry (their lengths go to the retry-delay histogram).
+    pub retries: u64,
+    /// InfluxDB refused the credentials or the bucket/database (401/403/404) on the last try.
+    pub unauthorized: bool,
+    /// The last answer was not an acknowledgement: a 2xx with a body (a captive portal), or a
+    /// 400/422 that says nothing about the data even for a single line (a proxy).
+    pub not_acknowledged: bool,
+}
 
 /// The telemetry log's state and counters.
 pub fn publish_log(stats: &LogStats, backlog: &Backlog) {
@@ -59,31 +93,36 @@ pub fn publish_forwarder(stats: &ForwarderStats) {
     gauge!("rgw_influx_unauthorized").set(if stats.unauthorized { 1.0 } else { 0.0 });
 }
 
+/// One polled device's communication counters, as `/metrics` shows them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeviceCounts {
+    pub online: bool,
+    pub samples: u64,
+    pub timeouts: u64,
+    pub exceptions: u64,
+}
+
 /// Each polled device's communication counters and whether it is online, and the alarms raised
 /// now by severity (refreshed at every scrape; labels are bounded by the configured devices).
-pub fn publish_devices(
-    states: &std::collections::BTreeMap<String, crate::sources::modbus::status::DeviceStatus>,
-    active: &[crate::rules::engine::ActiveAlarm],
+pub fn publish_devices<'a>(
+    devices: impl IntoIterator<Item = (&'a str, DeviceCounts)>,
+    active: impl IntoIterator<Item = Severity>,
 ) {
-    use crate::sources::modbus::status::CommState;
-    for (device, s) in states {
-        let online = if s.state == CommState::Online {
-            1.0
-        } else {
-            0.0
-        };
-        gauge!("rgw_device_online", "device" => device.clone()).set(online);
-        counter!("rgw_device_samples_total", "device" => device.clone()).absolute(s.samples);
-        counter!("rgw_device_timeouts_total", "device" => device.clone()).absolute(s.timeouts);
-        counter!("rgw_device_exceptions_total", "device" => device.clone()).absolute(s.exceptions);
+    for (device, s) in devices {
+        gauge!("rgw_device_online", "device" => device.to_string())
+            .set(f64::from(u8::from(s.online)));
+        counter!("rgw_device_samples_total", "device" => device.to_string()).absolute(s.samples);
+        counter!("rgw_device_timeouts_total", "device" => device.to_string()).absolute(s.timeouts);
+        counter!("rgw_device_exceptions_total", "device" => device.to_string())
+            .absolute(s.exceptions);
     }
-    for severity in [
-        crate::model::Severity::Info,
-        crate::model::Severity::Warn,
-        crate::model::Severity::Crit,
-    ] {
-        let count = active.iter().filter(|a| a.severity == severity).count();
-        gauge!("rgw_alarms_active", "severity" => severity.name()).set(count as f64);
+    let mut by_severity = [0usize; 3];
+    for severity in active {
+        by_severity[severity as usize] += 1;
+    }
+    for severity in [Severity::Info, Severity::Warn, Severity::Crit] {
+        gauge!("rgw_alarms_active", "severity" => severity.name())
+            .set(by_severity[severity as usize] as f64);
     }
 }
 

@@ -29,6 +29,26 @@ impl Value {
     }
 }
 
+/// The gateway's own measurement, written by self-monitoring, and its
+/// fields (the rules engine binds the `gateway` rule pack to them).
+pub const GATEWAY_MEASUREMENT: &str = "gateway";
+pub const GATEWAY_FIELDS: [&str; 14] = [
+    "log_bytes",
+    "log_fill_pct",
+    "log_pending",
+    "oldest_unsent_s",
+    "dropped_records",
+    "influx_unauthorized",
+    "influx_not_acknowledged",
+    "dead_lettered_lines",
+    "disk_low",
+    "devices_total",
+    "devices_online",
+    "uptime_s",
+    "clock_jump_s",
+    "clock_synchronised",
+];
+
 /// A named field of a sample, e.g. `outlet_pressure_mpa = 0.471`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Field {

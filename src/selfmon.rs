@@ -1,5 +1,5 @@
 //! Self-monitoring: once a minute the gateway writes a sample of its own health, the `gateway`
-//! measurement, which goes through the rules like any device's. The `gateway` rule pack turns it
+//! measurement (from [`Readings`] the pipeline gathers; this module imports no stage), which goes through the rules like any device's. The `gateway` rule pack turns it
 //! into self-alarms: the disk log above 80 % of `max_size`, InfluxDB refusing the credentials, the
 //! wall clock jumping by more than 5 minutes, the clock not synchronised (a Pi has no RTC: until
 //! NTP has answered, timestamps may be days off).
@@ -16,28 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{mpsc, watch};
 
-use crate::model::{unix_nanos, Field, Sample, Value};
-use crate::sinks::influx::forwarder::{ForwarderStatus, SharedLog};
-use crate::sources::modbus::status::{CommState, StatusBoard};
-
-/// The measurement and the fields it writes (the rules engine learns them from here).
-pub const MEASUREMENT: &str = "gateway";
-pub const FIELDS: [&str; 14] = [
-    "log_bytes",
-    "log_fill_pct",
-    "log_pending",
-    "oldest_unsent_s",
-    "dropped_records",
-    "influx_unauthorized",
-    "influx_not_acknowledged",
-    "dead_lettered_lines",
-    "disk_low",
-    "devices_total",
-    "devices_online",
-    "uptime_s",
-    "clock_jump_s",
-    "clock_synchronised",
-];
+use crate::model::{unix_nanos, Field, Sample, Value, GATEWAY_MEASUREMENT};
 
 /// How often the clock is compared with the monotonic clock between samples.
 const CLOCK_CHECK: Duration = Duration::from_secs(5);
@@ -86,78 +65,75 @@ pub fn clock_synchronised() -> Option<bool> {
     (state >= 0).then_some(state != libc::TIME_ERROR && status & libc::STA_UNSYNC == 0)
 }
 
-/// What the sample is made from.
-pub struct Sources {
+/// The telemetry log's and the forwarder's state, when forwarding.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Forwarding {
+    pub log_bytes: u64,
+    /// The log's `max_size`, bytes.
+    pub max_bytes: u64,
+    pub pending: u64,
+    pub oldest_unsent_s: f64,
+    /// Records dropped for any reason (size cap, full disk, lost or corrupt segments).
+    pub dropped_records: u64,
+    pub unauthorized: bool,
+    pub not_acknowledged: bool,
+    pub dead_lettered: u64,
+    /// Whether the card is low on room; `None` when it cannot be read.
+    pub disk_low: Option<bool>,
+}
+
+/// What the pipeline reports of itself for one sample.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Readings {
     pub gateway: String,
     pub site: String,
-    pub status: Arc<StatusBoard>,
-    /// The configured (polled) devices.
+    pub forwarding: Option<Forwarding>,
     pub devices_total: usize,
-    /// The telemetry log, its `max_size` in bytes, and the forwarder's status.
-    pub forwarding: Option<(SharedLog, u64, Arc<ForwarderStatus>)>,
-    pub started: Instant,
+    pub devices_online: usize,
+    pub uptime_s: f64,
 }
 
 /// The `gateway` sample at `now_ns`.
 pub fn sample(
-    sources: &Sources,
+    readings: &Readings,
     now_ns: i64,
     clock_jump_s: f64,
     synchronised: Option<bool>,
 ) -> Sample {
+    let flag = |on: bool| f64::from(u8::from(on));
     let mut fields: Vec<(&str, f64)> = Vec::new();
-    if let Some((log, max_bytes, forwarder)) = &sources.forwarding {
-        let (stats, backlog, low_on_room) = {
-            let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
-            let room = log.room().ok().map(|(_, low)| low);
-            (log.stats().clone(), log.backlog(now_ns / 1_000_000), room)
-        };
-        fields.push(("log_bytes", backlog.bytes as f64));
+    if let Some(f) = &readings.forwarding {
+        fields.push(("log_bytes", f.log_bytes as f64));
         fields.push((
             "log_fill_pct",
-            100.0 * backlog.bytes as f64 / (*max_bytes).max(1) as f64,
+            100.0 * f.log_bytes as f64 / f.max_bytes.max(1) as f64,
         ));
-        fields.push(("log_pending", backlog.pending as f64));
-        fields.push((
-            "oldest_unsent_s",
-            backlog.oldest_unsent.map_or(0.0, |age| age.as_secs_f64()),
-        ));
-        fields.push((
-            "dropped_records",
-            (stats.dropped_max_size + stats.dropped_disk_full + stats.lost + stats.corrupted)
-                as f64,
-        ));
-        let forwarder = forwarder.snapshot();
-        let flag = |on: bool| f64::from(u8::from(on));
-        fields.push(("influx_unauthorized", flag(forwarder.unauthorized)));
-        fields.push(("influx_not_acknowledged", flag(forwarder.not_acknowledged)));
-        fields.push(("dead_lettered_lines", forwarder.dead_lettered as f64));
-        if let Some(low) = low_on_room {
+        fields.push(("log_pending", f.pending as f64));
+        fields.push(("oldest_unsent_s", f.oldest_unsent_s));
+        fields.push(("dropped_records", f.dropped_records as f64));
+        fields.push(("influx_unauthorized", flag(f.unauthorized)));
+        fields.push(("influx_not_acknowledged", flag(f.not_acknowledged)));
+        fields.push(("dead_lettered_lines", f.dead_lettered as f64));
+        if let Some(low) = f.disk_low {
             fields.push(("disk_low", flag(low)));
         }
     }
-    let online = sources
-        .status
-        .snapshot()
-        .values()
-        .filter(|s| s.state == CommState::Online)
-        .count();
-    fields.push(("devices_total", sources.devices_total as f64));
-    fields.push(("devices_online", online as f64));
-    fields.push(("uptime_s", sources.started.elapsed().as_secs_f64().round()));
+    fields.push(("devices_total", readings.devices_total as f64));
+    fields.push(("devices_online", readings.devices_online as f64));
+    fields.push(("uptime_s", readings.uptime_s.round()));
     fields.push(("clock_jump_s", clock_jump_s));
     if let Some(synchronised) = synchronised {
-        fields.push(("clock_synchronised", f64::from(u8::from(synchronised))));
+        fields.push(("clock_synchronised", flag(synchronised)));
     }
     let mut tags = vec![
-        ("device".to_string(), sources.gateway.clone()),
-        ("gateway".to_string(), sources.gateway.clone()),
-        ("site".to_string(), sources.site.clone()),
+        ("device".to_string(), readings.gateway.clone()),
+        ("gateway".to_string(), readings.gateway.clone()),
+        ("site".to_string(), readings.site.clone()),
     ];
     tags.sort();
     Sample {
-        measurement: Arc::from(MEASUREMENT),
-        device: Arc::from(sources.gateway.as_str()),
+        measurement: Arc::from(GATEWAY_MEASUREMENT),
+        device: Arc::from(readings.gateway.as_str()),
         tags: tags.into(),
         fields: fields
             .into_iter()
@@ -171,38 +147,10 @@ pub fn sample(
     }
 }
 
-/// Starts self-monitoring of a running gateway into `samples` (the rules stage); returns the
-/// switch that stops it.
-pub fn start_for(
-    config: &crate::config::LoadedConfig,
-    gateway: &crate::runtime::Gateway,
-    outputs: Option<&crate::runtime::Outputs>,
-    samples: mpsc::Sender<Sample>,
-    every: Duration,
-) -> watch::Sender<bool> {
-    let forwarding = outputs.and_then(|o| {
-        Some((
-            o.log.clone()?,
-            config.gateway.buffer.max_size_mb << 20,
-            o.forwarder_status.clone()?,
-        ))
-    });
-    let sources = Sources {
-        gateway: config.gateway.gateway.id.clone(),
-        site: config.gateway.gateway.site.clone(),
-        status: Arc::clone(&gateway.status),
-        devices_total: config.gateway.device.len(),
-        forwarding,
-        started: Instant::now(),
-    };
-    let (stop, stopped) = watch::channel(false);
-    tokio::spawn(run(sources, every, samples, stopped));
-    stop
-}
-
-/// Sends a `gateway` sample every `every` (a minute in service) into `samples` until shutdown.
+/// Sends a `gateway` sample every `every` (a minute in service) into `samples` until shutdown,
+/// from what `read` (run on a blocking thread: it reads the log) returns at that moment.
 pub async fn run(
-    sources: Sources,
+    read: Arc<dyn Fn(i64) -> Readings + Send + Sync>,
     every: Duration,
     samples: mpsc::Sender<Sample>,
     mut shutdown: watch::Receiver<bool>,
@@ -211,7 +159,6 @@ pub async fn run(
     let mut check = tokio::time::interval(CLOCK_CHECK.min(every));
     let mut emit = tokio::time::interval(every);
     emit.tick().await;
-    let sources = Arc::new(sources);
     loop {
         tokio::select! {
             _ = check.tick() => {
@@ -222,9 +169,10 @@ pub async fn run(
             }
             _ = emit.tick() => {
                 let jump = clock.take_largest();
-                let shared = Arc::clone(&sources);
+                let read = Arc::clone(&read);
                 let built = tokio::task::spawn_blocking(move || {
-                    sample(&shared, unix_nanos(SystemTime::now()), jump, clock_synchronised())
+                    let now = unix_nanos(SystemTime::now());
+                    sample(&read(now), now, jump, clock_synchronised())
                 })
                 .await;
                 match built {

@@ -13,7 +13,7 @@ use common::{example_site, expect_events};
 use retrofit_gateway::config::{ConfigDuration, MqttAlarmConfig};
 use retrofit_gateway::demo::shorten_holds;
 use retrofit_gateway::model::Severity;
-use retrofit_gateway::runtime::{Alarms, Gateway};
+use retrofit_gateway::pipeline::{Options, Pipeline};
 use retrofit_sim::faults::{Fault, FaultKind};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -24,7 +24,8 @@ async fn each_injected_fault_raises_its_rule_and_clears_after_it_ends() {
     shorten_holds(&mut site.config, 1000);
     let data = tempfile::tempdir().expect("temp dir");
     site.config.gateway.gateway.data_dir = data.path().to_path_buf();
-    let (to_outputs, mut outputs) = mpsc::channel(4096);
+    site.config.gateway.outputs.line_protocol = None;
+    let (tap, mut outputs) = mpsc::channel(4096);
     tokio::spawn(async move { while outputs.recv().await.is_some() {} });
     // Against the real broker too, when scripts/test.sh started one.
     let mqtt = service_url("RGW_TEST_MQTT_ADDR");
@@ -47,8 +48,12 @@ async fn each_injected_fault_raises_its_rule_and_clears_after_it_ends() {
         published = Some(subscribe(addr, &format!("{prefix}/+/events")).await);
     }
     let (listener, mut events) = mpsc::channel(1024);
-    let alarms = Alarms::start(&site.config, to_outputs, Some(listener)).expect("alarms start");
-    let gateway = Gateway::start(&site.config, alarms.samples.clone()).expect("gateway starts");
+    let options = Options {
+        tap: Some(tap),
+        alarm_listener: Some(listener),
+        ..Options::default()
+    };
+    let pipeline = Pipeline::start(&site.config, options).expect("pipeline starts");
 
     let cases: [(Fault, &str, &str, Severity); 8] = [
         (
@@ -156,6 +161,5 @@ async fn each_injected_fault_raises_its_rule_and_clears_after_it_ends() {
         }
         task.abort();
     }
-    gateway.stop(Duration::from_secs(2)).await;
-    alarms.finish(Duration::from_secs(2)).await;
+    pipeline.shutdown(Duration::from_secs(4)).await;
 }

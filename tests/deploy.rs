@@ -106,9 +106,9 @@ fn written() -> BTreeMap<String, BTreeSet<String>> {
         .or_default()
         .extend(["value", "target", "numerator", "denominator", "final"].map(String::from));
     writes
-        .entry(retrofit_gateway::selfmon::MEASUREMENT.into())
+        .entry(retrofit_gateway::model::GATEWAY_MEASUREMENT.into())
         .or_default()
-        .extend(retrofit_gateway::selfmon::FIELDS.map(String::from));
+        .extend(retrofit_gateway::model::GATEWAY_FIELDS.map(String::from));
     writes
 }
 

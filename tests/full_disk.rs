@@ -16,7 +16,7 @@ use common::services::{influxql, service_url};
 use common::uplink::Uplink;
 use retrofit_gateway::buffer::reserve::space;
 use retrofit_gateway::model::{Field, Receipt, Sample, Value};
-use retrofit_gateway::runtime::{Alarms, Outputs};
+use retrofit_gateway::pipeline::{Options, Pipeline};
 use retrofit_gateway::sinks::influx::forwarder::with_log;
 use tokio::time::Instant;
 
@@ -68,10 +68,10 @@ fn reading(i: i64, fault_word: i64) -> Sample {
 }
 
 /// Sends `n` readings with `fault_word` through the rules stage, numbering them on from `sent`.
-async fn send_readings(alarms: &Alarms, sent: &mut i64, n: usize, fault_word: i64) {
+async fn send_readings(pipeline: &Pipeline, sent: &mut i64, n: usize, fault_word: i64) {
+    let input = pipeline.input();
     for _ in 0..n {
-        alarms
-            .samples
+        input
             .send(reading(*sent, fault_word))
             .await
             .expect("stage runs");
@@ -122,10 +122,8 @@ async fn a_full_card_keeps_taking_readings_delivers_the_backlog_and_the_alarm() 
     );
     let config = common::pump_alarms::config(dir.path(), &extra);
     assert_eq!(config.gateway.gateway.data_dir, data);
-    let mut outputs = Outputs::start(&config).expect("outputs start");
-    let log = outputs.log.clone().expect("a telemetry log");
-    let alarms =
-        Alarms::start(&config, outputs.samples.take().expect("input"), None).expect("alarms start");
+    let alarms = Pipeline::start(&config, Options::default()).expect("pipeline starts");
+    let log = alarms.observed().log.clone().expect("a telemetry log").0;
     let stats = || async { with_log(&log, |log| log.stats().clone()).await };
 
     // InfluxDB away: the log fills the card and starts dropping its oldest segment.
@@ -212,7 +210,6 @@ async fn a_full_card_keeps_taking_readings_delivers_the_backlog_and_the_alarm() 
     println!(
         "full card: {sent} readings sent, {dropped} dropped as disk_full (counted), {arrived} of the outage's {after_outage} arrived, alarm delivered"
     );
-    alarms.finish(Duration::from_secs(2)).await;
-    outputs.finish(Duration::from_secs(2)).await;
+    alarms.shutdown(Duration::from_secs(4)).await;
     influxql(&influx_url, &database, &format!("DROP DATABASE {database}")).await;
 }

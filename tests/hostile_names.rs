@@ -13,7 +13,7 @@ use retrofit_gateway::config::{
     load, ConfigDuration, EnvOverlay, InfluxApi, InfluxOutput, MqttField, MqttMapping,
     PayloadFormat,
 };
-use retrofit_gateway::sinks::influx::line_protocol;
+use retrofit_gateway::line_protocol;
 use retrofit_gateway::sinks::influx::write::WriteEndpoint;
 use retrofit_gateway::sources::mqtt::payload::{self, PayloadError};
 

@@ -15,18 +15,15 @@ use common::example_site;
 use common::http_script::{status, ScriptedServer};
 use common::services::http;
 use retrofit_gateway::config::{InfluxApi, InfluxOutput};
-use retrofit_gateway::runtime::{Alarms, Gateway, Outputs};
+use retrofit_gateway::pipeline::{Options, Pipeline};
 use retrofit_sim::faults::{Fault, FaultKind};
 use serde_json::Value as Json;
 use tokio::time::Instant;
 
 struct Running {
     site: common::Site,
-    gateway: Gateway,
-    alarms: Alarms,
-    outputs: Outputs,
+    pipeline: Pipeline,
     base: String,
-    http_stop: tokio::sync::watch::Sender<bool>,
     _data: tempfile::TempDir,
 }
 
@@ -48,21 +45,19 @@ async fn start(
     });
     config.gateway.mqtt_source = None;
     config.gateway.http.listen = "127.0.0.1:0".into();
-    let mut outputs = Outputs::start(config).expect("outputs start");
-    let alarms =
-        Alarms::start(config, outputs.samples.take().expect("input"), None).expect("alarms start");
-    let gateway = Gateway::start(config, alarms.samples.clone()).expect("gateway starts");
-    let (address, http_stop) =
-        retrofit_gateway::http::start_for(config, &gateway, &alarms, Some(&outputs), metrics)
+    let options = Options {
+        metrics,
+        ..Options::default()
+    };
+    let pipeline = Pipeline::start(config, options).expect("pipeline starts");
+    let address =
+        retrofit_gateway::http::start_for(config, pipeline.observed(), pipeline.stopping())
             .await
             .expect("the endpoint starts");
     Running {
         site,
-        gateway,
-        alarms,
-        outputs,
+        pipeline,
         base: format!("http://{address}"),
-        http_stop,
         _data: data,
     }
 }
@@ -102,12 +97,8 @@ impl Running {
         }
     }
 
-    async fn stop(mut self) {
-        let _ = self.http_stop.send(true);
-        self.gateway.stop(Duration::from_secs(2)).await;
-        self.alarms.finish(Duration::from_secs(1)).await;
-        self.outputs.close_input(Duration::from_secs(1)).await;
-        self.outputs.stop_forwarder().await;
+    async fn stop(self) {
+        self.pipeline.shutdown(Duration::from_secs(5)).await;
     }
 }
 

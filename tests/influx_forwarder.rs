@@ -100,12 +100,7 @@ impl Running {
         }
     }
 
-    async fn stop(
-        self,
-    ) -> (
-        Vec<String>,
-        retrofit_gateway::sinks::influx::forwarder::ForwarderStats,
-    ) {
+    async fn stop(self) -> (Vec<String>, retrofit_gateway::metrics::ForwarderStats) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
         let dead = std::fs::read_to_string(&self.dead_letter).unwrap_or_default();

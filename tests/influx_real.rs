@@ -13,11 +13,10 @@ use common::services::{
     OwnVictoria,
 };
 use common::{example_site, Site};
+use retrofit_gateway::config::LoadedConfig;
 use retrofit_gateway::config::{ConfigDuration, InfluxApi, InfluxOutput};
-use retrofit_gateway::runtime::{Gateway, Outputs};
-use retrofit_gateway::sinks::influx::forwarder::with_log;
+use retrofit_gateway::pipeline::{Options, Pipeline};
 use retrofit_gateway::sources::modbus::status::DeviceStatus;
-use tokio::time::Instant;
 
 const DATABASE: &str = "retrofit_tests";
 
@@ -41,13 +40,13 @@ fn unique_gateway(name: &str) -> String {
     format!("it-{name}-{}-{nanos}", std::process::id())
 }
 
-struct Pipeline {
-    gateway: Gateway,
-    outputs: Outputs,
+struct Running {
+    pipeline: Pipeline,
+    config: LoadedConfig,
     _data: tempfile::TempDir,
 }
 
-fn start(site: &mut Site, name: &str, output: InfluxOutput) -> (Pipeline, String) {
+fn start(site: &mut Site, name: &str, output: InfluxOutput) -> (Running, String) {
     let data = tempfile::tempdir().expect("temp dir");
     let id = unique_gateway(name);
     let config = &mut site.config.gateway;
@@ -55,44 +54,24 @@ fn start(site: &mut Site, name: &str, output: InfluxOutput) -> (Pipeline, String
     config.gateway.data_dir = data.path().to_path_buf();
     config.outputs.line_protocol = None;
     config.outputs.influxdb = Some(output);
-    let mut outputs = Outputs::start(&site.config).expect("outputs start");
-    let samples = outputs.samples.take().expect("a sample channel");
-    let gateway = Gateway::start(&site.config, samples).expect("gateway starts");
+    let pipeline = Pipeline::start(&site.config, Options::default()).expect("pipeline starts");
     (
-        Pipeline {
-            gateway,
-            outputs,
+        Running {
+            pipeline,
+            config: site.config.clone(),
             _data: data,
         },
         id,
     )
 }
 
-impl Pipeline {
+impl Running {
     /// Stops polling, waits until everything accepted is delivered, stops; returns what each
     /// device produced.
-    async fn stop_when_delivered(mut self, bound: Duration) -> BTreeMap<String, DeviceStatus> {
-        let status = std::sync::Arc::clone(&self.gateway.status);
-        self.gateway.stop(Duration::from_secs(2)).await;
-        self.outputs.close_input(Duration::from_secs(5)).await;
-        let log = self
-            .outputs
-            .log
-            .clone()
-            .expect("the InfluxDB path has a log");
-        let deadline = Instant::now() + bound;
-        loop {
-            let pending = with_log(&log, |log| log.pending()).await;
-            if pending == 0 {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{pending} readings undelivered after {bound:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        self.outputs.stop_forwarder().await;
+    async fn stop_when_delivered(self, bound: Duration) -> BTreeMap<String, DeviceStatus> {
+        let status = std::sync::Arc::clone(&self.pipeline.observed().status);
+        self.pipeline.shutdown(Duration::from_secs(5)).await;
+        common::deliver_what_is_left(&self.config, bound).await;
         status.snapshot()
     }
 }

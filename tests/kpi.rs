@@ -21,7 +21,7 @@ use retrofit_gateway::kpi::ledger::day_start_ns;
 use retrofit_gateway::kpi::store::KpiStore;
 use retrofit_gateway::kpi::{local_day, DayRecord};
 use retrofit_gateway::model::unix_nanos;
-use retrofit_gateway::runtime::{Alarms, Outputs};
+use retrofit_gateway::pipeline::{Options, Pipeline};
 
 const DATABASE: &str = "retrofit_tests";
 /// The device that sends for the past day.
@@ -51,9 +51,12 @@ async fn publish(output: InfluxOutput, name: &str) -> Published {
     config.gateway.gateway.data_dir = data.path().to_path_buf();
     config.gateway.outputs.line_protocol = None;
     config.gateway.outputs.influxdb = Some(output);
-    let mut outputs = Outputs::start(&config).expect("outputs start");
-    let alarms =
-        Alarms::start(&config, outputs.samples.take().expect("input"), None).expect("alarms start");
+    // The replay plays the devices: nothing is polled or subscribed to.
+    config.gateway.bus.clear();
+    config.gateway.mqtt_source = None;
+    let pipeline = Pipeline::start(&config, Options::default()).expect("pipeline starts");
+    let input = pipeline.input();
+    let view = std::sync::Arc::clone(&pipeline.observed().view);
 
     let now_s = unix_nanos(SystemTime::now()) / 1_000_000_000;
     let today = local_day(now_s * 1_000_000_000, OFFSET_H);
@@ -62,7 +65,7 @@ async fn publish(output: InfluxOutput, name: &str) -> Published {
     for t in (past..past + 1800).step_by(60) {
         for sample in replay.step(t).expect("replayed") {
             if &*sample.device == PAST_DEVICE {
-                alarms.samples.send(sample).await.expect("stage runs");
+                input.send(sample).await.expect("stage runs");
             }
         }
     }
@@ -85,14 +88,14 @@ async fn publish(output: InfluxOutput, name: &str) -> Published {
     for t in (now_s - 600..=last).step_by(60) {
         for sample in replay.step(t).expect("replayed") {
             devices.insert(sample.device.to_string());
-            alarms.samples.send(sample).await.expect("stage runs");
+            input.send(sample).await.expect("stage runs");
         }
     }
     until(
         Duration::from_secs(10),
         "the stage took today's samples",
         || {
-            let latest = alarms.view.latest();
+            let latest = view.latest();
             devices
                 .iter()
                 .all(|d| {
@@ -104,17 +107,12 @@ async fn publish(output: InfluxOutput, name: &str) -> Published {
         },
     )
     .await;
-    alarms.view.publish_kpi();
-    // Everything the stage wrote, delivered.
-    alarms.finish(Duration::from_secs(2)).await;
-    outputs.close_input(Duration::from_secs(5)).await;
-    let log = outputs.log.clone().expect("the InfluxDB path has a log");
-    until(Duration::from_secs(15), "every line is delivered", || {
-        let pending = log.lock().unwrap_or_else(|p| p.into_inner()).pending();
-        (pending == 0).then_some(())
-    })
-    .await;
-    outputs.stop_forwarder().await;
+    view.publish_kpi();
+    // Everything the stage wrote is in the log once the pipeline has stopped; started again,
+    // the pipeline delivers what its last run left there.
+    drop(input);
+    pipeline.shutdown(Duration::from_secs(5)).await;
+    common::deliver_what_is_left(&config, Duration::from_secs(15)).await;
     Published {
         gateway,
         day,

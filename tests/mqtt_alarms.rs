@@ -29,7 +29,7 @@ async fn alarms_reach_the_broker_as_retained_state_and_events() {
         live.lock().expect("lock").len() >= 4
     })
     .await;
-    alarms.finish(Duration::from_secs(2)).await;
+    alarms.shutdown(Duration::from_secs(2)).await;
 
     let state_topic = format!("{prefix}/shuocheng-xingfu-01/alarm/booster-1/W13");
     let events_topic = format!("{prefix}/shuocheng-xingfu-01/events");
@@ -96,5 +96,5 @@ async fn an_alarm_raised_while_the_broker_is_down_arrives_when_it_comes_up() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     task.abort();
-    alarms.finish(Duration::from_secs(2)).await;
+    alarms.shutdown(Duration::from_secs(2)).await;
 }

@@ -20,7 +20,7 @@ use retrofit_gateway::config::{
     load, BrokerSettings, ConfigDuration, EnvOverlay, LoadedConfig, MqttTls,
 };
 use retrofit_gateway::model::{unix_nanos, Sample, Severity};
-use retrofit_gateway::runtime::{Alarms, Gateway};
+use retrofit_gateway::pipeline::{Options, Pipeline};
 use rumqttc::{AsyncClient, QoS};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -101,8 +101,7 @@ field = [{{ name = "supply_temp_c", from = "t_supply", scale = 0.1 }}]
 }
 
 struct Running {
-    gateway: Gateway,
-    alarms: Alarms,
+    pipeline: Pipeline,
     samples: mpsc::Receiver<Sample>,
     events: mpsc::Receiver<retrofit_gateway::model::AlarmEvent>,
 }
@@ -114,7 +113,7 @@ async fn start(config: &LoadedConfig) -> Running {
 /// [`start`], with the samples of device `held` handed to the test unsettled (the test decides
 /// whether they were stored).
 async fn start_holding(config: &LoadedConfig, held: Option<&'static str>) -> Running {
-    let (to_outputs, mut stored) = mpsc::channel::<Sample>(4096);
+    let (tap, mut stored) = mpsc::channel::<Sample>(4096);
     let (to_test, samples) = mpsc::channel(4096);
     // The test plays the last output: a sample it receives counts as stored, so the source
     // acknowledges its message (a receipt dropped unsettled would make it reconnect).
@@ -129,11 +128,14 @@ async fn start_holding(config: &LoadedConfig, held: Option<&'static str>) -> Run
         }
     });
     let (listener, events) = mpsc::channel(1024);
-    let alarms = Alarms::start(config, to_outputs, Some(listener)).expect("alarms start");
-    let gateway = Gateway::start(config, alarms.samples.clone()).expect("gateway starts");
+    let options = Options {
+        tap: Some(tap),
+        alarm_listener: Some(listener),
+        ..Options::default()
+    };
+    let pipeline = Pipeline::start(config, options).expect("pipeline starts");
     Running {
-        gateway,
-        alarms,
+        pipeline,
         samples,
         events,
     }
@@ -353,8 +355,7 @@ async fn published_devices_arrive_with_their_values_and_times_and_their_rules_fi
     assert!(dtu.tags.iter().any(|(k, v)| k == "source" && v == "neuron"));
 
     driver.abort();
-    run.gateway.stop(Duration::from_secs(2)).await;
-    run.alarms.finish(Duration::from_secs(2)).await;
+    run.pipeline.shutdown(Duration::from_secs(4)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -366,7 +367,13 @@ async fn every_malformed_or_hostile_payload_is_counted_and_the_connection_surviv
     let dir = tempfile::tempdir().expect("temp dir");
     let config = config(dir.path(), &addr, &prefix, "");
     let mut run = start(&config).await;
-    let stats: Arc<_> = Arc::clone(run.gateway.mqtt.as_ref().expect("an MQTT source"));
+    let stats: Arc<_> = Arc::clone(
+        run.pipeline
+            .observed()
+            .mqtt
+            .as_ref()
+            .expect("an MQTT source"),
+    );
     let (client, driver) = publisher(&addr).await;
     until_subscribed(&client, &prefix, &mut run).await;
     let topic = format!("{prefix}/gas/bad/telemetry");
@@ -401,8 +408,7 @@ async fn every_malformed_or_hostile_payload_is_counted_and_the_connection_surviv
         "no reconnect on any payload"
     );
     driver.abort();
-    run.gateway.stop(Duration::from_secs(2)).await;
-    run.alarms.finish(Duration::from_secs(2)).await;
+    run.pipeline.shutdown(Duration::from_secs(4)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -416,7 +422,13 @@ async fn a_broker_restart_is_survived_with_backoff_and_a_new_subscription() {
     let prefix = unique("restart");
     let config = config(dir.path(), &broker.addr(), &prefix, "");
     let mut run = start(&config).await;
-    let stats = Arc::clone(run.gateway.mqtt.as_ref().expect("an MQTT source"));
+    let stats = Arc::clone(
+        run.pipeline
+            .observed()
+            .mqtt
+            .as_ref()
+            .expect("an MQTT source"),
+    );
     let (client, driver) = publisher(&broker.addr()).await;
     until_subscribed(&client, &prefix, &mut run).await;
     driver.abort();
@@ -445,8 +457,7 @@ async fn a_broker_restart_is_survived_with_backoff_and_a_new_subscription() {
     let (client, driver) = publisher(&broker.addr()).await;
     until_subscribed(&client, &prefix, &mut run).await;
     driver.abort();
-    run.gateway.stop(Duration::from_secs(2)).await;
-    run.alarms.finish(Duration::from_secs(2)).await;
+    run.pipeline.shutdown(Duration::from_secs(4)).await;
 }
 
 /// A CA and a server certificate for 127.0.0.1 made with openssl in `dir`: (CA file, the lines
@@ -531,13 +542,18 @@ async fn ingests_over_tls_verified_against_the_brokers_ca() {
     let tls = format!("tls = {{ ca_file = {ca:?} }}");
     let trusting = config(dir.path(), &broker.addr(), &prefix, &tls);
     let mut run = start(&trusting).await;
-    let stats = Arc::clone(run.gateway.mqtt.as_ref().expect("an MQTT source"));
+    let stats = Arc::clone(
+        run.pipeline
+            .observed()
+            .mqtt
+            .as_ref()
+            .expect("an MQTT source"),
+    );
     let (client, driver) = tls_publisher(&broker.addr(), &ca);
     until_subscribed(&client, &prefix, &mut run).await;
     assert_eq!(stats.totals().3, 1);
     driver.abort();
-    run.gateway.stop(Duration::from_secs(2)).await;
-    run.alarms.finish(Duration::from_secs(2)).await;
+    run.pipeline.shutdown(Duration::from_secs(4)).await;
 
     // A gateway that trusts another CA is refused by its own verification.
     let other = tempfile::tempdir().expect("temp dir");
@@ -545,7 +561,13 @@ async fn ingests_over_tls_verified_against_the_brokers_ca() {
     let tls = format!("tls = {{ ca_file = {other_ca:?} }}");
     let wrong = config(other.path(), &broker.addr(), &unique("tls-wrong"), &tls);
     let run = start(&wrong).await;
-    let stats = Arc::clone(run.gateway.mqtt.as_ref().expect("an MQTT source"));
+    let stats = Arc::clone(
+        run.pipeline
+            .observed()
+            .mqtt
+            .as_ref()
+            .expect("an MQTT source"),
+    );
     let deadline = Instant::now() + Duration::from_secs(15);
     while stats.totals().2 < 2 {
         assert!(
@@ -560,8 +582,7 @@ async fn ingests_over_tls_verified_against_the_brokers_ca() {
         0,
         "connected to a broker it should not trust"
     );
-    run.gateway.stop(Duration::from_secs(2)).await;
-    run.alarms.finish(Duration::from_secs(2)).await;
+    run.pipeline.shutdown(Duration::from_secs(4)).await;
 }
 
 /// A publishing client over TLS trusting `ca`.
@@ -750,8 +771,7 @@ async fn simulated_devices_arrive_as_published_and_their_faults_raise_their_rule
         "the warm flat raised something: {seen:?}"
     );
     drop(community);
-    run.gateway.stop(Duration::from_secs(2)).await;
-    run.alarms.finish(Duration::from_secs(2)).await;
+    run.pipeline.shutdown(Duration::from_secs(4)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -766,8 +786,7 @@ async fn messages_sent_while_the_gateway_is_away_arrive_when_it_comes_back() {
     let mut run = start(&config).await;
     let (client, driver) = publisher(&addr).await;
     until_subscribed(&client, &prefix, &mut run).await;
-    run.gateway.stop(Duration::from_secs(2)).await;
-    run.alarms.finish(Duration::from_secs(2)).await;
+    run.pipeline.shutdown(Duration::from_secs(4)).await;
 
     let t0 = now_s() - 60;
     for k in 0..5 {
@@ -792,8 +811,7 @@ async fn messages_sent_while_the_gateway_is_away_arrive_when_it_comes_back() {
         assert_eq!(value, format!("2.4{k}").parse().ok());
     }
     driver.abort();
-    back.gateway.stop(Duration::from_secs(2)).await;
-    back.alarms.finish(Duration::from_secs(2)).await;
+    back.pipeline.shutdown(Duration::from_secs(4)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -824,8 +842,7 @@ async fn a_message_is_acknowledged_only_once_its_sample_is_stored() {
     publish(0).await;
     let unstored = sample_of(&mut run.samples, "GRB-77").await;
     assert_eq!(unstored.time_ns, t0 * 1_000_000_000);
-    run.gateway.stop(Duration::from_secs(2)).await;
-    run.alarms.finish(Duration::from_secs(2)).await;
+    run.pipeline.shutdown(Duration::from_secs(4)).await;
     drop(unstored);
     // The broker sends it again to the next connection of the same session; this time the
     // sample is stored, and so is the next one.
@@ -839,8 +856,7 @@ async fn a_message_is_acknowledged_only_once_its_sample_is_stored() {
     publish(1).await;
     let next = sample_of(&mut back.samples, "GRB-77").await;
     assert_eq!(next.time_ns, (t0 + 1) * 1_000_000_000);
-    back.gateway.stop(Duration::from_secs(2)).await;
-    back.alarms.finish(Duration::from_secs(2)).await;
+    back.pipeline.shutdown(Duration::from_secs(4)).await;
     // Both were acknowledged: a new connection gets only what is published next.
     let mut last = start(&config).await;
     publish(2).await;
@@ -851,8 +867,7 @@ async fn a_message_is_acknowledged_only_once_its_sample_is_stored() {
         "nothing sent twice"
     );
     driver.abort();
-    last.gateway.stop(Duration::from_secs(2)).await;
-    last.alarms.finish(Duration::from_secs(2)).await;
+    last.pipeline.shutdown(Duration::from_secs(4)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -884,7 +899,13 @@ async fn a_broker_that_wants_a_password_gets_the_one_from_the_password_file() {
         let credentials = format!("username = \"gateway\"\npassword_file = {file:?}");
         let config = config(dir.path(), &broker.addr(), &unique("auth"), &credentials);
         let run = start(&config).await;
-        let stats = Arc::clone(run.gateway.mqtt.as_ref().expect("an MQTT source"));
+        let stats = Arc::clone(
+            run.pipeline
+                .observed()
+                .mqtt
+                .as_ref()
+                .expect("an MQTT source"),
+        );
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             let (_, _, attempts, connections) = stats.totals();
@@ -899,7 +920,6 @@ async fn a_broker_that_wants_a_password_gets_the_one_from_the_password_file() {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        run.gateway.stop(Duration::from_secs(2)).await;
-        run.alarms.finish(Duration::from_secs(2)).await;
+        run.pipeline.shutdown(Duration::from_secs(4)).await;
     }
 }

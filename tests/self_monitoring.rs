@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::http_script::{status, ScriptedServer};
 use retrofit_gateway::buffer::{LogOptions, SegmentLog};
 use retrofit_gateway::config::{load, EnvOverlay};
-use retrofit_gateway::runtime::{Alarms, Gateway, Outputs};
+use retrofit_gateway::pipeline::{Options, Pipeline};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -55,23 +55,14 @@ async fn a_full_log_and_a_refused_token_raise_s1_and_s2() {
         log.sync().expect("sync");
     }
 
-    let mut outputs = Outputs::start(&config).expect("outputs start");
     let (listener, mut events) = mpsc::channel(64);
-    let alarms = Alarms::start(
-        &config,
-        outputs.samples.take().expect("input"),
-        Some(listener),
-    )
-    .expect("alarms start");
-    let gateway = Gateway::start(&config, alarms.samples.clone()).expect("gateway starts");
-    let view = std::sync::Arc::clone(&alarms.view);
-    let stop = retrofit_gateway::selfmon::start_for(
-        &config,
-        &gateway,
-        Some(&outputs),
-        alarms.samples.clone(),
-        Duration::from_millis(300),
-    );
+    let options = Options {
+        alarm_listener: Some(listener),
+        self_monitoring: Some(Duration::from_millis(300)),
+        ..Options::default()
+    };
+    let pipeline = Pipeline::start(&config, options).expect("pipeline starts");
+    let view = std::sync::Arc::clone(&pipeline.observed().view);
     let mut raised = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     while !(raised.contains(&"S1".to_string()) && raised.contains(&"S2".to_string())) {
@@ -97,8 +88,5 @@ async fn a_full_log_and_a_refused_token_raise_s1_and_s2() {
     assert_eq!(field("devices_total"), Some(0.0));
     assert!(field("clock_jump_s").is_some_and(|j| j.abs() < 1.0));
     assert!(field("clock_synchronised").is_some());
-    let _ = stop.send(true);
-    gateway.stop(Duration::from_secs(1)).await;
-    alarms.finish(Duration::from_secs(1)).await;
-    outputs.finish(Duration::from_secs(1)).await;
+    pipeline.shutdown(Duration::from_secs(3)).await;
 }

@@ -62,7 +62,7 @@ async fn wecom_and_dingtalk_get_chinese_markdown_and_dingtalk_is_signed() {
         wecom.recorded().len() >= 2 && dingtalk.recorded().len() >= 2
     })
     .await;
-    alarms.finish(Duration::from_secs(2)).await;
+    alarms.shutdown(Duration::from_secs(2)).await;
 
     let sent = wecom.recorded();
     let raised = json(&sent[0]);
@@ -129,7 +129,7 @@ async fn a_500_and_a_robot_error_code_are_retried_until_accepted() {
     let hooks = webhook(dir.path(), "wecom", "wecom", &robot.url(), None);
     let config = config(dir.path(), &hooks);
     let alarms = raise(&config, &[fault(2, 0)], || robot.recorded().len() >= 3).await;
-    alarms.finish(Duration::from_secs(2)).await;
+    alarms.shutdown(Duration::from_secs(2)).await;
     let sent = robot.recorded();
     assert_eq!(sent.len(), 3, "delivered once accepted, not again");
     assert_eq!(sent[0].body, sent[2].body, "the same alarm each time");
@@ -159,13 +159,13 @@ async fn an_alarm_raised_while_the_robot_is_unreachable_is_delivered_after_a_res
         outbox_holds_an_alarm(&config_down, "webhook-wecom")
     })
     .await;
-    alarms.finish(Duration::from_secs(2)).await;
+    alarms.shutdown(Duration::from_secs(2)).await;
     // Second run, same data directory: the robot is back; nothing new is raised.
     let robot = ScriptedServer::start(|_, _| accepted()).await;
     let hooks = webhook(dir.path(), "wecom", "wecom", &robot.url(), None);
     let config_up = config(dir.path(), &hooks);
     let alarms = raise(&config_up, &[], || !robot.recorded().is_empty()).await;
-    alarms.finish(Duration::from_secs(2)).await;
+    alarms.shutdown(Duration::from_secs(2)).await;
     let sent = robot.recorded();
     assert_eq!(sent.len(), 1);
     assert!(json(&sent[0])["markdown"]["content"]

@@ -72,7 +72,7 @@ pub struct LoadedConfig {
     /// Profiles by name, each loaded once however many devices use it.
     pub profiles: BTreeMap<String, Arc<Profile>>,
     /// Every rule of every rule pack, in pack order.
-    pub rules: Vec<crate::rules::pack::RuleConfig>,
+    pub rules: Vec<crate::config::rule_pack::RuleConfig>,
 }
 
 impl LoadedConfig {
@@ -80,6 +80,25 @@ impl LoadedConfig {
     pub fn profile_of(&self, device: &super::DeviceConfig) -> Option<&Arc<Profile>> {
         self.profiles.get(&device.profile)
     }
+
+    /// The tag set of a device: `site`, `gateway`, `device`, then profile and device tags
+    /// (device tags win), sorted by key.
+    pub fn device_tags(&self, device: &super::DeviceConfig) -> crate::model::TagSet {
+        let mut tags = BTreeMap::new();
+        if let Some(profile) = self.profile_of(device) {
+            tags.extend(profile.tags.clone());
+        }
+        tags.extend(device.tags.clone());
+        tags.insert("site".to_string(), self.gateway.gateway.site.clone());
+        tags.insert("gateway".to_string(), self.gateway.gateway.id.clone());
+        tags.insert("device".to_string(), device.id.clone());
+        tags.into_iter().collect::<Vec<_>>().into()
+    }
+}
+
+/// Loads a config with the process environment overlay (`RGW_…` variables), as the commands do.
+pub fn load_config(path: &Path) -> Result<LoadedConfig, ConfigError> {
+    load(path, EnvOverlay::Process)
 }
 
 /// Loads and validates a gateway config file and the profiles it uses.
@@ -149,7 +168,7 @@ pub fn load(path: &Path, env: EnvOverlay) -> Result<LoadedConfig, ConfigError> {
     let mut rule_keys = std::collections::HashSet::new();
     for (i, pack) in gateway.alarms.rule_packs.iter().enumerate() {
         let pack_path = base.join(pack);
-        match load_toml::<crate::rules::pack::RulePack>(&pack_path) {
+        match load_toml::<crate::config::rule_pack::RulePack>(&pack_path) {
             Ok(pack) => {
                 let label = pack_path.display().to_string();
                 issues.extend(validate::rules(

@@ -10,6 +10,7 @@ mod duration;
 mod load;
 pub(crate) mod named;
 mod profile;
+pub mod rule_pack;
 mod validate;
 pub mod warnings;
 
@@ -19,7 +20,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 pub use duration::{parse_duration, ConfigDuration};
-pub use load::{load, ConfigError, ConfigIssue, EnvOverlay, LoadedConfig};
+pub use load::{load, load_config, ConfigError, ConfigIssue, EnvOverlay, LoadedConfig};
 pub(crate) use named::deserialize_by_name;
 pub use profile::{
     Function, MeterAddress, MeterItem, MeterType, PointConfig, PointType, Profile, Ratio,

@@ -28,12 +28,11 @@ use retrofit_sim::{Community, SimOptions};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
-use crate::commands::{load_config, SHUTDOWN_DEADLINE};
-use crate::config::LoadedConfig;
-use crate::model::AlarmEvent;
-use crate::model::Sample;
-use crate::runtime::{termination_signal, Alarms, Gateway, Outputs, SAMPLE_CHANNEL_CAPACITY};
-use crate::sinks::influx::line_protocol;
+use crate::config::{load_config, LoadedConfig};
+use crate::daemon::termination_signal;
+use crate::line_protocol;
+use crate::model::{AlarmEvent, Sample};
+use crate::pipeline::{Options, Pipeline, SAMPLE_CHANNEL_CAPACITY, SHUTDOWN_DEADLINE};
 use crate::sources::modbus::status::StatusBoard;
 
 /// What `demo` does.
@@ -164,25 +163,11 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     // Forward to InfluxDB only when the config names one (through the telemetry log in
     // data_dir, as `run` does); the demo prints instead of writing a line-protocol file.
     config.gateway.outputs.line_protocol = None;
-    let mut forwarding = match config.gateway.outputs.influxdb {
-        Some(_) => {
-            println!(
-                "Forwarding to InfluxDB at {}",
-                config
-                    .gateway
-                    .outputs
-                    .influxdb
-                    .as_ref()
-                    .map_or("", |i| i.url.as_str())
-            );
-            Some(Outputs::start(&config)?)
-        }
-        None => None,
-    };
-    let forward_to = forwarding.as_mut().and_then(|o| o.samples.take());
+    if let Some(influx) = &config.gateway.outputs.influxdb {
+        println!("Forwarding to InfluxDB at {}", influx.url);
+    }
     let (to_printer, receiver) = mpsc::channel(SAMPLE_CHANNEL_CAPACITY);
     let (alarms_tx, mut alarms) = mpsc::channel::<AlarmEvent>(256);
-    let alarms_stage = Alarms::start(&config, to_printer, Some(alarms_tx))?;
     let announcer = tokio::spawn(async move {
         while let Some(event) = alarms.recv().await {
             let what = if event.firing {
@@ -199,35 +184,29 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
             );
         }
     });
-    let gateway = Gateway::start(&config, alarms_stage.samples.clone())?;
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .ok();
-    let http = crate::http::start_for(
+    let pipeline = Pipeline::start(
         &config,
-        &gateway,
-        &alarms_stage,
-        forwarding.as_ref(),
-        metrics,
-    )
-    .await;
-    if let Some((address, _)) = &http {
+        Options {
+            tap: Some(to_printer),
+            alarm_listener: Some(alarms_tx),
+            self_monitoring: Some(Duration::from_secs(10)),
+            metrics,
+        },
+    )?;
+    let observed = pipeline.observed();
+    if let Some(address) =
+        crate::http::start_for(&config, pipeline.observed(), pipeline.stopping()).await
+    {
         println!("Status page 状态页: http://{address}/");
     }
-    let selfmon = crate::selfmon::start_for(
-        &config,
-        &gateway,
-        forwarding.as_ref(),
-        alarms_stage.samples.clone(),
-        Duration::from_secs(10),
-    );
     let scenario = options.faults.then(|| community.play(demo_scenario()));
-    let status = Arc::clone(&gateway.status);
     let printer = tokio::spawn(print(
         receiver,
-        Arc::clone(&status),
+        Arc::clone(&observed.status),
         options.print_lines,
-        forward_to,
     ));
     match options.duration {
         Some(limit) => {
@@ -241,17 +220,9 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     if let Some(scenario) = scenario {
         scenario.abort();
     }
-    if let Some((_, stop)) = http {
-        let _ = stop.send(true);
-    }
-    let _ = selfmon.send(true);
-    gateway.stop(SHUTDOWN_DEADLINE).await;
-    alarms_stage.finish(Duration::from_millis(500)).await;
+    pipeline.shutdown(SHUTDOWN_DEADLINE).await;
     printer.await.context("printer failed")??;
     let _ = announcer.await;
-    if let Some(outputs) = forwarding {
-        outputs.finish(Duration::from_millis(1500)).await;
-    }
     if let Some(dir) = scratch {
         let _ = std::fs::remove_dir_all(dir);
     }
@@ -260,7 +231,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
         "  {:<12} {:<9} {:>7} {:>9} {:>6} {:>8}",
         "device", "state", "samples", "requests", "exc.", "timeouts"
     );
-    for (device, s) in status.snapshot() {
+    for (device, s) in observed.status.snapshot() {
         println!(
             "  {device:<12} {:<9} {:>7} {:>9} {:>6} {:>8}",
             s.state.to_string(),
@@ -282,7 +253,6 @@ async fn print(
     mut receiver: mpsc::Receiver<Sample>,
     status: Arc<StatusBoard>,
     lines: bool,
-    forward_to: Option<mpsc::Sender<Sample>>,
 ) -> std::io::Result<()> {
     let mut stdout = tokio::io::stdout();
     let mut latest: BTreeMap<Arc<str>, Sample> = BTreeMap::new();
@@ -298,9 +268,6 @@ async fn print(
                     let mut line = String::new();
                     line_protocol::encode(&sample, &mut line);
                     stdout.write_all(line.as_bytes()).await?;
-                }
-                if let Some(forward) = &forward_to {
-                    let _ = forward.send(sample.clone()).await;
                 }
                 if &*sample.measurement != "alarm" {
                     latest.insert(Arc::clone(&sample.device), sample);

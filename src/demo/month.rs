@@ -17,7 +17,7 @@ use retrofit_sim::faults::{Fault, FaultKind};
 
 use super::replay::Replay;
 use super::DEMO_MQTT_PREFIX;
-use crate::commands::load_config;
+use crate::config::load_config;
 use crate::kpi::ledger::{day_start_ns, KpiParams, Ledger};
 use crate::kpi::store::KpiStore;
 use crate::kpi::DayRecord;

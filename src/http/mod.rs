@@ -4,14 +4,14 @@
 //! KPIs: `/api/kpi` (today's figures so far, JSON), `/report` and `/report/{YYYY-MM}` (the
 //! monthly report), and `POST /api/kpi/publish` (write today's figures so far as `kpi` lines).
 //!
-//! Everything shown is read from the running stages' shared state ([`Observed`]) and the KPI
+//! Everything shown is read from the running pipeline's shared state ([`Observed`]) and the KPI
 //! files; the endpoint never blocks a stage. Nothing it does reaches a field device.
 
 pub mod report;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use axum::extract::Path;
 use axum::extract::State;
@@ -19,103 +19,13 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::{json, Value as Json};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::LoadedConfig;
-use crate::health::Health;
-use crate::kpi::store::KpiStore;
 use crate::model::unix_nanos;
-use crate::rules::stage::StageView;
-use crate::sinks::influx::forwarder::SharedLog;
-use crate::sources::modbus::status::StatusBoard;
-use crate::sources::mqtt::IngestStats;
-
-/// A configured (polled) device.
-#[derive(Debug, Clone)]
-pub struct DeviceInfo {
-    pub id: String,
-    pub bus: Option<String>,
-    pub measurement: String,
-}
-
-/// The running gateway as the endpoint sees it.
-pub struct Observed {
-    pub gateway: String,
-    pub site: String,
-    pub started: Instant,
-    pub buses: Vec<(String, String)>,
-    pub devices: Vec<DeviceInfo>,
-    pub status: Arc<StatusBoard>,
-    pub view: Arc<StageView>,
-    pub health: Vec<Arc<Health>>,
-    pub mqtt: Option<Arc<IngestStats>>,
-    /// The telemetry log and its `max_size` in bytes.
-    pub log: Option<(SharedLog, u64)>,
-    pub metrics: Option<PrometheusHandle>,
-    /// The stored KPI days, and local time's offset (hours).
-    pub kpi: (KpiStore, f64),
-}
-
-impl Observed {
-    /// The configured buses and devices of `config`, with the stages' shared state still to
-    /// be filled in by the caller.
-    pub fn of(config: &LoadedConfig, status: Arc<StatusBoard>, view: Arc<StageView>) -> Observed {
-        let gateway = &config.gateway;
-        Observed {
-            gateway: gateway.gateway.id.clone(),
-            site: gateway.gateway.site.clone(),
-            started: Instant::now(),
-            buses: gateway
-                .bus
-                .iter()
-                .map(|b| (b.id.clone(), b.transport.name().to_string()))
-                .collect(),
-            devices: gateway
-                .device
-                .iter()
-                .map(|d| DeviceInfo {
-                    id: d.id.clone(),
-                    bus: Some(d.bus.clone()),
-                    measurement: config
-                        .profile_of(d)
-                        .map(|p| p.kind.clone())
-                        .unwrap_or_default(),
-                })
-                .collect(),
-            status,
-            view,
-            health: Vec::new(),
-            mqtt: None,
-            log: None,
-            metrics: None,
-            kpi: (
-                KpiStore::new(&gateway.gateway.data_dir),
-                gateway.kpi.utc_offset_h,
-            ),
-        }
-    }
-
-    /// The telemetry log's size and backlog, or null without one.
-    pub fn backlog(&self) -> Json {
-        let Some((log, max_bytes)) = &self.log else {
-            return Json::Null;
-        };
-        let now_ms = unix_nanos(SystemTime::now()) / 1_000_000;
-        let backlog = log
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .backlog(now_ms);
-        json!({
-            "bytes": backlog.bytes,
-            "max_bytes": max_bytes,
-            "pending_records": backlog.pending,
-            "oldest_unsent_age_s": backlog.oldest_unsent.map(|age| age.as_secs_f64()),
-        })
-    }
-}
+use crate::pipeline::observed::Observed;
 
 /// Serves until `shutdown`.
 pub async fn serve(
@@ -167,39 +77,19 @@ pub async fn start(
     }
 }
 
-/// Starts the endpoint of a running gateway when the config enables it: what it shows comes
-/// from the gateway, the rules stage and (when forwarding) the outputs. Returns the bound
-/// address and the switch that stops it.
+/// Starts the endpoint of a running pipeline when the config enables it. Returns the bound
+/// address; the endpoint stops with the pipeline (its `stopping` token).
 pub async fn start_for(
     config: &LoadedConfig,
-    gateway: &crate::runtime::Gateway,
-    alarms: &crate::runtime::Alarms,
-    outputs: Option<&crate::runtime::Outputs>,
-    metrics: Option<PrometheusHandle>,
-) -> Option<(SocketAddr, watch::Sender<bool>)> {
+    observed: Arc<Observed>,
+    stopping: watch::Receiver<bool>,
+) -> Option<SocketAddr> {
     let http = &config.gateway.http;
     if !http.enabled {
         return None;
     }
     let address: SocketAddr = http.listen.parse().ok()?;
-    let mut observed = Observed::of(
-        config,
-        Arc::clone(&gateway.status),
-        Arc::clone(&alarms.view),
-    );
-    observed.health.push(Arc::clone(&gateway.health));
-    observed.mqtt = gateway.mqtt.clone();
-    observed.metrics = metrics;
-    if let Some(outputs) = outputs {
-        observed.health.push(Arc::clone(&outputs.health));
-        observed.log = outputs
-            .log
-            .clone()
-            .map(|log| (log, config.gateway.buffer.max_size_mb << 20));
-    }
-    let (stop, stopped) = watch::channel(false);
-    let bound = start(address, Arc::new(observed), stopped).await?;
-    Some((bound, stop))
+    start(address, observed, stopping).await
 }
 
 /// Computes on a blocking thread: the backlog figures read the log.
@@ -236,7 +126,7 @@ async fn metrics(State(observed): State<Arc<Observed>>) -> Response {
     let Some(handle) = &observed.metrics else {
         return (StatusCode::NOT_FOUND, "no metrics recorder installed\n").into_response();
     };
-    crate::metrics::publish_devices(&observed.status.snapshot(), &observed.view.active());
+    observed.publish_metrics();
     handle.run_upkeep();
     (
         [(

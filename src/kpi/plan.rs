@@ -13,9 +13,9 @@
 //! | `mnf` … | W16's field and night window |
 //! | `water_loss_rate` | W17's inflow and sub-meter totalisers |
 
+use crate::config::rule_pack::{RuleConfig, RuleKind};
 use crate::config::SiteGeometry;
 use crate::rules::engine::DeviceRules;
-use crate::rules::pack::{RuleConfig, RuleKind};
 
 /// KPIs that are the share of samples on which none of some rules' conditions holds.
 pub const RULE_SHARES: [(&str, &[&str]); 3] = [
@@ -106,7 +106,7 @@ impl DeviceKpis {
             .iter()
             .find(|r| r.kind == RuleKind::NightFlow && r.aggregate.as_deref() != Some("mean"))
             .and_then(|r| {
-                let params = r.night_flow();
+                let params = crate::rules::night_flow::NightFlowParams::of(r);
                 Some((r.field.clone()?, params.start_h, params.end_h))
             });
         let balance = rules.rules.iter().find(|r| r.kind == RuleKind::Balance);

@@ -493,7 +493,7 @@ fn a_day_becomes_kpi_lines_at_its_local_midnight() {
     };
     let mut line = String::new();
     for sample in super::lines::samples(&record, "幸福小区", "gw", 8.0) {
-        crate::sinks::influx::line_protocol::encode(&sample, &mut line);
+        crate::line_protocol::encode(&sample, &mut line);
     }
     assert_eq!(
         line,

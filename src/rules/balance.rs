@@ -10,6 +10,7 @@
 //! because a missing meter would look exactly like a leak. Readings are part of the persisted
 //! alarm state, so a restart does not lose the week.
 
+use crate::config::rule_pack::RuleConfig;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -27,6 +28,20 @@ pub struct BalanceParams {
     /// Loss rate limit, %.
     pub above: f64,
     pub clear_margin: f64,
+}
+
+impl BalanceParams {
+    /// The water-balance parameters (W17).
+    pub fn of(rule: &RuleConfig) -> BalanceParams {
+        BalanceParams {
+            window_ns: rule.window.map_or(i64::MAX, |w| {
+                i64::try_from(w.get().as_nanos()).unwrap_or(i64::MAX)
+            }),
+            utc_offset_h: rule.utc_offset_h.unwrap_or(8.0),
+            above: rule.above.unwrap_or(f64::INFINITY),
+            clear_margin: rule.clear_margin,
+        }
+    }
 }
 
 /// A totaliser reading.

@@ -6,7 +6,7 @@ use crate::config::SiteGeometry;
 use crate::model::Sample;
 
 use super::machine::Condition;
-use super::pack::{RuleConfig, RuleKind};
+use crate::config::rule_pack::{RuleConfig, RuleKind};
 
 /// One evaluation.
 #[derive(Debug, Clone, PartialEq)]

@@ -18,8 +18,8 @@ use super::condition::{evaluate, Evaluation};
 use super::frozen::{FrozenParams, FrozenState};
 use super::machine::{Condition, Machine, Timing, Transition};
 use super::night_flow::NightFlowState;
-use super::pack::{RuleConfig, RuleKind};
 use super::step::{StepParams, StepState};
+use crate::config::rule_pack::{RuleConfig, RuleKind};
 
 /// A rule ready to run.
 #[derive(Debug)]
@@ -150,8 +150,8 @@ struct Template {
 fn templates(config: &LoadedConfig) -> Vec<Template> {
     // The gateway's own minute sample (self-monitoring) joins like a publishing device.
     let mut templates: Vec<Template> = vec![Template {
-        measurement: Arc::from(crate::selfmon::MEASUREMENT),
-        fields: crate::selfmon::FIELDS
+        measurement: Arc::from(crate::model::GATEWAY_MEASUREMENT),
+        fields: crate::model::GATEWAY_FIELDS
             .iter()
             .map(|f| f.to_string())
             .collect(),
@@ -240,7 +240,7 @@ impl RuleEngine {
                 continue;
             };
             let has = |field: &str| profile.has_field(field);
-            let tags = crate::sources::scheduler::device_tags(config, device);
+            let tags = config.device_tags(device);
             let rules = engine.rules_for(
                 &device.id,
                 &profile.kind,
@@ -437,7 +437,7 @@ impl RuleEngine {
                 let Some(flow) = field_value else {
                     continue;
                 };
-                let params = rule.config.night_flow();
+                let params = super::night_flow::NightFlowParams::of(&rule.config);
                 let state = self
                     .nights
                     .entry((id.to_string(), rule.key.to_string()))
@@ -541,7 +541,7 @@ impl RuleEngine {
         total: f64,
     ) -> Option<Evaluation> {
         let rule = &self.rules[index];
-        let params = rule.config.balance();
+        let params = super::balance::BalanceParams::of(&rule.config);
         let state = self
             .balances
             .entry((inflow.to_owned(), rule.key.to_string()))

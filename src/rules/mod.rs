@@ -1,10 +1,9 @@
 //! The renovation plan's requirements as alarms (DOMAIN.md §1, §2).
 //!
-//! Owns: rule packs ([`pack`]), evaluating a rule on a sample ([`condition`]), the alarm state
+//! Owns: evaluating a rule on a sample ([`condition`]), the alarm state
 //! machine with hysteresis, hold times and flapping ([`machine`]), and the engine that applies the
-//! rules to devices and keeps alarm state across restarts ([`engine`]). The [`stage`] runs the
-//! engine between the sources and the outputs: every sample passes through unchanged, and every
-//! alarm transition is added as a sample of the `alarm` measurement.
+//! rules to devices and keeps alarm state across restarts ([`engine`]). The pipeline's rules
+//! stage runs the engine between the sources and the outputs.
 //!
 //! Rules that need history keep it in their own modules: bursts ([`step`]), frozen values
 //! ([`frozen`]), minimum night flow ([`night_flow`]) and the water balance ([`balance`]).
@@ -16,6 +15,4 @@ pub mod engine;
 pub mod frozen;
 pub mod machine;
 pub mod night_flow;
-pub mod pack;
-pub mod stage;
 pub mod step;

@@ -9,6 +9,7 @@
 //! out of the baseline, so a leak does not become the new normal. The history is part of the
 //! persisted alarm state and survives restarts.
 
+use crate::config::rule_pack::RuleConfig;
 use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
@@ -35,6 +36,30 @@ pub struct NightFlowParams {
     pub consecutive: u32,
     /// The night's figure: the lowest 1-hour rolling mean (true) or the mean of the window.
     pub lowest_hour: bool,
+}
+
+impl NightFlowParams {
+    /// The night-flow parameters with their DOMAIN.md §4.2 defaults.
+    pub fn of(rule: &RuleConfig) -> NightFlowParams {
+        NightFlowParams {
+            start_h: rule.night_start_h.unwrap_or(2.0),
+            end_h: rule.night_end_h.unwrap_or(4.0),
+            utc_offset_h: rule.utc_offset_h.unwrap_or(8.0),
+            baseline_nights: rule.baseline_nights.unwrap_or(14).max(1),
+            ratio: rule.ratio.unwrap_or(1.3),
+            min_increase: rule.min_increase.unwrap_or(0.3),
+            // W15 (mean) has no single-night jump unless one is set.
+            jump: rule
+                .jump
+                .unwrap_or(if rule.aggregate.as_deref() == Some("mean") {
+                    f64::INFINITY
+                } else {
+                    0.5
+                }),
+            consecutive: rule.nights.unwrap_or(2).max(1),
+            lowest_hour: rule.aggregate.as_deref() != Some("mean"),
+        }
+    }
 }
 
 /// What is remembered between samples and restarts.

@@ -14,8 +14,8 @@ use tokio::sync::mpsc;
 
 use crate::model::Sample;
 
-use super::influx::line_protocol;
 use super::rotating_file::RotatingFile;
+use crate::line_protocol;
 
 /// Where lines go.
 pub enum LineOut {

@@ -10,22 +10,11 @@ use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
 
 use crate::health::Health;
+use crate::metrics::Appended;
 use crate::model::{Receipt, Sample};
 
 use super::influx::forwarder::{lock_log, with_log, SharedLog};
-use super::influx::line_protocol;
-
-/// Counters of the stage.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Appended {
-    /// Samples that reached the stage.
-    pub received: u64,
-    pub lines: u64,
-    /// Fields not written because they were not finite.
-    pub skipped_fields: u64,
-    /// Samples the log refused (I/O error, oversized): lost, and logged.
-    pub refused: u64,
-}
+use crate::line_protocol;
 
 /// Appends samples until the channel closes, then syncs once more. A batch the log refuses
 /// entirely is reported to `health` as `telemetry_log` until one is accepted again.

@@ -101,7 +101,7 @@ impl<P> ScheduledDevice<P> {
         ScheduledDevice {
             id: Arc::from(device.id.as_str()),
             measurement: Arc::from(measurement),
-            tags: device_tags(config, device),
+            tags: config.device_tags(device),
             plan,
             interval,
             next_due: Instant::now(),
@@ -115,20 +115,6 @@ impl<P> ScheduledDevice<P> {
     fn due_at(&self) -> Instant {
         self.probe_at.unwrap_or(self.next_due)
     }
-}
-
-/// Builds the tag set of a device: `site`, `gateway`, `device`, then profile and device tags
-/// (device tags win), sorted by key.
-pub fn device_tags(config: &LoadedConfig, device: &DeviceConfig) -> TagSet {
-    let mut tags = std::collections::BTreeMap::new();
-    if let Some(profile) = config.profile_of(device) {
-        tags.extend(profile.tags.clone());
-    }
-    tags.extend(device.tags.clone());
-    tags.insert("site".to_string(), config.gateway.gateway.site.clone());
-    tags.insert("gateway".to_string(), config.gateway.gateway.id.clone());
-    tags.insert("device".to_string(), device.id.clone());
-    tags.into_iter().collect::<Vec<_>>().into()
 }
 
 /// Whether a bus may try to connect: after a failed connect, not before a jittered, growing

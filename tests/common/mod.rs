@@ -20,7 +20,8 @@ use std::time::Duration;
 use retrofit_gateway::config::{load, EnvOverlay, LoadedConfig};
 use retrofit_gateway::demo::attach_to;
 use retrofit_gateway::model::{AlarmEvent, Sample};
-use retrofit_gateway::runtime::Gateway;
+use retrofit_gateway::pipeline::acquisition::Acquisition;
+use retrofit_gateway::pipeline::{Options, Pipeline};
 use retrofit_gateway::sources::modbus::status::DeviceStatus;
 use retrofit_sim::layout::Layout;
 use retrofit_sim::{Community, SimOptions};
@@ -57,9 +58,9 @@ pub async fn example_site() -> Site {
 }
 
 /// The gateway started on `config`, with the receiving end of its samples.
-pub fn start_gateway(config: &LoadedConfig) -> (Gateway, mpsc::Receiver<Sample>) {
+pub fn start_gateway(config: &LoadedConfig) -> (Acquisition, mpsc::Receiver<Sample>) {
     let (tx, rx) = mpsc::channel(4096);
-    (Gateway::start(config, tx).expect("gateway starts"), rx)
+    (Acquisition::start(config, tx).expect("gateway starts"), rx)
 }
 
 /// Receives samples until every device in `devices` has produced one, or panics after `bound`.
@@ -226,4 +227,32 @@ pub async fn expect_events(
         }
     }
     found.into_iter().flatten().collect()
+}
+
+/// Starts the pipeline of `config` again without its sources, so that its forwarder delivers
+/// what an earlier run left in the telemetry log; waits (up to `bound`) until the log holds
+/// nothing unsent, then stops it.
+pub async fn deliver_what_is_left(config: &LoadedConfig, bound: Duration) {
+    let mut config = config.clone();
+    config.gateway.bus.clear();
+    config.gateway.mqtt_source = None;
+    let pipeline = Pipeline::start(&config, Options::default()).expect("pipeline restarts");
+    let (log, _) = pipeline
+        .observed()
+        .log
+        .clone()
+        .expect("the InfluxDB path has a log");
+    let deadline = Instant::now() + bound;
+    loop {
+        let pending = log.lock().unwrap_or_else(|p| p.into_inner()).pending();
+        if pending == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{pending} readings undelivered after {bound:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    pipeline.shutdown(Duration::from_secs(5)).await;
 }

@@ -1,5 +1,5 @@
 //! A one-device site for alarm delivery tests: a pump station whose fault word rule W13 watches,
-//! samples that raise and clear it, and the alarms stage started on such a config.
+//! samples that raise and clear it, and the pipeline started on such a config.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use retrofit_gateway::config::{load, EnvOverlay, LoadedConfig};
 use retrofit_gateway::model::{Field, Sample, Value};
-use retrofit_gateway::runtime::Alarms;
+use retrofit_gateway::pipeline::{Options, Pipeline};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -53,24 +53,26 @@ pub fn fault(word: i64, t: i64) -> Sample {
     }
 }
 
-/// Starts the alarms stage on `config`, feeds `samples`, waits until `done` says so.
-pub async fn raise(config: &LoadedConfig, samples: &[Sample], done: impl Fn() -> bool) -> Alarms {
-    let (to_outputs, mut outputs) = mpsc::channel(64);
+/// Starts the pipeline on `config` (its output a tap nobody reads), feeds `samples` to the
+/// rules stage, waits until `done` says so.
+pub async fn raise(config: &LoadedConfig, samples: &[Sample], done: impl Fn() -> bool) -> Pipeline {
+    let (tap, mut outputs) = mpsc::channel(64);
     tokio::spawn(async move { while outputs.recv().await.is_some() {} });
-    let alarms = Alarms::start(config, to_outputs, None).expect("alarms start");
+    let options = Options {
+        tap: Some(tap),
+        ..Options::default()
+    };
+    let pipeline = Pipeline::start(config, options).expect("pipeline starts");
+    let input = pipeline.input();
     for sample in samples {
-        alarms
-            .samples
-            .send(sample.clone())
-            .await
-            .expect("stage runs");
+        input.send(sample.clone()).await.expect("stage runs");
     }
     let deadline = Instant::now() + Duration::from_secs(15);
     while !done() {
         assert!(Instant::now() < deadline, "webhooks not delivered in time");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    alarms
+    pipeline
 }
 
 /// Whether the outbox `name` under the config's data directory holds an alarm on disk.

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::sinks::influx::line_protocol;
+use crate::line_protocol;
 
 use super::{
     ConfigDuration, ConfigIssue, Function, GatewayConfig, PointType, Profile, TransportKind,
@@ -711,7 +711,7 @@ fn is_host_port(address: &str) -> bool {
 pub fn rules(
     file: &str,
     keys: &mut HashSet<String>,
-    rules: &[crate::rules::pack::RuleConfig],
+    rules: &[crate::config::rule_pack::RuleConfig],
     config: &GatewayConfig,
     profiles: &BTreeMap<String, Arc<Profile>>,
 ) -> Vec<ConfigIssue> {
@@ -771,7 +771,7 @@ pub fn rules(
 pub fn overrides(
     file: &str,
     config: &GatewayConfig,
-    rules: &[crate::rules::pack::RuleConfig],
+    rules: &[crate::config::rule_pack::RuleConfig],
 ) -> Vec<ConfigIssue> {
     let mut issues = Issues::new(file);
     for (i, entry) in config.alarms.overrides.iter().enumerate() {

@@ -20,6 +20,7 @@ use crate::backoff::Backoff;
 use crate::buffer::record::Record;
 use crate::buffer::SegmentLog;
 use crate::health::Health;
+use crate::metrics::ForwarderStats;
 use crate::sinks::rotating_file::RotatingFile;
 
 use super::verdict::{classify, Verdict};
@@ -75,28 +76,6 @@ impl ForwarderOptions {
             dead_letter_max_bytes: output.dead_letter_max_mb << 20,
         }
     }
-}
-
-/// Counters of the forwarder, shared with whoever reports on them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ForwarderStats {
-    /// Lines InfluxDB accepted.
-    pub sent_lines: u64,
-    pub requests_2xx: u64,
-    pub requests_4xx: u64,
-    pub requests_5xx: u64,
-    /// Requests without an HTTP answer (connect error, timeout).
-    pub request_failures: u64,
-    pub dead_lettered: u64,
-    /// Dead-lettered lines removed again to keep the dead-letter file within its cap.
-    pub dead_letter_rotated_out: u64,
-    /// Waits before a retry (their lengths go to the retry-delay histogram).
-    pub retries: u64,
-    /// InfluxDB refused the credentials or the bucket/database (401/403/404) on the last try.
-    pub unauthorized: bool,
-    /// The last answer was not an acknowledgement: a 2xx with a body (a captive portal), or a
-    /// 400/422 that says nothing about the data even for a single line (a proxy).
-    pub not_acknowledged: bool,
 }
 
 #[derive(Debug, Default)]

@@ -1,4 +1,4 @@
-//! InfluxDB output: the line-protocol encoder, one write request ([`write`]), what to do with
+//! InfluxDB output: one write request ([`write`]), what to do with
 //! the answer ([`verdict`], DESIGN.md's response table) and the loop that drains the telemetry log
 //! into InfluxDB ([`forwarder`]).
 //!
@@ -7,6 +7,5 @@
 //! Does not own: durability (the telemetry log in [`crate::buffer`]) or what a sample is.
 
 pub mod forwarder;
-pub mod line_protocol;
 pub mod verdict;
 pub mod write;

@@ -129,7 +129,7 @@ fn conflicting_lines(body: &str, lines: &[&str]) -> Vec<usize> {
             .next()
             .unwrap_or_default();
         for (index, line) in lines.iter().enumerate() {
-            let conflicts = super::line_protocol::parse_line(line).is_some_and(|parsed| {
+            let conflicts = crate::line_protocol::parse_line(line).is_some_and(|parsed| {
                 parsed.measurement == measurement
                     && parsed
                         .fields

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use serde_json::Value as Json;
 
 use crate::config::{MqttMapping, PayloadFormat};
+use crate::line_protocol;
 use crate::model::{Field, Sample, Value};
-use crate::sinks::influx::line_protocol;
 
 /// Largest payload decoded; larger ones are counted and dropped unread.
 pub const MAX_PAYLOAD: usize = 64 * 1024;

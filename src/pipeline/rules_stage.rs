@@ -9,16 +9,21 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::mpsc;
-
-use tokio::sync::Notify;
+use anyhow::Context as _;
+use tokio::sync::{mpsc, watch, Notify};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use crate::buffer::outbox::Outbox;
-use crate::model::{unix_nanos, AlarmEvent, Field, Sample, Value};
-
-use super::engine::{ActiveAlarm, RuleEngine};
+use crate::buffer::reserve::Reserve;
+use crate::config::LoadedConfig;
 use crate::kpi::book::{KpiBook, KpiSave};
 use crate::kpi::DayRecord;
+use crate::model::{unix_nanos, AlarmEvent, Field, Sample, Value};
+use crate::rules::engine::{ActiveAlarm, RuleEngine};
+
+use super::acquisition::join_all;
+use super::SAMPLE_CHANNEL_CAPACITY;
 
 /// Each device's latest sample and the alarms raised now, for the status page and API.
 #[derive(Debug, Default)]
@@ -216,6 +221,113 @@ pub async fn run(
     save_kpi(kpi.save(unix_nanos(SystemTime::now())), &view).await;
 }
 
+/// The running rules stage and its alarm senders.
+pub struct RulesStage {
+    /// Where the sources send samples.
+    pub samples: mpsc::Sender<Sample>,
+    /// Latest samples and active alarms, kept by the stage.
+    pub view: Arc<StageView>,
+    stage: JoinHandle<()>,
+    senders: Vec<JoinHandle<()>>,
+}
+
+impl RulesStage {
+    /// Starts the rules stage in front of `output` (with no rules it only keeps the latest
+    /// samples for the status page), with an outbox and a delivery task per alarm destination.
+    /// `listener` also gets every event (the demo prints them). The senders stop on `stopped`
+    /// (what they have not delivered stays in their outboxes).
+    pub fn start(
+        config: &LoadedConfig,
+        output: mpsc::Sender<Sample>,
+        listener: Option<mpsc::Sender<AlarmEvent>>,
+        stopped: watch::Receiver<bool>,
+    ) -> anyhow::Result<RulesStage> {
+        let gateway = &config.gateway.gateway;
+        let alarms_dir = gateway.data_dir.join("alarms");
+        let mut outboxes = Vec::new();
+        let mut senders = Vec::new();
+        for hook in &config.gateway.alarms.webhook {
+            let outbox = Outbox::open(
+                &alarms_dir,
+                &format!("webhook-{}", hook.name),
+                Some(Reserve::shared(&gateway.data_dir)),
+            )
+            .with_context(|| format!("cannot open the outbox of webhook {}", hook.name))?;
+            let webhook = crate::sinks::webhook::Webhook::new(hook, &gateway.site, &gateway.id)
+                .with_context(|| format!("webhook {}", hook.name))?;
+            let appended = Arc::new(tokio::sync::Notify::new());
+            senders.push(tokio::spawn(webhook.run(
+                outbox.clone(),
+                Arc::clone(&appended),
+                stopped.clone(),
+                Duration::from_secs(1),
+            )));
+            outboxes.push((outbox, appended));
+        }
+        if let Some(mqtt) = &config.gateway.alarms.mqtt {
+            let outbox = Outbox::open(
+                &alarms_dir,
+                "mqtt",
+                Some(Reserve::shared(&gateway.data_dir)),
+            )
+            .context("cannot open the MQTT alarm outbox")?;
+            let publisher = crate::sinks::mqtt::MqttAlarms::new(mqtt, &gateway.site, &gateway.id)
+                .context("MQTT alarms")?;
+            let appended = Arc::new(tokio::sync::Notify::new());
+            senders.push(tokio::spawn(publisher.run(
+                outbox.clone(),
+                Arc::clone(&appended),
+                stopped.clone(),
+                Duration::from_secs(1),
+            )));
+            outboxes.push((outbox, appended));
+        }
+        let now = crate::model::unix_nanos(std::time::SystemTime::now());
+        let engine =
+            crate::rules::engine::RuleEngine::new(config, Some(alarms_dir.join("state.json")), now);
+        let (tx, rx) = mpsc::channel(SAMPLE_CHANNEL_CAPACITY);
+        let view = Arc::new(StageView::default());
+        let kpi = crate::kpi::book::KpiBook::open(
+            config,
+            Some(crate::kpi::store::KpiStore::new(&gateway.data_dir)),
+        );
+        let stage = tokio::spawn(run(
+            rx,
+            output,
+            (engine, kpi),
+            Delivery { outboxes, listener },
+            Arc::clone(&view),
+            (gateway.site.clone(), gateway.id.clone()),
+        ));
+        Ok(RulesStage {
+            samples: tx,
+            view,
+            stage,
+            senders,
+        })
+    }
+
+    /// After the sources stopped (and every other sender is gone): lets the stage drain until
+    /// `drained`, then waits for the senders (already told to stop) until `until`.
+    pub async fn finish(self, drained: Instant, until: Instant) {
+        drop(self.samples);
+        let abort = self.stage.abort_handle();
+        if tokio::time::timeout_at(drained, self.stage).await.is_err() {
+            tracing::warn!("The rules stage did not drain in time");
+            abort.abort();
+        }
+        let aborts: Vec<_> = self.senders.iter().map(JoinHandle::abort_handle).collect();
+        if tokio::time::timeout_at(until, join_all(self.senders))
+            .await
+            .is_err()
+        {
+            for abort in aborts {
+                abort.abort();
+            }
+        }
+    }
+}
+
 /// Alarm events one destination's outbox has not taken yet.
 struct Undelivered {
     outbox: Outbox,
@@ -339,7 +451,7 @@ fn lock<T>(shared: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sinks::influx::line_protocol;
+    use crate::line_protocol;
 
     #[test]
     fn an_alarm_becomes_one_alarm_line_with_the_schema_of_design_md() {

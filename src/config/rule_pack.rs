@@ -242,40 +242,6 @@ impl RuleConfig {
         rule
     }
 
-    /// The night-flow parameters with their DOMAIN.md §4.2 defaults.
-    pub fn night_flow(&self) -> super::night_flow::NightFlowParams {
-        super::night_flow::NightFlowParams {
-            start_h: self.night_start_h.unwrap_or(2.0),
-            end_h: self.night_end_h.unwrap_or(4.0),
-            utc_offset_h: self.utc_offset_h.unwrap_or(8.0),
-            baseline_nights: self.baseline_nights.unwrap_or(14).max(1),
-            ratio: self.ratio.unwrap_or(1.3),
-            min_increase: self.min_increase.unwrap_or(0.3),
-            // W15 (mean) has no single-night jump unless one is set.
-            jump: self
-                .jump
-                .unwrap_or(if self.aggregate.as_deref() == Some("mean") {
-                    f64::INFINITY
-                } else {
-                    0.5
-                }),
-            consecutive: self.nights.unwrap_or(2).max(1),
-            lowest_hour: self.aggregate.as_deref() != Some("mean"),
-        }
-    }
-
-    /// The water-balance parameters (W17).
-    pub fn balance(&self) -> super::balance::BalanceParams {
-        super::balance::BalanceParams {
-            window_ns: self.window.map_or(i64::MAX, |w| {
-                i64::try_from(w.get().as_nanos()).unwrap_or(i64::MAX)
-            }),
-            utc_offset_h: self.utc_offset_h.unwrap_or(8.0),
-            above: self.above.unwrap_or(f64::INFINITY),
-            clear_margin: self.clear_margin,
-        }
-    }
-
     /// The alarm's rule name: `id` or `id.variant`.
     pub fn key(&self) -> String {
         match &self.variant {
