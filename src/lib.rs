@@ -4,22 +4,32 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: typed config and device profiles, loaded with an environment overlay and
-//!   validated fully at start (every error with its file and key path).
-//! - [`model`]: [`model::Sample`] and [`model::Value`], the types that cross stage boundaries.
-//! - [`sources::modbus`]: transports (TCP, RTU, RTU-over-TCP), the read planner, the register
-//!   decoder and the bus scheduler (one task per bus, per-device backoff).
-//! - [`sinks::influx`]: the InfluxDB line-protocol encoder; [`sinks::line_file`] writes lines to a
-//!   file or standard output.
-//! - [`rules`]: the plan's requirements as alarm rules, their state machine and engine.
-//! - [`runtime`]: wires sources to sinks and shuts everything down on a signal.
-//! - [`commands`]: `run`, `check-config` and `plan` as library functions.
-//! - [`demo`] (feature `demo`, on by default): the simulated community and the gateway in one
-//!   process, `demo-month`, the community replay and the embedded broker.
-//! - [`backoff`]: jittered exponential backoff on the monotonic clock.
-//! - [`secret`]: tokens, passwords and webhook URLs, read from files or the environment, never printed.
-//! - [`metrics`]: metric names, published from the stages' counters.
-//! - [`buffer`]: the durable segmented telemetry log (design, format and recovery rules inside).
+//! The [`pipeline`] builds every stage and owns their shutdown; data flows one way through it.
+//! In stage order:
+//!
+//! - [`sources`]: acquisition. The bus scheduler (one task per bus, per-device backoff), Modbus
+//!   TCP/RTU/RTU-over-TCP (read planner, decoder, device status), DL/T 645, CJ/T 188 and M-Bus
+//!   meter lines, and the MQTT source.
+//! - [`rules`]: the plan's requirements as alarm rules, their state machine and engine; run by the
+//!   pipeline's rules stage, which also feeds [`kpi`], the compliance figures.
+//! - [`sinks`]: the telemetry-log stage, the InfluxDB forwarder, the line-protocol file, and alarm
+//!   delivery to webhooks and MQTT; [`buffer`] is the durable segmented log and the alarm
+//!   outboxes underneath (design, format and recovery rules inside).
+//!
+//! Fed by the pipeline, importing no stage above them: [`selfmon`] (the `gateway` measurement),
+//! [`metrics`] (names and counters), [`health`] (current problems); read from
+//! [`pipeline::observed`]: [`http`] (status page, API, `/metrics`) and [`report`] (the monthly
+//! report).
+//!
+//! The commands: [`commands`] (`run`, `check-config`, `plan`, `report`), [`daemon`] (`run` as a
+//! service: signals, reload, watchdog, with [`systemd`]'s notify protocol), and `demo` (feature
+//! `demo`, on by default: the simulated community, `demo-month`, the replay, the embedded broker).
+//!
+//! Underneath everything: [`config`] (typed config, profiles and rule packs, validated fully at
+//! start), [`model`] ([`model::Sample`] and what crosses stage boundaries), [`line_protocol`],
+//! [`mqtt`] (what both MQTT clients share), [`secret`], [`backoff`], [`calendar`].
+//! `scripts/module-cycles.py` checks that these modules import each other in layers, never in a
+//! circle.
 
 pub mod backoff;
 pub mod buffer;

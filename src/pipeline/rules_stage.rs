@@ -157,7 +157,10 @@ pub async fn run(
                     events
                 };
                 let mut latest = lock(&view.latest);
-                if latest.len() < MAX_SHOWN_DEVICES || latest.contains_key(&*sample.device) {
+                let shown = latest.len();
+                if let Some(slot) = latest.get_mut(&*sample.device) {
+                    *slot = sample.clone();
+                } else if shown < MAX_SHOWN_DEVICES {
                     latest.insert(sample.device.to_string(), sample.clone());
                 }
                 (Some(sample), events, Vec::new())

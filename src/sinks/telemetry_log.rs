@@ -11,10 +11,13 @@ use tokio::sync::{mpsc, Notify};
 
 use crate::health::Health;
 use crate::metrics::Appended;
-use crate::model::{Receipt, Sample};
+use crate::model::Sample;
 
 use super::influx::forwarder::{lock_log, with_log, SharedLog};
 use crate::line_protocol;
+
+/// Samples taken from the channel at once, appended under one lock.
+const BATCH: usize = 512;
 
 /// Appends samples until the channel closes, then syncs once more. A batch the log refuses
 /// entirely is reported to `health` as `telemetry_log` until one is accepted again.
@@ -26,6 +29,9 @@ pub async fn append_samples(
     health: Arc<Health>,
 ) -> Appended {
     let mut counts = Appended::default();
+    // Reused for every batch and every line: no allocation per sample once warm.
+    let mut batch: Vec<Sample> = Vec::with_capacity(BATCH);
+    let mut line = String::new();
     let mut sync = tokio::time::interval(sync_interval);
     sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -67,32 +73,33 @@ pub async fn append_samples(
                 continue;
             }
         };
-        let mut lines: Vec<(u64, String, Receipt)> = Vec::new();
         let mut next = Some(first);
-        while let Some(mut sample) = next {
-            counts.received += 1;
-            let mut line = String::new();
-            let encoded = line_protocol::encode(&sample, &mut line);
-            counts.skipped_fields += encoded.skipped as u64;
-            if encoded.fields > 0 {
-                line.pop(); // the log stores lines without their newline
-                let receipt = std::mem::take(&mut sample.receipt);
-                lines.push(((sample.time_ns / 1_000_000).max(0) as u64, line, receipt));
-            } else {
-                // Nothing of it can be stored: nothing for a publisher to wait for.
-                sample.receipt.settle(true);
-            }
-            next = if lines.len() < 512 {
+        while let Some(sample) = next {
+            batch.push(sample);
+            next = if batch.len() < BATCH {
                 samples.try_recv().ok()
             } else {
                 None
             };
         }
-        // Appends reach the page cache in microseconds: done here, not handed to a thread.
+        // Appends reach the page cache in microseconds: done here, not handed to a thread, each
+        // line encoded into the same buffer.
         let result = {
             let mut log = lock_log(&log);
             let mut outcome = (0u64, 0u64, None);
-            for (time_ms, line, mut receipt) in lines {
+            for sample in &mut batch {
+                counts.received += 1;
+                line.clear();
+                let encoded = line_protocol::encode(sample, &mut line);
+                counts.skipped_fields += encoded.skipped as u64;
+                let receipt = &mut sample.receipt;
+                if encoded.fields == 0 {
+                    // Nothing of it can be stored: nothing for a publisher to wait for.
+                    receipt.settle(true);
+                    continue;
+                }
+                line.pop(); // the log stores lines without their newline
+                let time_ms = (sample.time_ns / 1_000_000).max(0) as u64;
                 match log.append(time_ms, line.as_bytes()) {
                     Ok(_) => {
                         outcome.0 += 1;
@@ -108,6 +115,7 @@ pub async fn append_samples(
             }
             outcome
         };
+        batch.clear();
         counts.lines += result.0;
         counts.refused += result.1;
         match result.2 {
