@@ -67,13 +67,15 @@
 //! stages call it from a blocking-capable context.
 
 pub mod disk;
+pub mod io_thread;
 pub mod outbox;
 pub mod record;
 pub mod reserve;
 mod segment_log;
 
 pub use segment_log::{
-    AppendError, Backlog, LogOptions, LogStats, PendingSync, RecoveryReport, SegmentLog, WhenFull,
+    AppendError, Backlog, CursorWrite, LogOptions, LogStats, PendingSync, RecoveryReport,
+    SegmentLog, WhenFull,
 };
 
 #[cfg(test)]

@@ -499,6 +499,19 @@ impl SegmentLog {
     /// hold only acknowledged records. On an error the acknowledgement still holds in memory
     /// (nothing is read again) and is written at the next acknowledgement or sync.
     pub fn ack(&mut self, upto: u64) -> io::Result<()> {
+        match self.acknowledge(upto) {
+            None => Ok(()),
+            Some(write) => {
+                let written = write.run();
+                self.cursor_written(&write, written)
+            }
+        }
+    }
+
+    /// [`SegmentLog::ack`] in two halves, so that the cursor's fsyncs run without holding the
+    /// log: acknowledges below `upto` in memory and returns the cursor write to run, when the
+    /// cursor changed; report its outcome with [`SegmentLog::cursor_written`].
+    pub fn acknowledge(&mut self, upto: u64) -> Option<CursorWrite> {
         let upto = upto.min(self.next_seq);
         if upto > self.acked {
             self.acked = upto;
@@ -508,14 +521,24 @@ impl SegmentLog {
                 self.read_at = None;
             }
         }
-        if !self.cursor_dirty {
-            return Ok(());
+        self.cursor_dirty.then(|| self.cursor_write())
+    }
+
+    /// After a [`CursorWrite`] ran: the cursor is clean if nothing was acknowledged since, and
+    /// the delivered segments are deleted. The cursor first, so that a crash in between cannot
+    /// make delivered records look lost; on a full card, deleting the delivered segments is
+    /// what makes room for it, so it is written again here. A cursor that could not be written
+    /// stays dirty and is retried at the next acknowledgement or sync.
+    pub fn cursor_written(
+        &mut self,
+        write: &CursorWrite,
+        written: io::Result<()>,
+    ) -> io::Result<()> {
+        if written.is_ok() && write.acked == self.acked {
+            self.cursor_dirty = false;
         }
-        // The cursor first, so that a crash in between cannot make delivered records look lost;
-        // on a full card, deleting the delivered segments is what makes room for it.
-        let cursor = self.persist_cursor();
         let deleted = self.delete_acknowledged();
-        match cursor {
+        match written {
             Err(e) if is_full(&e) => self.persist_cursor(),
             other => other,
         }
@@ -783,16 +806,41 @@ impl SegmentLog {
         if !self.cursor_dirty {
             return Ok(());
         }
+        self.cursor_write().run()?;
+        self.cursor_dirty = false;
+        Ok(())
+    }
+
+    /// The write of the cursor as it is now.
+    fn cursor_write(&self) -> CursorWrite {
+        CursorWrite {
+            acked: self.acked,
+            path: self.dir.join(CURSOR_FILE),
+            disk: Arc::clone(&self.options.disk),
+            reserve: self.options.reserve.clone(),
+        }
+    }
+}
+
+/// A write of the acknowledged position taken out of the log (see
+/// [`SegmentLog::acknowledge`]): a temporary file, fsynced, renamed over the cursor, the
+/// directory synced.
+pub struct CursorWrite {
+    acked: u64,
+    path: PathBuf,
+    disk: Arc<dyn Disk>,
+    reserve: Option<Arc<Reserve>>,
+}
+
+impl CursorWrite {
+    /// Writes the cursor (blocking), using the reserve on a full card.
+    pub fn run(&self) -> io::Result<()> {
         let mut bytes = Vec::with_capacity(12);
         bytes.extend_from_slice(&self.acked.to_le_bytes());
         bytes.extend_from_slice(&crc32fast::hash(&self.acked.to_le_bytes()).to_le_bytes());
-        let path = self.dir.join(CURSOR_FILE);
-        let disk = self.options.disk.as_ref();
-        with_reserve(self.options.reserve.as_deref(), || {
-            replace_file(disk, &path, &bytes)
-        })?;
-        self.cursor_dirty = false;
-        Ok(())
+        with_reserve(self.reserve.as_deref(), || {
+            replace_file(self.disk.as_ref(), &self.path, &bytes)
+        })
     }
 }
 

@@ -1,14 +1,16 @@
 //! The stage between the sources and the InfluxDB forwarder: every sample becomes one line of
 //! line protocol appended to the telemetry log ("accepted"), synced every `sync_interval`, and
 //! the forwarder is woken. Appends run on the stage's own thread (they reach the page cache in
-//! microseconds); only the once-a-second `fdatasync` goes to a blocking thread, on a duplicate
-//! handle of the segment, so appends never wait for the card. The log absorbs uplink outages; a source never waits on the network.
+//! microseconds); only the once-a-second `fdatasync` goes to the log's I/O thread
+//! ([`crate::buffer::io_thread`]), on a duplicate handle of the segment, so appends never wait
+//! for the card. The log absorbs uplink outages; a source never waits on the network.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, Notify};
 
+use crate::buffer::io_thread;
 use crate::health::Health;
 use crate::metrics::Appended;
 use crate::model::Sample;
@@ -47,9 +49,8 @@ pub async fn append_samples(
                 };
                 // The fdatasync runs on a blocking thread while appends go on.
                 let synced = match due {
-                    Ok(Some(pending)) => tokio::task::spawn_blocking(move || pending.run())
+                    Ok(Some(pending)) => io_thread::run(move || pending.run())
                         .await
-                        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
                         .map(|bytes| lock_log(&log).synced(bytes)),
                     Ok(None) => Ok(()),
                     Err(e) => Err(e),

@@ -18,7 +18,7 @@ use tokio::sync::{watch, Notify};
 
 use crate::backoff::Backoff;
 use crate::buffer::record::Record;
-use crate::buffer::SegmentLog;
+use crate::buffer::{io_thread, SegmentLog};
 use crate::health::Health;
 use crate::metrics::ForwarderStats;
 use crate::sinks::rotating_file::RotatingFile;
@@ -35,17 +35,28 @@ pub fn lock_log(log: &SharedLog) -> std::sync::MutexGuard<'_, SegmentLog> {
     log.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Runs `f` on the log on a blocking-capable thread (fsync can take a while on an SD card).
+/// Runs `f` on the log on the log's I/O thread ([`io_thread`]): reads from the card can take a
+/// while.
 pub async fn with_log<T: Send + 'static>(
     log: &SharedLog,
     f: impl FnOnce(&mut SegmentLog) -> T + Send + 'static,
 ) -> T {
     let log = Arc::clone(log);
-    let run = move || f(&mut log.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
-    match tokio::task::spawn_blocking(run).await {
-        Ok(value) => value,
-        Err(e) => std::panic::resume_unwind(e.into_panic()),
-    }
+    io_thread::run(move || f(&mut lock_log(&log))).await
+}
+
+/// Acknowledges below `upto`: in memory at once, the cursor's fsyncs on the I/O thread without
+/// holding the log (appends go on meanwhile), then the delivered segments deleted.
+async fn acknowledge(log: &SharedLog, upto: u64) -> std::io::Result<()> {
+    let Some(write) = lock_log(log).acknowledge(upto) else {
+        return Ok(());
+    };
+    let (write, written) = io_thread::run(move || {
+        let written = write.run();
+        (write, written)
+    })
+    .await;
+    with_log(log, move |log| log.cursor_written(&write, written)).await
 }
 
 /// Batching and retry settings.
@@ -173,7 +184,7 @@ impl Forwarder {
                 if self.deliver(batch, &mut shutdown).await.is_err() {
                     return;
                 }
-                if let Err(e) = with_log(&self.log, move |log| log.ack(last + 1)).await {
+                if let Err(e) = acknowledge(&self.log, last + 1).await {
                     tracing::error!(error = %e, "Cannot persist the telemetry log cursor");
                 }
                 if !full {
