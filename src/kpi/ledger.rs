@@ -207,18 +207,20 @@ impl Ledger {
         if open.devices.len() >= MAX_DEVICES && !open.devices.contains_key(&*sample.device) {
             return;
         }
-        let device = open
-            .devices
-            .entry(sample.device.to_string())
-            .or_insert_with(|| {
-                let slot_s = (plan.interval_s.ceil() as i64).max(60);
-                DeviceDay {
-                    interval_s: plan.interval_s,
-                    slot_s,
-                    slots: vec![0; (86_400 / slot_s as usize).div_ceil(64) + 1],
-                    ..DeviceDay::default()
-                }
-            });
+        // Looked up first: the key is allocated once a day per device, not per sample.
+        if !open.devices.contains_key(&*sample.device) {
+            let slot_s = (plan.interval_s.ceil() as i64).max(60);
+            let day = DeviceDay {
+                interval_s: plan.interval_s,
+                slot_s,
+                slots: vec![0; (86_400 / slot_s as usize).div_ceil(64) + 1],
+                ..DeviceDay::default()
+            };
+            open.devices.insert(sample.device.to_string(), day);
+        }
+        let Some(device) = open.devices.get_mut(&*sample.device) else {
+            return;
+        };
         device.observe(sample, &plan, offset, params.in_heating_season(day));
     }
 

@@ -88,19 +88,23 @@ struct SavedHistory<T> {
     state: T,
 }
 
-fn saved<T: Clone>(map: &BTreeMap<(String, String), T>) -> Vec<SavedHistory<T>> {
+/// A device's rule: (device id, rule key). Shared strings, so that finding a rule's state for a
+/// sample allocates nothing.
+type RuleOf = (Arc<str>, Arc<str>);
+
+fn saved<T: Clone>(map: &BTreeMap<RuleOf, T>) -> Vec<SavedHistory<T>> {
     map.iter()
         .map(|((device, rule), state)| SavedHistory {
-            device: device.clone(),
-            rule: rule.clone(),
+            device: device.to_string(),
+            rule: rule.to_string(),
             state: state.clone(),
         })
         .collect()
 }
 
-fn restored<T>(list: Vec<SavedHistory<T>>) -> BTreeMap<(String, String), T> {
+fn restored<T>(list: Vec<SavedHistory<T>>) -> BTreeMap<RuleOf, T> {
     list.into_iter()
-        .map(|s| ((s.device, s.rule), s.state))
+        .map(|s| ((Arc::from(s.device), Arc::from(s.rule)), s.state))
         .collect()
 }
 
@@ -120,13 +124,13 @@ pub struct RuleEngine {
     /// What publishing devices of each measurement report.
     templates: Vec<Template>,
     devices: HashMap<String, DeviceContext>,
-    machines: BTreeMap<(String, String), Machine>,
-    nights: BTreeMap<(String, String), NightFlowState>,
-    balances: BTreeMap<(String, String), BalanceState>,
+    machines: BTreeMap<RuleOf, Machine>,
+    nights: BTreeMap<RuleOf, NightFlowState>,
+    balances: BTreeMap<RuleOf, BalanceState>,
     /// Recent values of step rules (not persisted: a window of seconds).
-    steps: BTreeMap<(String, String), StepState>,
+    steps: BTreeMap<RuleOf, StepState>,
     /// Recent values of frozen-value rules (not persisted: a restart starts the window again).
-    frozen: BTreeMap<(String, String), FrozenState>,
+    frozen: BTreeMap<RuleOf, FrozenState>,
     /// Set when remembered state changed without an alarm transition (a night closed).
     dirty: bool,
     /// Whether the limit of publishing devices has been reported.
@@ -418,7 +422,7 @@ impl RuleEngine {
             if let Some(total) = total_of(sample, &rule.config.sub_fields) {
                 self.dirty |= self
                     .balances
-                    .entry((inflow.to_string(), rule.key.to_string()))
+                    .entry((Arc::from(&**inflow), Arc::clone(&rule.key)))
                     .or_default()
                     .record(&id, sample.time_ns, total);
             }
@@ -440,7 +444,7 @@ impl RuleEngine {
                 let params = super::night_flow::NightFlowParams::of(&rule.config);
                 let state = self
                     .nights
-                    .entry((id.to_string(), rule.key.to_string()))
+                    .entry((Arc::clone(&id), Arc::clone(&rule.key)))
                     .or_default();
                 let closed = state.closed;
                 let decision = state.observe(sample.time_ns, flow, &params);
@@ -470,7 +474,7 @@ impl RuleEngine {
                 };
                 let (condition, spread) = self
                     .frozen
-                    .entry((id.to_string(), rule.key.to_string()))
+                    .entry((Arc::clone(&id), Arc::clone(&rule.key)))
                     .or_default()
                     .observe(sample.time_ns, value, running, &params);
                 Some(Evaluation {
@@ -486,7 +490,7 @@ impl RuleEngine {
                 let Some(value) = field_value else {
                     continue;
                 };
-                let key = (id.to_string(), rule.key.to_string());
+                let key = (Arc::clone(&id), Arc::clone(&rule.key));
                 let raised = self.machines.get(&key).is_some_and(Machine::is_raised);
                 let params = StepParams {
                     window_ns: nanos(
@@ -544,7 +548,7 @@ impl RuleEngine {
         let params = super::balance::BalanceParams::of(&rule.config);
         let state = self
             .balances
-            .entry((inflow.to_owned(), rule.key.to_string()))
+            .entry((Arc::from(inflow), Arc::clone(&rule.key)))
             .or_default();
         self.dirty |= state.record(inflow, time_ns, total);
         if !state.due(time_ns, &params) {
@@ -621,7 +625,7 @@ impl RuleEngine {
         let rule = &self.rules[index];
         let machine = self
             .machines
-            .entry((device.to_string(), rule.key.to_string()))
+            .entry((Arc::clone(device), Arc::clone(&rule.key)))
             .or_default();
         let transition = machine.step(now, evaluation.condition, &rule.timing)?;
         let (firing, raised) = match transition {
@@ -676,8 +680,8 @@ impl RuleEngine {
                     _ => 0,
                 };
                 Some(ActiveAlarm {
-                    device: device.clone(),
-                    rule: rule.clone(),
+                    device: device.to_string(),
+                    rule: rule.to_string(),
                     severity,
                     raised_ns,
                     flapping: machine.flapping,
@@ -698,8 +702,8 @@ impl RuleEngine {
                 .iter()
                 .filter(|(_, m)| **m != Machine::default())
                 .map(|((device, rule), machine)| SavedMachine {
-                    device: device.clone(),
-                    rule: rule.clone(),
+                    device: device.to_string(),
+                    rule: rule.to_string(),
                     machine: machine.clone(),
                 })
                 .collect(),
@@ -742,8 +746,10 @@ impl RuleEngine {
                         d.rules.iter().any(|i| *self.rules[*i].key == *saved.rule)
                     });
                     if known {
-                        self.machines
-                            .insert((saved.device, saved.rule), saved.machine);
+                        self.machines.insert(
+                            (Arc::from(saved.device), Arc::from(saved.rule)),
+                            saved.machine,
+                        );
                     }
                 }
             }
