@@ -26,7 +26,9 @@ OUTAGE=${OUTAGE:-0}
 PERF=${PERF:-0}
 
 command -v victoria-metrics >/dev/null || { apt-get update -q && apt-get install -y -q victoria-metrics; }
-cargo build --release -q -p retrofit-gateway -p retrofit-bench
+# The field binary, as installed on a gateway (no demo wing), and the benchmark's programs.
+cargo build --release -q -p retrofit-gateway --no-default-features
+cargo build --release -q -p retrofit-bench
 work=$(mktemp -d)
 pids=()
 cleanup() {
