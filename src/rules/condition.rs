@@ -2,6 +2,8 @@
 //! the value that decided and the limit it was held against. Pure functions of the sample, the
 //! rule and the device's building geometry.
 
+use std::borrow::Cow;
+
 use crate::config::SiteGeometry;
 use crate::model::Sample;
 
@@ -15,7 +17,47 @@ pub struct Evaluation {
     pub value: f64,
     pub limit: f64,
     /// Which field or floor decided, for the message.
-    pub subject: String,
+    pub subject: Subject,
+}
+
+/// Which field or floor decided, for the message: made into text only when a message is
+/// written ([`Subject::describe`]), so that evaluating a rule on a sample allocates nothing.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Subject {
+    /// The n-th field the rule names (`field` first, then `fields`).
+    Field(usize),
+    /// The n-th field, with a note after it.
+    FieldNote(usize, &'static str),
+    /// The rule's first field less its second.
+    Difference,
+    /// The residual pressure at the top floor of a building of this many storeys.
+    TopFloor(u32),
+    /// The inlet pressure of this floor.
+    FloorInlet(u32),
+    /// A figure the rule computes.
+    Text(Cow<'static, str>),
+}
+
+impl Subject {
+    /// The subject as the alarm message names it.
+    pub fn describe(&self, rule: &RuleConfig) -> String {
+        let field = |n: usize| {
+            rule.field
+                .iter()
+                .chain(&rule.fields)
+                .nth(n)
+                .map_or("", String::as_str)
+        };
+        let named = |n: usize| rule.fields.get(n).map_or("", String::as_str);
+        match self {
+            Subject::Field(n) => field(*n).to_string(),
+            Subject::FieldNote(n, note) => format!("{}{note}", field(*n)),
+            Subject::Difference => format!("{} − {}", named(0), named(1)),
+            Subject::TopFloor(storeys) => format!("top floor {storeys} residual_mpa"),
+            Subject::FloorInlet(floor) => format!("floor {floor} inlet_mpa"),
+            Subject::Text(text) => text.to_string(),
+        }
+    }
 }
 
 /// Pressure of a metre of water column, MPa (0.01 MPa per metre, DOMAIN.md §2).
@@ -65,19 +107,18 @@ fn against_limits(
     }
 }
 
-/// The worst of several fields against the same limits: the largest excursion beyond (or the
-/// nearest approach to) a limit decides.
-fn worst(
+/// The worst of several fields (each with its place among the rule's fields) against the same
+/// limits: the largest excursion beyond (or the nearest approach to) a limit decides.
+fn worst<'a>(
     sample: &Sample,
-    fields: &[&String],
+    fields: impl Iterator<Item = (usize, &'a String)>,
     above: Option<f64>,
     below: Option<f64>,
     margin: f64,
 ) -> Option<Evaluation> {
     fields
-        .iter()
-        .filter_map(|f| number(sample, f).map(|v| (*f, v)))
-        .map(|(f, v)| {
+        .filter_map(|(n, f)| number(sample, f).map(|v| (n, v)))
+        .map(|(n, v)| {
             let (condition, limit) = against_limits(v, above, below, margin);
             let excess = above
                 .map_or(f64::NEG_INFINITY, |a| v - a)
@@ -88,7 +129,7 @@ fn worst(
                     condition,
                     value: v,
                     limit,
-                    subject: f.clone(),
+                    subject: Subject::Field(n),
                 },
             )
         })
@@ -107,19 +148,18 @@ pub fn evaluate(
     let margin = rule.clear_margin;
     match rule.kind {
         RuleKind::Threshold => {
-            let fields: Vec<&String> = rule.field.iter().chain(&rule.fields).collect();
-            worst(sample, &fields, rule.above, rule.below, margin)
+            let fields = rule.field.iter().chain(&rule.fields).enumerate();
+            worst(sample, fields, rule.above, rule.below, margin)
         }
         RuleKind::Difference => {
             let value =
                 number(sample, rule.fields.first()?)? - number(sample, rule.fields.get(1)?)?;
             let (condition, limit) = against_limits(value, rule.above, rule.below, margin);
-            let subject = format!("{} − {}", rule.fields[0], rule.fields[1]);
             Some(Evaluation {
                 condition,
                 value,
                 limit,
-                subject,
+                subject: Subject::Difference,
             })
         }
         RuleKind::StaticPressure => {
@@ -134,7 +174,7 @@ pub fn evaluate(
                 condition,
                 value,
                 limit,
-                subject: rule.field.clone().unwrap_or_default(),
+                subject: Subject::Field(0),
             })
         }
         RuleKind::MakeupRatio => {
@@ -145,37 +185,39 @@ pub fn evaluate(
                 condition,
                 value: share,
                 limit,
-                subject: "makeup_pct_of_circulation".into(),
+                subject: Subject::Text("makeup_pct_of_circulation".into()),
             })
         }
         RuleKind::Deviation => {
             let nominal = rule.nominal?;
             let high = nominal * (1.0 + rule.plus_pct? / 100.0);
             let low = nominal * (1.0 - rule.minus_pct? / 100.0);
-            let fields: Vec<&String> = rule.fields.iter().collect();
-            worst(sample, &fields, Some(high), Some(low), margin)
+            // `fields` follow `field` in the rule's list of names.
+            let first = usize::from(rule.field.is_some());
+            let fields = rule.fields.iter().enumerate().map(|(n, f)| (first + n, f));
+            worst(sample, fields, Some(high), Some(low), margin)
         }
         RuleKind::Unbalance => {
-            let values: Vec<f64> = rule
-                .fields
-                .iter()
-                .filter_map(|f| number(sample, f))
-                .collect();
-            if values.len() != rule.fields.len() {
+            let values = || rule.fields.iter().map(|f| number(sample, f));
+            if rule.fields.is_empty() || values().any(|v| v.is_none()) {
                 return None;
             }
-            let mean = values.iter().sum::<f64>() / values.len() as f64;
+            let mean = values().flatten().sum::<f64>() / rule.fields.len() as f64;
             if mean <= f64::EPSILON {
                 return None;
             }
-            let unbalance =
-                values.iter().map(|v| (v - mean).abs()).fold(0.0, f64::max) / mean * 100.0;
+            let unbalance = values()
+                .flatten()
+                .map(|v| (v - mean).abs())
+                .fold(0.0, f64::max)
+                / mean
+                * 100.0;
             let (condition, limit) = against_limits(unbalance, rule.above, None, margin);
             Some(Evaluation {
                 condition,
                 value: unbalance,
                 limit,
-                subject: "unbalance_pct".into(),
+                subject: Subject::Text("unbalance_pct".into()),
             })
         }
         RuleKind::StatusBits => {
@@ -192,7 +234,7 @@ pub fn evaluate(
                 condition,
                 value,
                 limit: mask as f64,
-                subject: field.to_string(),
+                subject: Subject::Field(0),
             })
         }
         // Stateful or timed kinds are evaluated by the engine.
@@ -221,7 +263,7 @@ pub fn evaluate(
                 condition,
                 value: residual,
                 limit,
-                subject: format!("top floor {} residual_mpa", site.storeys),
+                subject: Subject::TopFloor(site.storeys),
             })
         }
         RuleKind::FloorInlet => {
@@ -241,7 +283,7 @@ pub fn evaluate(
                 condition,
                 value: inlet,
                 limit,
-                subject: format!("floor {floor} inlet_mpa"),
+                subject: Subject::FloorInlet(floor),
             })
         }
     }

@@ -14,7 +14,7 @@ use crate::config::{ConfigDuration, LoadedConfig, SiteGeometry};
 use crate::model::{AlarmEvent, Sample};
 
 use super::balance::{BalanceOutcome, BalanceState};
-use super::condition::{evaluate, Evaluation};
+use super::condition::{evaluate, Evaluation, Subject};
 use super::frozen::{FrozenParams, FrozenState};
 use super::machine::{Condition, Machine, Timing, Transition};
 use super::night_flow::NightFlowState;
@@ -453,7 +453,7 @@ impl RuleEngine {
                     condition: night.condition,
                     value: night.mnf,
                     limit: night.baseline,
-                    subject: "minimum night flow m3/h (limit: baseline)".into(),
+                    subject: Subject::Text("minimum night flow m3/h (limit: baseline)".into()),
                 })
             } else if rule.config.kind == RuleKind::Frozen {
                 let number = |f: &str| sample.field(f).and_then(|v| v.as_f64());
@@ -481,10 +481,7 @@ impl RuleEngine {
                     condition,
                     value: spread,
                     limit: params.tolerance,
-                    subject: format!(
-                        "{} spread over the window",
-                        rule.config.field.as_deref().unwrap_or("")
-                    ),
+                    subject: Subject::FieldNote(0, " spread over the window"),
                 })
             } else if rule.config.kind == RuleKind::Step {
                 let Some(value) = field_value else {
@@ -509,10 +506,7 @@ impl RuleEngine {
                         condition: step.condition,
                         value: step.value,
                         limit: step.reference,
-                        subject: format!(
-                            "{} (limit: level before the step)",
-                            rule.config.field.as_deref().unwrap_or("")
-                        ),
+                        subject: Subject::FieldNote(0, " (limit: level before the step)"),
                     })
             } else if rule.config.kind == RuleKind::Balance {
                 let Some(total) = total_of(sample, &rule.config.fields) else {
@@ -524,7 +518,7 @@ impl RuleEngine {
                     condition: Condition::Clear,
                     value: 0.0,
                     limit: stale_after_ns(&rule.config, interval_ns) as f64 / 1e9,
-                    subject: "last sample age s".into(),
+                    subject: Subject::Text("last sample age s".into()),
                 })
             } else {
                 evaluate(&rule.config, sample, site.as_deref())
@@ -570,9 +564,12 @@ impl RuleEngine {
                 condition,
                 value: loss_pct,
                 limit: params.above,
-                subject: format!(
-                    "water loss rate % ({inflow_m3:.1} m3 in, {} sub-meters)",
-                    subs.len()
+                subject: Subject::Text(
+                    format!(
+                        "water loss rate % ({inflow_m3:.1} m3 in, {} sub-meters)",
+                        subs.len()
+                    )
+                    .into(),
                 ),
             }),
             BalanceOutcome::Skipped(reason) => {
@@ -605,7 +602,7 @@ impl RuleEngine {
                         condition,
                         value: age as f64 / 1e9,
                         limit: after as f64 / 1e9,
-                        subject: "last sample age s".into(),
+                        subject: Subject::Text("last sample age s".into()),
                     },
                 ));
             }
@@ -638,7 +635,7 @@ impl RuleEngine {
             "{}{verb}：{}：{} = {:.3}，限值 {:.3}（{}）",
             rule.key,
             rule.config.description,
-            evaluation.subject,
+            evaluation.subject.describe(&rule.config),
             evaluation.value,
             evaluation.limit,
             rule.config.source
