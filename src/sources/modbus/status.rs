@@ -64,7 +64,12 @@ impl StatusBoard {
             .devices
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        change(devices.entry(device.to_string()).or_default());
+        // Looked up first: the key is allocated once per device, not at every poll.
+        if let Some(status) = devices.get_mut(device) {
+            change(status);
+        } else {
+            change(devices.entry(device.to_string()).or_default());
+        }
     }
 
     /// Forgets devices that are no longer configured (after a reload).
