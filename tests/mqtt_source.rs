@@ -21,6 +21,7 @@ use retrofit_gateway::config::{
 };
 use retrofit_gateway::model::{unix_nanos, Sample, Severity};
 use retrofit_gateway::pipeline::{Options, Pipeline};
+use retrofit_gateway::sources::mqtt::IngestStats;
 use rumqttc::{AsyncClient, QoS};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -104,6 +105,14 @@ struct Running {
     pipeline: Pipeline,
     samples: mpsc::Receiver<Sample>,
     events: mpsc::Receiver<retrofit_gateway::model::AlarmEvent>,
+}
+
+impl Running {
+    /// What the MQTT source received.
+    fn ingest_stats(&self) -> Arc<IngestStats> {
+        let observed = self.pipeline.observed();
+        Arc::clone(observed.mqtt.as_ref().expect("an MQTT source"))
+    }
 }
 
 async fn start(config: &LoadedConfig) -> Running {
@@ -367,13 +376,7 @@ async fn every_malformed_or_hostile_payload_is_counted_and_the_connection_surviv
     let dir = tempfile::tempdir().expect("temp dir");
     let config = config(dir.path(), &addr, &prefix, "");
     let mut run = start(&config).await;
-    let stats: Arc<_> = Arc::clone(
-        run.pipeline
-            .observed()
-            .mqtt
-            .as_ref()
-            .expect("an MQTT source"),
-    );
+    let stats: Arc<_> = run.ingest_stats();
     let (client, driver) = publisher(&addr).await;
     until_subscribed(&client, &prefix, &mut run).await;
     let topic = format!("{prefix}/gas/bad/telemetry");
@@ -422,13 +425,7 @@ async fn a_broker_restart_is_survived_with_backoff_and_a_new_subscription() {
     let prefix = unique("restart");
     let config = config(dir.path(), &broker.addr(), &prefix, "");
     let mut run = start(&config).await;
-    let stats = Arc::clone(
-        run.pipeline
-            .observed()
-            .mqtt
-            .as_ref()
-            .expect("an MQTT source"),
-    );
+    let stats = run.ingest_stats();
     let (client, driver) = publisher(&broker.addr()).await;
     until_subscribed(&client, &prefix, &mut run).await;
     driver.abort();
@@ -542,13 +539,7 @@ async fn ingests_over_tls_verified_against_the_brokers_ca() {
     let tls = format!("tls = {{ ca_file = {ca:?} }}");
     let trusting = config(dir.path(), &broker.addr(), &prefix, &tls);
     let mut run = start(&trusting).await;
-    let stats = Arc::clone(
-        run.pipeline
-            .observed()
-            .mqtt
-            .as_ref()
-            .expect("an MQTT source"),
-    );
+    let stats = run.ingest_stats();
     let (client, driver) = tls_publisher(&broker.addr(), &ca);
     until_subscribed(&client, &prefix, &mut run).await;
     assert_eq!(stats.totals().3, 1);
@@ -561,13 +552,7 @@ async fn ingests_over_tls_verified_against_the_brokers_ca() {
     let tls = format!("tls = {{ ca_file = {other_ca:?} }}");
     let wrong = config(other.path(), &broker.addr(), &unique("tls-wrong"), &tls);
     let run = start(&wrong).await;
-    let stats = Arc::clone(
-        run.pipeline
-            .observed()
-            .mqtt
-            .as_ref()
-            .expect("an MQTT source"),
-    );
+    let stats = run.ingest_stats();
     let deadline = Instant::now() + Duration::from_secs(15);
     while stats.totals().2 < 2 {
         assert!(
@@ -899,13 +884,7 @@ async fn a_broker_that_wants_a_password_gets_the_one_from_the_password_file() {
         let credentials = format!("username = \"gateway\"\npassword_file = {file:?}");
         let config = config(dir.path(), &broker.addr(), &unique("auth"), &credentials);
         let run = start(&config).await;
-        let stats = Arc::clone(
-            run.pipeline
-                .observed()
-                .mqtt
-                .as_ref()
-                .expect("an MQTT source"),
-        );
+        let stats = run.ingest_stats();
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             let (_, _, attempts, connections) = stats.totals();
