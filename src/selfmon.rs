@@ -1,6 +1,7 @@
 //! Self-monitoring: once a minute the gateway writes a sample of its own health, the `gateway`
-//! measurement (from [`Readings`] the pipeline gathers; this module imports no stage), which goes through the rules like any device's. The `gateway` rule pack turns it
-//! into self-alarms: the disk log above 80 % of `max_size`, InfluxDB refusing the credentials, the
+//! measurement, from [`Readings`] the pipeline gathers (this module imports no stage). It goes
+//! through the rules like any device's sample, and the `gateway` rule pack turns it into
+//! self-alarms: the disk log above 80 % of `max_size`, InfluxDB refusing the credentials, the
 //! wall clock jumping by more than 5 minutes, the clock not synchronised (a Pi has no RTC: until
 //! NTP has answered, timestamps may be days off).
 //!

@@ -3,7 +3,7 @@
 //! ```text
 //! acquisition (buses, MQTT) ─┐
 //! self-monitoring ───────────┼─► rules stage ─► outputs: telemetry log ─► forwarder ─► InfluxDB
-//! tests, the KPI publisher ──┘   │ (alarms,      line-protocol file, tap (demo, tests)
+//! tests ─────────────────────┘   │ (alarms,      line-protocol file, tap (demo, tests)
 //!                                │  KPIs)
 //!                                └─► alarm outboxes ─► webhooks, MQTT
 //! ```

@@ -1,4 +1,4 @@
-//! InfluxDB output: one write request ([`write`]), what to do with
+//! InfluxDB output: one write request ([`mod@write`]), what to do with
 //! the answer ([`verdict`], DESIGN.md's response table) and the loop that drains the telemetry log
 //! into InfluxDB ([`forwarder`]).
 //!
