@@ -521,21 +521,28 @@ impl SegmentLog {
                 self.read_at = None;
             }
         }
-        self.cursor_dirty.then(|| self.cursor_write())
+        if !self.cursor_dirty {
+            return None;
+        }
+        // In flight from here: a sync meanwhile must not write the cursor a second time (on
+        // the runtime's thread, and over the same temporary file). A failed write marks it
+        // dirty again in `cursor_written`.
+        self.cursor_dirty = false;
+        Some(self.cursor_write())
     }
 
-    /// After a [`CursorWrite`] ran: the cursor is clean if nothing was acknowledged since, and
-    /// the delivered segments are deleted. The cursor first, so that a crash in between cannot
-    /// make delivered records look lost; on a full card, deleting the delivered segments is
-    /// what makes room for it, so it is written again here. A cursor that could not be written
-    /// stays dirty and is retried at the next acknowledgement or sync.
+    /// After a [`CursorWrite`] ran: the delivered segments are deleted. The cursor first, so
+    /// that a crash in between cannot make delivered records look lost; on a full card,
+    /// deleting the delivered segments is what makes room for it, so it is written again here.
+    /// A cursor that could not be written (or has moved on since) is dirty again and is
+    /// retried at the next acknowledgement or sync.
     pub fn cursor_written(
         &mut self,
         write: &CursorWrite,
         written: io::Result<()>,
     ) -> io::Result<()> {
-        if written.is_ok() && write.acked == self.acked {
-            self.cursor_dirty = false;
+        if written.is_err() || write.acked != self.acked {
+            self.cursor_dirty = true;
         }
         let deleted = self.delete_acknowledged();
         match written {

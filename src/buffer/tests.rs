@@ -373,3 +373,37 @@ proptest! {
         }
     }
 }
+
+/// The acknowledged position the cursor file on disk holds (none when there is no file).
+fn cursor_on_disk(dir: &Path) -> Option<u64> {
+    let bytes = fs::read(dir.join("ack")).ok()?;
+    Some(u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?))
+}
+
+#[test]
+fn a_cursor_write_in_flight_is_not_written_again_by_a_sync_and_a_failed_one_is_retried() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut log = filled(dir.path(), 6, 1 << 20);
+    assert_eq!(read_all(&mut log).len(), 6);
+
+    // Taken out of the log: until it runs, a sync leaves the cursor on disk alone.
+    let before = cursor_on_disk(dir.path());
+    assert_ne!(before, Some(4));
+    let write = log.acknowledge(4).expect("the cursor moved");
+    log.append(6, &payload(6)).expect("appends");
+    log.sync_due().expect("sync");
+    log.sync().expect("sync");
+    assert_eq!(cursor_on_disk(dir.path()), before);
+    let written = write.run();
+    log.cursor_written(&write, written).expect("written");
+    assert_eq!(cursor_on_disk(dir.path()), Some(4));
+
+    // A write that failed leaves the cursor dirty: the next sync writes it.
+    let write = log.acknowledge(6).expect("the cursor moved");
+    let failed = Err(std::io::Error::other("injected"));
+    assert!(log.cursor_written(&write, failed).is_err());
+    assert_eq!(cursor_on_disk(dir.path()), Some(4));
+    log.sync_due().expect("sync retries the cursor");
+    assert_eq!(cursor_on_disk(dir.path()), Some(6));
+    assert_eq!(log.pending(), 1);
+}
