@@ -10,19 +10,19 @@
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 use tokio::sync::oneshot;
 
 type Job = Box<dyn FnOnce() + Send>;
 
 /// Where jobs are sent; the thread ends only with the process.
-static JOBS: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
+static JOBS: OnceLock<mpsc::Sender<Job>> = OnceLock::new();
 
 /// Stack of the thread: its jobs are file system calls, not deep recursion.
 const STACK_BYTES: usize = 256 << 10;
 
-fn jobs() -> &'static Mutex<mpsc::Sender<Job>> {
+fn jobs() -> &'static mpsc::Sender<Job> {
     JOBS.get_or_init(|| {
         let (sender, receiver) = mpsc::channel::<Job>();
         let started = std::thread::Builder::new()
@@ -37,7 +37,7 @@ fn jobs() -> &'static Mutex<mpsc::Sender<Job>> {
             // The receiver is gone with the closure: every job then runs where it is asked for.
             tracing::error!(error = %e, "Cannot start the log I/O thread; log I/O runs in place");
         }
-        Mutex::new(sender)
+        sender
     })
 }
 
@@ -48,11 +48,7 @@ pub async fn run<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -
     let job: Job = Box::new(move || {
         let _ = answer.send(catch_unwind(AssertUnwindSafe(work)));
     });
-    let refused = {
-        let sender = jobs().lock().unwrap_or_else(|p| p.into_inner());
-        sender.send(job).err()
-    };
-    if let Some(mpsc::SendError(job)) = refused {
+    if let Err(mpsc::SendError(job)) = jobs().send(job) {
         job();
     }
     match answered.await {

@@ -74,11 +74,7 @@ impl Pipeline {
     /// no output is configured and there is no tap. Must run inside a tokio runtime.
     pub fn start(config: &LoadedConfig, options: Options) -> anyhow::Result<Pipeline> {
         let (shutdown, stopping) = watch::channel(false);
-        let mut outputs = Outputs::start(config, options.tap, stopping.clone())?;
-        let to_outputs = outputs
-            .samples
-            .take()
-            .ok_or_else(|| anyhow::anyhow!("the outputs take no samples"))?;
+        let (outputs, to_outputs) = Outputs::start(config, options.tap, stopping.clone())?;
         let rules =
             RulesStage::start(config, to_outputs, options.alarm_listener, stopping.clone())?;
         let acquisition = Acquisition::start(config, rules.samples.clone())?;

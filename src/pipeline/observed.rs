@@ -94,10 +94,7 @@ impl Observed {
             return Json::Null;
         };
         let now_ms = unix_nanos(SystemTime::now()) / 1_000_000;
-        let backlog = log
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .backlog(now_ms);
+        let backlog = lock_log(log).backlog(now_ms);
         json!({
             "bytes": backlog.bytes,
             "max_bytes": max_bytes,
@@ -105,9 +102,7 @@ impl Observed {
             "oldest_unsent_age_s": backlog.oldest_unsent.map(|age| age.as_secs_f64()),
         })
     }
-}
 
-impl Observed {
     /// What self-monitoring writes at `now_ns` (reads the log: call off the runtime's thread).
     pub fn readings(&self, now_ns: i64) -> Readings {
         let states = self.status.snapshot();
@@ -140,7 +135,7 @@ impl Observed {
             gateway: self.gateway.clone(),
             site: self.site.clone(),
             forwarding,
-            devices_total: self.devices.iter().filter(|d| d.bus.is_some()).count(),
+            devices_total: self.devices.len(),
             devices_online: states
                 .values()
                 .filter(|s| s.state == CommState::Online)

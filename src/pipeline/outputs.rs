@@ -23,8 +23,6 @@ use super::SAMPLE_CHANNEL_CAPACITY;
 
 /// The running output stages.
 pub struct Outputs {
-    /// Where the sources send samples.
-    pub samples: Option<mpsc::Sender<Sample>>,
     stages: Vec<JoinHandle<()>>,
     forwarder: Option<JoinHandle<()>>,
     pub log: Option<SharedLog>,
@@ -36,12 +34,13 @@ pub struct Outputs {
 
 impl Outputs {
     /// Opens the telemetry log (recovering it), starts the forwarder (which stops on
-    /// `stopping`) and the writers, and hands copies to `tap` when there is one.
+    /// `stopping`) and the writers, and hands copies to `tap` when there is one. Returns the
+    /// stages and their input: they drain once every clone of it is dropped.
     pub fn start(
         config: &LoadedConfig,
         tap: Option<mpsc::Sender<Sample>>,
         stopping: watch::Receiver<bool>,
-    ) -> anyhow::Result<Outputs> {
+    ) -> anyhow::Result<(Outputs, mpsc::Sender<Sample>)> {
         let outputs = &config.gateway.outputs;
         let mut senders = Vec::new();
         let mut stages = Vec::new();
@@ -131,11 +130,11 @@ impl Outputs {
             }));
         }
         senders.extend(tap);
-        let samples = match senders.len() {
+        let input = match senders.len() {
             0 => anyhow::bail!(
                 "no output configured (expected [outputs.influxdb] or [outputs.line_protocol])"
             ),
-            1 => senders.pop(),
+            1 => senders.remove(0),
             _ => {
                 let (tx, mut rx) = mpsc::channel::<Sample>(SAMPLE_CHANNEL_CAPACITY);
                 stages.push(tokio::spawn(async move {
@@ -146,17 +145,17 @@ impl Outputs {
                         let _ = senders[0].send(sample).await;
                     }
                 }));
-                Some(tx)
+                tx
             }
         };
-        Ok(Outputs {
-            samples,
+        let outputs = Outputs {
             stages,
             forwarder,
             log: shared_log,
             health,
             forwarder_status,
-        })
+        };
+        Ok((outputs, input))
     }
 
     /// After the rules stage has ended (and dropped its sender): waits for the writers to
@@ -164,7 +163,6 @@ impl Outputs {
     /// forwarder, told to stop by the pipeline's token, until `until`, aborting an in-flight
     /// request after that. Unsent readings stay in the log for the next start.
     pub async fn finish(mut self, drained: Instant, until: Instant) {
-        drop(self.samples.take());
         let stages = join_all(std::mem::take(&mut self.stages));
         if tokio::time::timeout_at(drained, stages).await.is_err() {
             tracing::warn!("Output stages did not drain in time");

@@ -198,20 +198,23 @@ pub fn evaluate(
             worst(sample, fields, Some(high), Some(low), margin)
         }
         RuleKind::Unbalance => {
-            let values = || rule.fields.iter().map(|f| number(sample, f));
-            if rule.fields.is_empty() || values().any(|v| v.is_none()) {
+            // One pass over the fields: the largest deviation from the mean is the maximum's
+            // or the minimum's.
+            let (mut sum, mut low, mut high) = (0.0, f64::INFINITY, f64::NEG_INFINITY);
+            for field in &rule.fields {
+                let v = number(sample, field)?;
+                sum += v;
+                low = low.min(v);
+                high = high.max(v);
+            }
+            if rule.fields.is_empty() {
                 return None;
             }
-            let mean = values().flatten().sum::<f64>() / rule.fields.len() as f64;
+            let mean = sum / rule.fields.len() as f64;
             if mean <= f64::EPSILON {
                 return None;
             }
-            let unbalance = values()
-                .flatten()
-                .map(|v| (v - mean).abs())
-                .fold(0.0, f64::max)
-                / mean
-                * 100.0;
+            let unbalance = (high - mean).max(mean - low) / mean * 100.0;
             let (condition, limit) = against_limits(unbalance, rule.above, None, margin);
             Some(Evaluation {
                 condition,
