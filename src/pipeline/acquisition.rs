@@ -4,6 +4,7 @@
 //! all, waits up to a deadline, then aborts what is left.
 
 use std::collections::BTreeMap;
+use std::hash::Hasher;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,7 +33,7 @@ struct Source {
     task: JoinHandle<()>,
     stop: watch::Sender<bool>,
     /// The configuration it runs (its bus, devices and their profiles, or the MQTT source).
-    fingerprint: String,
+    fingerprint: Fingerprint,
 }
 
 /// What a reload did, by source (`bus:<id>`, `mqtt`).
@@ -44,8 +45,30 @@ pub struct Reloaded {
     pub unchanged: Vec<String>,
 }
 
-/// Each source of `config` with the text of everything it depends on.
-fn fingerprints(config: &LoadedConfig) -> BTreeMap<String, String> {
+/// A digest of everything a source depends on, as its `Debug` text. Only the digest is kept:
+/// the text of a bus with a hundred devices and their profiles is about a megabyte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Fingerprint(u64);
+
+impl Fingerprint {
+    fn of(identity: &impl std::fmt::Debug) -> Fingerprint {
+        struct Digest(std::hash::DefaultHasher);
+        impl std::fmt::Write for Digest {
+            fn write_str(&mut self, text: &str) -> std::fmt::Result {
+                self.0.write(text.as_bytes());
+                Ok(())
+            }
+        }
+        let mut digest = Digest(std::hash::DefaultHasher::new());
+        // Writing into a hasher cannot fail; a `Debug` impl that fails leaves a partial digest,
+        // which only makes a reload restart that source.
+        let _ = std::fmt::write(&mut digest, format_args!("{identity:?}"));
+        Fingerprint(digest.0.finish())
+    }
+}
+
+/// Each source of `config` with the digest of everything it depends on.
+fn fingerprints(config: &LoadedConfig) -> BTreeMap<String, Fingerprint> {
     let mut sources = BTreeMap::new();
     for bus in &config.gateway.bus {
         let devices: Vec<_> = config
@@ -56,11 +79,11 @@ fn fingerprints(config: &LoadedConfig) -> BTreeMap<String, String> {
             .map(|d| (d, config.profile_of(d)))
             .collect();
         let identity = (&config.gateway.gateway, bus, devices);
-        sources.insert(format!("bus:{}", bus.id), format!("{identity:?}"));
+        sources.insert(format!("bus:{}", bus.id), Fingerprint::of(&identity));
     }
     if let Some(mqtt) = &config.gateway.mqtt_source {
         let identity = (&config.gateway.gateway, mqtt);
-        sources.insert("mqtt".to_string(), format!("{identity:?}"));
+        sources.insert("mqtt".to_string(), Fingerprint::of(&identity));
     }
     sources
 }
@@ -90,7 +113,7 @@ impl Acquisition {
         &mut self,
         config: &LoadedConfig,
         name: String,
-        fingerprint: String,
+        fingerprint: Fingerprint,
     ) -> Result<(), crate::mqtt::BrokerError> {
         let (stop, stopped) = watch::channel(false);
         let task = match name.strip_prefix("bus:") {

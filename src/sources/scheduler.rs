@@ -221,7 +221,7 @@ impl<P: Protocol> Scheduler<P> {
                 .min_by_key(|(_, due)| *due)
                 .unwrap_or((0, Instant::now()));
             tokio::select! {
-                _ = tokio::time::sleep_until(due) => {}
+                _ = super::wait_until(due) => {}
                 changed = shutdown.changed() => {
                     if changed.is_err() || *shutdown.borrow() {
                         return;

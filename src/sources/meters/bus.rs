@@ -216,7 +216,7 @@ impl MeterBus {
     /// between frames. Any failure but an error reply drops the connection.
     async fn exchange<T>(&mut self, request: &[u8], decode: Decoder<T>) -> Result<T, Failure> {
         if let Some(quiet) = self.quiet_since {
-            tokio::time::sleep_until(quiet + self.gap).await;
+            crate::sources::wait_until(quiet + self.gap).await;
         }
         let mut line = match self.line.take() {
             Some(line) => line,

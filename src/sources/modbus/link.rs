@@ -91,7 +91,7 @@ impl Link {
         request: &ReadRequest,
     ) -> Result<Result<Reply, ExceptionCode>, LinkError> {
         if let Some(quiet) = self.quiet_since {
-            tokio::time::sleep_until(quiet + self.gap).await;
+            crate::sources::wait_until(quiet + self.gap).await;
         }
         let mut context = match self.context.take() {
             Some(context) => context,
