@@ -61,7 +61,7 @@ pub struct Field {
 pub type TagSet = Arc<[(String, String)]>;
 
 /// One device's answer to one poll.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, PartialEq)]
 pub struct Sample {
     /// The device kind, which is the InfluxDB measurement (`pump_station`, `power_meter`, …).
     pub measurement: Arc<str>,
@@ -73,6 +73,30 @@ pub struct Sample {
     pub time_ns: i64,
     /// Settled by the last output stage; set only on samples a publisher waits for (MQTT).
     pub receipt: Receipt,
+}
+
+impl Clone for Sample {
+    fn clone(&self) -> Sample {
+        Sample {
+            measurement: Arc::clone(&self.measurement),
+            device: Arc::clone(&self.device),
+            tags: Arc::clone(&self.tags),
+            fields: self.fields.clone(),
+            time_ns: self.time_ns,
+            receipt: self.receipt.clone(),
+        }
+    }
+
+    /// Keeps this sample's field buffer: the status page's copy of each device's latest sample
+    /// is refreshed at every poll without an allocation.
+    fn clone_from(&mut self, source: &Sample) {
+        self.measurement.clone_from(&source.measurement);
+        self.device.clone_from(&source.device);
+        self.tags.clone_from(&source.tags);
+        self.fields.clone_from(&source.fields);
+        self.time_ns = source.time_ns;
+        self.receipt = source.receipt.clone();
+    }
 }
 
 /// A publisher's claim on a sample: settled once the sample has reached its final output

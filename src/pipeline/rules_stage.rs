@@ -159,7 +159,7 @@ pub async fn run(
                 let mut latest = lock(&view.latest);
                 let shown = latest.len();
                 if let Some(slot) = latest.get_mut(&*sample.device) {
-                    *slot = sample.clone();
+                    slot.clone_from(&sample);
                 } else if shown < MAX_SHOWN_DEVICES {
                     latest.insert(sample.device.to_string(), sample.clone());
                 }

@@ -172,7 +172,7 @@ impl<P: Protocol> Scheduler<P> {
         config: &LoadedConfig,
         bus: &BusConfig,
         protocol: P,
-        plan: impl Fn(&DeviceConfig, &Profile) -> Option<P::Plan>,
+        mut plan: impl FnMut(&DeviceConfig, &Profile) -> Option<P::Plan>,
         (samples, status): (mpsc::Sender<Sample>, Arc<StatusBoard>),
     ) -> Self {
         let max_backoff = bus.max_backoff.get();

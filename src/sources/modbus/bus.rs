@@ -13,7 +13,7 @@ use crate::sources::scheduler::{ConnectGate, LinkFailure, PollOutcome, Protocol,
 
 use super::decode::DecodeError;
 use super::link::{Link, LinkError, Reply};
-use super::plan::{DevicePlan, PlanLimits, ReadRequest};
+use super::plan::{DevicePlan, PlanLimits, ReadRequest, SharedPoints};
 use super::status::StatusBoard;
 
 /// One Modbus device: its unit id and read plan.
@@ -39,10 +39,11 @@ pub fn scheduler(
         link: Link::new(bus),
         gate: ConnectGate::new(&bus.id, bus.max_backoff.get()),
     };
+    let mut shared = SharedPoints::default();
     let plan = |device: &DeviceConfig, profile: &Profile| {
         Some(ModbusDevice {
             unit: u8::try_from(device.unit?).ok()?,
-            plan: DevicePlan::new(device, profile, PlanLimits::of(bus)),
+            plan: shared.plan(device, profile, PlanLimits::of(bus)),
         })
     };
     Scheduler::new(config, bus, protocol, plan, (samples, status))

@@ -5,6 +5,7 @@
 //! integers (status words keep their bits); everything scaled becomes a float. Values that are not
 //! finite (a NaN from a float register) are refused, never emitted.
 
+use std::io::Write;
 use thiserror::Error;
 
 use crate::config::{PointConfig, PointType, Ratio, WordOrder};
@@ -158,11 +159,21 @@ fn apply_factor(raw: f64, factor: f64) -> f64 {
 /// An f32 widened to the f64 with the same shortest decimal form (0.47f32 → 0.47, not
 /// 0.4699999988079071), so that what the device shows is what the dashboard shows.
 fn shortest_f64(v: f32) -> f64 {
-    if v.is_finite() {
-        v.to_string().parse().unwrap_or(f64::from(v))
-    } else {
-        f64::from(v)
+    if !v.is_finite() {
+        return f64::from(v);
     }
+    // Written on the stack, not into a `String`: this runs for every float point of every poll.
+    // The longest f32 in decimal (the smallest subnormal) takes 47 bytes.
+    let mut text = [0u8; 64];
+    let mut cursor = std::io::Cursor::new(&mut text[..]);
+    if write!(cursor, "{v}").is_err() {
+        return f64::from(v);
+    }
+    let written = usize::try_from(cursor.position()).unwrap_or(0);
+    std::str::from_utf8(&text[..written])
+        .ok()
+        .and_then(|decimal| decimal.parse().ok())
+        .unwrap_or(f64::from(v))
 }
 
 /// Text from register bytes: up to the first NUL, trailing spaces trimmed, invalid UTF-8

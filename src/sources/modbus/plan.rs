@@ -72,38 +72,85 @@ impl PlanLimits {
 /// Everything needed to poll one device.
 #[derive(Debug)]
 pub struct DevicePlan {
-    pub points: Vec<PlannedPoint>,
+    /// Shared by the devices of a bus that read alike ([`SharedPoints`]).
+    pub points: Arc<[PlannedPoint]>,
     /// Cycles after which the due pattern repeats (lcm of the points' `every`).
     pub period: u64,
     limits: PlanLimits,
     cache: HashMap<Vec<u32>, Arc<[ReadRequest]>>,
 }
 
+/// What makes two devices' points alike: their profile, address offset, interval and the CT
+/// and PT ratios folded into the decoders.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Alike {
+    profile: String,
+    offset: i32,
+    interval_ms: u128,
+    ratios: (u64, u64),
+}
+
+/// The points of the devices planned so far, one copy per kind of device: a bus of a hundred
+/// identical meters holds one list of forty points, not a hundred.
+#[derive(Default)]
+pub struct SharedPoints(HashMap<Alike, Arc<[PlannedPoint]>>);
+
+impl SharedPoints {
+    /// The plan of a validated device, its points shared with any device planned alike.
+    pub fn plan(
+        &mut self,
+        device: &DeviceConfig,
+        profile: &Profile,
+        limits: PlanLimits,
+    ) -> DevicePlan {
+        let alike = Alike {
+            profile: device.profile.clone(),
+            offset: device.address_offset.unwrap_or(profile.address_offset),
+            interval_ms: device.interval.get().as_millis(),
+            ratios: (device.ct_ratio.to_bits(), device.pt_ratio.to_bits()),
+        };
+        let points = self
+            .0
+            .entry(alike)
+            .or_insert_with(|| planned_points(device, profile).into());
+        DevicePlan::sharing(Arc::clone(points), limits)
+    }
+}
+
+/// A validated device's points as the poller sees them.
+fn planned_points(device: &DeviceConfig, profile: &Profile) -> Vec<PlannedPoint> {
+    let offset = device.address_offset.unwrap_or(profile.address_offset);
+    let interval = device.interval.get().as_millis().max(1);
+    profile
+        .points
+        .iter()
+        .filter_map(|p| {
+            let function = Function::from_code(p.fc)?;
+            let address = u16::try_from(i64::from(p.address) + i64::from(offset)).ok()?;
+            let every = p
+                .interval
+                .map(|i| (i.get().as_millis() / interval).max(1))
+                .unwrap_or(1);
+            Some(PlannedPoint {
+                name: Arc::from(p.name.as_str()),
+                function,
+                address,
+                width: p.kind.width(p.length),
+                every: u32::try_from(every).unwrap_or(u32::MAX),
+                decoder: PointDecoder::new(p, device.ct_ratio, device.pt_ratio),
+            })
+        })
+        .collect()
+}
+
 impl DevicePlan {
     /// Builds the plan of a validated device.
     pub fn new(device: &DeviceConfig, profile: &Profile, limits: PlanLimits) -> Self {
-        let offset = device.address_offset.unwrap_or(profile.address_offset);
-        let interval = device.interval.get().as_millis().max(1);
-        let points: Vec<PlannedPoint> = profile
-            .points
-            .iter()
-            .filter_map(|p| {
-                let function = Function::from_code(p.fc)?;
-                let address = u16::try_from(i64::from(p.address) + i64::from(offset)).ok()?;
-                let every = p
-                    .interval
-                    .map(|i| (i.get().as_millis() / interval).max(1))
-                    .unwrap_or(1);
-                Some(PlannedPoint {
-                    name: Arc::from(p.name.as_str()),
-                    function,
-                    address,
-                    width: p.kind.width(p.length),
-                    every: u32::try_from(every).unwrap_or(u32::MAX),
-                    decoder: PointDecoder::new(p, device.ct_ratio, device.pt_ratio),
-                })
-            })
-            .collect();
+        DevicePlan::sharing(planned_points(device, profile).into(), limits)
+    }
+
+    /// A plan over `points`.
+    fn sharing(points: Arc<[PlannedPoint]>, limits: PlanLimits) -> Self {
         let period = points
             .iter()
             .fold(1u64, |acc, p| lcm(acc, u64::from(p.every)));

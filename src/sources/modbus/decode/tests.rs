@@ -234,3 +234,25 @@ fn a_short_reply_is_an_error_not_a_panic() {
         })
     );
 }
+
+#[test]
+fn f32_widening_on_the_stack_matches_the_decimal_text_at_the_extremes() {
+    // The longest decimal forms an f32 has (the smallest subnormal, the largest finite value)
+    // fit the stack buffer, and each widens to the f64 its own text parses to.
+    for v in [
+        f32::from_bits(1),
+        -f32::from_bits(1),
+        f32::MIN_POSITIVE,
+        f32::MAX,
+        f32::MIN,
+        0.47,
+        -0.0,
+        229.9,
+        16_777_217.0,
+    ] {
+        let expected: f64 = v.to_string().parse().unwrap();
+        assert_eq!(shortest_f64(v).to_bits(), expected.to_bits(), "{v}");
+    }
+    assert!(shortest_f64(f32::NAN).is_nan());
+    assert_eq!(shortest_f64(f32::INFINITY), f64::INFINITY);
+}
