@@ -30,24 +30,18 @@ pub struct Encoded {
 }
 
 /// Appends the sample's line (with a trailing newline) to `out`. A sample without a writable
-/// field writes nothing.
+/// field writes nothing. Written straight into `out`: no allocation per sample.
 pub fn encode(sample: &Sample, out: &mut String) -> Encoded {
     let mut result = Encoded::default();
-    let mut line = String::with_capacity(64 + sample.fields.len() * 24);
-    escape_into(&mut line, &sample.measurement, &[',', ' ']);
+    let start = out.len();
+    escape_into(out, &sample.measurement, &[',', ' ']);
     // InfluxDB wants tags sorted by key; tag sets built by the gateway already are.
-    let mut tags: Vec<&(String, String)> = sample.tags.iter().collect();
-    if !tags.is_sorted_by(|a, b| a.0 <= b.0) {
+    if sample.tags.is_sorted_by(|a, b| a.0 <= b.0) {
+        write_tags(out, sample.tags.iter());
+    } else {
+        let mut tags: Vec<&(String, String)> = sample.tags.iter().collect();
         tags.sort_by(|a, b| a.0.cmp(&b.0));
-    }
-    for (key, value) in tags {
-        if value.is_empty() {
-            continue;
-        }
-        line.push(',');
-        escape_into(&mut line, key, &[',', '=', ' ']);
-        line.push('=');
-        escape_into(&mut line, value, &[',', '=', ' ']);
+        write_tags(out, tags.into_iter());
     }
     let mut separator = ' ';
     for field in &sample.fields {
@@ -57,19 +51,31 @@ pub fn encode(sample: &Sample, out: &mut String) -> Encoded {
                 continue;
             }
         }
-        line.push(separator);
+        out.push(separator);
         separator = ',';
-        escape_into(&mut line, &field.name, &[',', '=', ' ']);
-        line.push('=');
-        write_value(&mut line, &field.value);
+        escape_into(out, &field.name, &[',', '=', ' ']);
+        out.push('=');
+        write_value(out, &field.value);
         result.fields += 1;
     }
     if result.fields > 0 {
-        let _ = write!(line, " {}", sample.time_ns);
-        out.push_str(&line);
-        out.push('\n');
+        let _ = writeln!(out, " {}", sample.time_ns);
+    } else {
+        out.truncate(start);
     }
     result
+}
+
+fn write_tags<'a>(line: &mut String, tags: impl Iterator<Item = &'a (String, String)>) {
+    for (key, value) in tags {
+        if value.is_empty() {
+            continue;
+        }
+        line.push(',');
+        escape_into(line, key, &[',', '=', ' ']);
+        line.push('=');
+        escape_into(line, value, &[',', '=', ' ']);
+    }
 }
 
 fn write_value(line: &mut String, value: &Value) {

@@ -201,6 +201,35 @@ impl Model {
         }
     }
 
+    /// Appends the next `n` records in one [`SegmentLog::append_all`].
+    fn append_batch(&mut self, log: &mut SegmentLog, n: u64) {
+        let attempts: Vec<u64> = (self.attempts..self.attempts + n).collect();
+        self.attempts += n;
+        let payloads: Vec<Vec<u8>> = attempts.iter().map(|a| payload(*a)).collect();
+        let mut settled = Vec::new();
+        log.append_all(
+            attempts
+                .iter()
+                .zip(&payloads)
+                .map(|(a, p)| (*a, p.as_slice())),
+            |index, outcome| settled.push((index, outcome.ok())),
+        );
+        let indices: Vec<usize> = settled.iter().map(|(i, _)| *i).collect();
+        assert_eq!(
+            indices,
+            (0..n as usize).collect::<Vec<_>>(),
+            "each record settled once, in order"
+        );
+        for (index, seq) in settled {
+            if let Some(seq) = seq {
+                assert!(
+                    self.accepted.insert(seq, attempts[index]).is_none(),
+                    "sequence {seq} given twice"
+                );
+            }
+        }
+    }
+
     /// Reads up to `n` records, checks them against the model, acknowledges them.
     fn deliver(&mut self, log: &mut SegmentLog, n: usize, context: &str) {
         let Ok(batch) = log.read(n, 1 << 20) else {
@@ -272,10 +301,15 @@ fn assert_owed_present(
 
 /// The scripted workload: appends, syncs, reads and acknowledgements that roll segments,
 /// delete acknowledged ones and drop unsent ones beyond the size limit.
-fn workload(log: &mut SegmentLog, model: &mut Model) {
+/// `batched` appends each round's nine records in one call (rolling the segment twice in it).
+fn workload(log: &mut SegmentLog, model: &mut Model, batched: bool) {
     for round in 0..6 {
-        for _ in 0..9 {
-            model.append(log);
+        if batched {
+            model.append_batch(log, 9);
+        } else {
+            for _ in 0..9 {
+                model.append(log);
+            }
         }
         let _ = log.sync_if_due();
         let _ = log.sync();
@@ -287,13 +321,21 @@ fn workload(log: &mut SegmentLog, model: &mut Model) {
 
 /// Runs the workload under `fault`; returns how many operations the workload made.
 fn run_log_case(fault: Option<Fault>) -> u64 {
+    run_log_workload(fault, false)
+}
+
+fn run_batched_log_case(fault: Option<Fault>) -> u64 {
+    run_log_workload(fault, true)
+}
+
+fn run_log_workload(fault: Option<Fault>, batched: bool) -> u64 {
     let dir = tempfile::tempdir().expect("temp dir");
     let disk = FaultyDisk::new();
     let context = format!("{fault:?}");
     let (mut log, _) = SegmentLog::open(dir.path(), log_options(disk.clone())).expect("opens");
     disk.arm(fault);
     let mut model = Model::default();
-    workload(&mut log, &mut model);
+    workload(&mut log, &mut model, batched);
     let ops = disk.ops();
     if fault.is_some_and(|f| f.at <= ops) {
         assert!(disk.injected() > 0, "{context}: fault not reached");
@@ -371,6 +413,16 @@ fn every_io_failure_of_the_log_loses_only_what_it_counts_and_appends_resume() {
     assert!(ops > 100, "the workload makes {ops} operations");
     let cases = every_fault(ops, run_log_case);
     println!("log: {cases} fault cases over {ops} operations, none lost an uncounted record");
+}
+
+#[test]
+fn every_io_failure_of_batched_appends_loses_only_what_it_counts_and_appends_resume() {
+    let ops = run_batched_log_case(None);
+    assert!(ops > 50, "the batched workload makes {ops} operations");
+    let cases = every_fault(ops, run_batched_log_case);
+    println!(
+        "batched log: {cases} fault cases over {ops} operations, none lost an uncounted record"
+    );
 }
 
 fn alarm(n: u64) -> AlarmEvent {

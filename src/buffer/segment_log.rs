@@ -19,6 +19,8 @@ const QUARANTINE_SUFFIX: &str = ".corrupt";
 const CURSOR_FILE: &str = "ack";
 /// Quarantined segments kept for inspection; older ones are removed.
 const KEEP_QUARANTINED: usize = 2;
+/// The most bytes of records [`SegmentLog::append_all`] puts into one write.
+pub const WRITE_CHUNK: usize = 256 << 10;
 
 /// What the log does when the card is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,7 +159,9 @@ pub struct SegmentLog {
     unsynced: u64,
     last_sync: Instant,
     stats: LogStats,
+    /// Records encoded for the next write, and their indices in the batch being appended.
     scratch: Vec<u8>,
+    carried: Vec<usize>,
     /// Append time of the oldest unacknowledged record, once looked up: (sequence, time ms).
     oldest: Option<(u64, u64)>,
 }
@@ -307,6 +311,7 @@ impl SegmentLog {
             last_sync: Instant::now(),
             stats,
             scratch: Vec::new(),
+            carried: Vec::new(),
             oldest: None,
         };
         // Neither is needed to read or append; both are tried again later.
@@ -324,34 +329,90 @@ impl SegmentLog {
     /// full card the log first makes room as [`LogOptions::when_full`] says. A refused append
     /// leaves nothing a read or a recovery would take for a record.
     pub fn append(&mut self, time_ms: u64, payload: &[u8]) -> Result<u64, AppendError> {
-        if payload.is_empty() || payload.len() > MAX_PAYLOAD {
-            return Err(AppendError::Size(payload.len()));
-        }
+        let mut outcome = Err(AppendError::Size(payload.len()));
+        self.append_all([(time_ms, payload)], |_, result| outcome = result);
+        outcome
+    }
+
+    /// Appends `records` (time in ms, payload) in order, as [`SegmentLog::append`] does each, but
+    /// with one write for all the records that fit in the active segment (and in
+    /// [`WRITE_CHUNK`]): a bus's polls of a tenth of a second cost the card one write, not one
+    /// each. `settle` learns each record's outcome by its index in `records`: its sequence
+    /// number, or why it was refused. A write that fails refuses the records it carried and no
+    /// others.
+    pub fn append_all<'a>(
+        &mut self,
+        records: impl IntoIterator<Item = (u64, &'a [u8])>,
+        mut settle: impl FnMut(usize, Result<u64, AppendError>),
+    ) {
         self.cut_tail();
-        let len = (HEADER_LEN + payload.len()) as u64;
-        let active_bytes = self.active_segment().bytes;
-        if active_bytes > 0 && active_bytes + len > self.options.segment_bytes {
-            self.roll().inspect_err(|_| self.stats.io_errors += 1)?;
-        }
-        let seq = self.next_seq;
         self.scratch.clear();
-        record::encode(seq, time_ms, payload, &mut self.scratch);
-        if let Err(e) = self.write_record() {
-            if !is_full(&e) || !self.make_room() {
-                self.stats.io_errors += 1;
-                return Err(e.into());
+        let mut carried = std::mem::take(&mut self.carried);
+        for (index, (time_ms, payload)) in records.into_iter().enumerate() {
+            if payload.is_empty() || payload.len() > MAX_PAYLOAD {
+                settle(index, Err(AppendError::Size(payload.len())));
+                continue;
             }
-            self.write_record()
-                .inspect_err(|_| self.stats.io_errors += 1)?;
+            let len = (HEADER_LEN + payload.len()) as u64;
+            let used = self.active_segment().bytes + self.scratch.len() as u64;
+            let segment_full = used > 0 && used + len > self.options.segment_bytes;
+            if segment_full || self.scratch.len() + len as usize > WRITE_CHUNK {
+                self.write_carried(&mut carried, &mut settle);
+            }
+            let active_bytes = self.active_segment().bytes;
+            if active_bytes > 0 && active_bytes + len > self.options.segment_bytes {
+                if let Err(e) = self.roll() {
+                    self.stats.io_errors += 1;
+                    settle(index, Err(e.into()));
+                    continue;
+                }
+            }
+            let seq = self.next_seq + carried.len() as u64;
+            record::encode(seq, time_ms, payload, &mut self.scratch);
+            carried.push(index);
         }
-        let segment = self.active_segment_mut();
-        segment.bytes += len;
-        segment.last = Some(seq);
-        self.next_seq += 1;
-        self.unsynced += len;
-        self.stats.appended += 1;
-        self.enforce_max_bytes();
-        Ok(seq)
+        self.write_carried(&mut carried, &mut settle);
+        self.carried = carried;
+    }
+
+    /// Writes the records encoded in `scratch` (their indices in `carried`) at the end of the
+    /// active segment, making room once on a full card, and settles them.
+    fn write_carried(
+        &mut self,
+        carried: &mut Vec<usize>,
+        settle: &mut impl FnMut(usize, Result<u64, AppendError>),
+    ) {
+        if carried.is_empty() {
+            return;
+        }
+        let written = match self.write_record() {
+            Err(e) if is_full(&e) && self.make_room() => self.write_record(),
+            other => other,
+        };
+        match written {
+            Ok(()) => {
+                let first = self.next_seq;
+                let count = carried.len() as u64;
+                let len = self.scratch.len() as u64;
+                let segment = self.active_segment_mut();
+                segment.bytes += len;
+                segment.last = Some(first + count - 1);
+                self.next_seq += count;
+                self.unsynced += len;
+                self.stats.appended += count;
+                for (seq, index) in (first..).zip(carried.drain(..)) {
+                    settle(index, Ok(seq));
+                }
+                self.enforce_max_bytes();
+            }
+            Err(e) => {
+                self.stats.io_errors += 1;
+                for index in carried.drain(..) {
+                    settle(index, Err(io::Error::new(e.kind(), e.to_string()).into()));
+                }
+            }
+        }
+        self.scratch.clear();
     }
 
     /// `fdatasync`s the active segment if `sync_interval` has passed or `sync_bytes` are waiting,

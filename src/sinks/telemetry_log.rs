@@ -1,12 +1,13 @@
 //! The stage between the sources and the InfluxDB forwarder: every sample becomes one line of
 //! line protocol appended to the telemetry log ("accepted"), synced every `sync_interval`, and
 //! the forwarder is woken. Appends run on the stage's own thread (they reach the page cache in
-//! microseconds); only the once-a-second `fdatasync` goes to the log's I/O thread
+//! microseconds), the samples of up to [`GATHER`] in one write; only the once-a-second
+//! `fdatasync` goes to the log's I/O thread
 //! ([`crate::buffer::io_thread`]), on a duplicate handle of the segment, so appends never wait
 //! for the card. The log absorbs uplink outages; a source never waits on the network.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, Notify};
 
@@ -21,6 +22,12 @@ use crate::line_protocol;
 /// Samples taken from the channel at once, appended under one lock.
 const BATCH: usize = 512;
 
+/// How long the stage gathers samples for one write after the first arrives. A reading waits in
+/// memory until the first sample after this window or the next tick, whichever comes first, so
+/// at most a second before it is in the file (and survives a killed process); it reaches the
+/// card's flash at the log's next sync, as before.
+const GATHER: Duration = Duration::from_millis(100);
+
 /// Appends samples until the channel closes, then syncs once more. A batch the log refuses
 /// entirely is reported to `health` as `telemetry_log` until one is accepted again.
 pub async fn append_samples(
@@ -33,8 +40,11 @@ pub async fn append_samples(
     let mut counts = Appended::default();
     // Reused for every batch and every line: no allocation per sample once warm.
     let mut batch: Vec<Sample> = Vec::with_capacity(BATCH);
-    let mut line = String::new();
-    let mut sync = tokio::time::interval(sync_interval);
+    let mut encoding = Encoding::default();
+    let mut gathering_since = Instant::now();
+    // The log syncs when its own `sync_interval` says; the tick also closes a gathering window
+    // at least once a second.
+    let mut sync = tokio::time::interval(sync_interval.min(Duration::from_secs(1)));
     sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let first = tokio::select! {
@@ -43,6 +53,10 @@ pub async fn append_samples(
                 None => break,
             },
             _ = sync.tick() => {
+                if !batch.is_empty() {
+                    append_batch(&mut batch, &log, &mut counts, &health, &mut encoding);
+                    appended.notify_one();
+                }
                 let (due, room) = {
                     let mut log = lock_log(&log);
                     (log.sync_due(), log.room())
@@ -74,65 +88,104 @@ pub async fn append_samples(
                 continue;
             }
         };
-        let mut next = Some(first);
-        while let Some(sample) = next {
-            batch.push(sample);
-            next = if batch.len() < BATCH {
-                samples.try_recv().ok()
-            } else {
-                None
-            };
+        if batch.is_empty() {
+            gathering_since = Instant::now();
         }
-        // Appends reach the page cache in microseconds: done here, not handed to a thread, each
-        // line encoded into the same buffer.
-        let result = {
-            let mut log = lock_log(&log);
-            let mut outcome = (0u64, 0u64, None);
-            for sample in &mut batch {
-                counts.received += 1;
-                line.clear();
-                let encoded = line_protocol::encode(sample, &mut line);
-                counts.skipped_fields += encoded.skipped as u64;
-                let receipt = &mut sample.receipt;
-                if encoded.fields == 0 {
-                    // Nothing of it can be stored: nothing for a publisher to wait for.
-                    receipt.settle(true);
-                    continue;
-                }
-                line.pop(); // the log stores lines without their newline
-                let time_ms = (sample.time_ns / 1_000_000).max(0) as u64;
-                match log.append(time_ms, line.as_bytes()) {
-                    Ok(_) => {
-                        outcome.0 += 1;
-                        receipt.settle(true);
-                    }
-                    Err(e) => {
-                        outcome.1 += 1;
-                        tracing::error!(error = %e, "Telemetry log refused a reading; it is lost unless its publisher sends it again");
-                        outcome.2 = Some(e.to_string());
-                        receipt.settle(false);
-                    }
-                }
+        batch.push(first);
+        while batch.len() < BATCH {
+            match samples.try_recv() {
+                Ok(sample) => batch.push(sample),
+                Err(_) => break,
             }
-            outcome
-        };
-        batch.clear();
-        counts.lines += result.0;
-        counts.refused += result.1;
-        match result.2 {
-            Some(error) if result.0 == 0 => health.set(
-                "telemetry_log",
-                format!("the telemetry log refuses readings: {error}"),
-            ),
-            _ => health.clear("telemetry_log"),
         }
+        // Polls of the next GATHER go into the same write: a bus answers every few
+        // milliseconds, and one write per poll cost more than the poll. No timer closes the
+        // window (a tokio timer wakes the runtime through its event fd each time it is set): the
+        // first sample after it does, or the sync tick.
+        if batch.len() < BATCH && gathering_since.elapsed() < GATHER {
+            continue;
+        }
+        append_batch(&mut batch, &log, &mut counts, &health, &mut encoding);
         appended.notify_one();
     }
+    append_batch(&mut batch, &log, &mut counts, &health, &mut encoding);
     if let Err(e) = with_log(&log, |log| log.sync()).await {
         tracing::error!(error = %e, "Cannot sync the telemetry log at shutdown");
     }
     publish(&log, &counts).await;
     counts
+}
+
+/// Reused buffers of [`append_batch`]: each sample's line, one after the other, and per line
+/// its sample's index in the batch, its time (ms) and where it ends.
+#[derive(Default)]
+struct Encoding {
+    lines: String,
+    ends: Vec<(usize, u64, usize)>,
+}
+
+/// Appends `batch` to the log under one lock (the log writes it in as few writes as the
+/// segments allow), settles each sample's receipt, and empties the batch.
+fn append_batch(
+    batch: &mut Vec<Sample>,
+    log: &SharedLog,
+    counts: &mut Appended,
+    health: &Health,
+    encoding: &mut Encoding,
+) {
+    if batch.is_empty() {
+        return;
+    }
+    let Encoding { lines, ends } = encoding;
+    // Every line encoded into one reused buffer, then appended under one lock.
+    lines.clear();
+    ends.clear();
+    for (index, sample) in batch.iter_mut().enumerate() {
+        counts.received += 1;
+        let start = lines.len();
+        let encoded = line_protocol::encode(sample, lines);
+        counts.skipped_fields += encoded.skipped as u64;
+        if encoded.fields == 0 {
+            // Nothing of it can be stored: nothing for a publisher to wait for.
+            lines.truncate(start);
+            sample.receipt.settle(true);
+            continue;
+        }
+        lines.pop(); // the log stores lines without their newline
+        let time_ms = (sample.time_ns / 1_000_000).max(0) as u64;
+        ends.push((index, time_ms, lines.len()));
+    }
+    let (mut stored, mut refused, mut error) = (0u64, 0u64, None);
+    let records = ends.iter().scan(0, |start, &(_, time_ms, end)| {
+        let line = &lines.as_bytes()[*start..end];
+        *start = end;
+        Some((time_ms, line))
+    });
+    lock_log(log).append_all(records, |k, outcome| {
+        let receipt = &mut batch[ends[k].0].receipt;
+        match outcome {
+            Ok(_) => {
+                stored += 1;
+                receipt.settle(true);
+            }
+            Err(e) => {
+                refused += 1;
+                tracing::error!(error = %e, "Telemetry log refused a reading; it is lost unless its publisher sends it again");
+                error = Some(e.to_string());
+                receipt.settle(false);
+            }
+        }
+    });
+    batch.clear();
+    counts.lines += stored;
+    counts.refused += refused;
+    match error {
+        Some(error) if stored == 0 => health.set(
+            "telemetry_log",
+            format!("the telemetry log refuses readings: {error}"),
+        ),
+        _ => health.clear("telemetry_log"),
+    }
 }
 
 /// Publishes the log's and this stage's figures as metrics.

@@ -78,7 +78,13 @@ pub struct DevicePlan {
     pub period: u64,
     limits: PlanLimits,
     cache: HashMap<Vec<u32>, Arc<[ReadRequest]>>,
+    /// The requests of each cycle of the period, once planned (periods up to [`MAX_PHASES`]).
+    by_phase: Vec<Option<Arc<[ReadRequest]>>>,
 }
+
+/// The longest period whose cycles [`DevicePlan::requests`] remembers one by one (a slot each
+/// per device; longer periods look their pattern up).
+const MAX_PHASES: u64 = 64;
 
 /// What makes two devices' points alike: their profile, address offset, interval and the CT
 /// and PT ratios folded into the decoders.
@@ -159,6 +165,7 @@ impl DevicePlan {
             period,
             limits,
             cache: HashMap::new(),
+            by_phase: Vec::new(),
         }
     }
 
@@ -177,6 +184,24 @@ impl DevicePlan {
 
     /// The requests of cycle `cycle` (cycle 0 polls every point).
     pub fn requests(&mut self, cycle: u64) -> Arc<[ReadRequest]> {
+        // Looked up by the cycle's place in the period first: the due pattern costs an
+        // allocation and a sort at every poll.
+        let phase = usize::try_from(cycle % self.period).unwrap_or(usize::MAX);
+        if let Some(Some(found)) = self.by_phase.get(phase) {
+            return Arc::clone(found);
+        }
+        let planned = self.requests_due(cycle);
+        if self.period <= MAX_PHASES {
+            if self.by_phase.is_empty() {
+                self.by_phase = vec![None; self.period as usize];
+            }
+            self.by_phase[phase] = Some(Arc::clone(&planned));
+        }
+        planned
+    }
+
+    /// The requests of cycle `cycle`, from its due pattern.
+    fn requests_due(&mut self, cycle: u64) -> Arc<[ReadRequest]> {
         let pattern = self.due_pattern(cycle);
         if let Some(found) = self.cache.get(&pattern) {
             return Arc::clone(found);
