@@ -66,6 +66,16 @@ fn u64_at(bytes: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(b)
 }
 
+/// The whole length (header and payload) the record starting at `bytes` declares, when its
+/// header is there and plausible; a reader uses it to fetch a record longer than its window.
+pub fn declared_len(bytes: &[u8]) -> Option<usize> {
+    if bytes.len() < 6 || bytes[..2] != MAGIC {
+        return None;
+    }
+    let len = u32_at(bytes, 2) as usize;
+    (len > 0 && len <= MAX_PAYLOAD).then_some(HEADER_LEN + len)
+}
+
 /// Decodes the record starting at `bytes[0]`.
 pub fn decode(bytes: &[u8]) -> Found {
     if bytes.len() < HEADER_LEN {

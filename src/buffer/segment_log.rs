@@ -21,6 +21,9 @@ const CURSOR_FILE: &str = "ack";
 const KEEP_QUARANTINED: usize = 2;
 /// The most bytes of records [`SegmentLog::append_all`] puts into one write.
 pub const WRITE_CHUNK: usize = 256 << 10;
+/// What a read takes beyond its byte budget, so that the record crossing the budget is read
+/// in the same window (a line is far shorter); a longer one is fetched by itself.
+const READ_SLACK: usize = 4 << 10;
 
 /// What the log does when the card is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -503,9 +506,18 @@ impl SegmentLog {
                     None => break,
                 }
             }
-            let window = (segment_bytes - position.offset)
-                .min((max_bytes.saturating_sub(bytes) + HEADER_LEN + MAX_PAYLOAD) as u64);
-            let buffer = read_range(&self.segments[index].path, position.offset, window)?;
+            let remaining = segment_bytes - position.offset;
+            let mut window =
+                remaining.min((max_bytes.saturating_sub(bytes) + HEADER_LEN + READ_SLACK) as u64);
+            let mut buffer = read_range(&self.segments[index].path, position.offset, window)?;
+            // A record longer than the window is read whole: the window is sized for the batch,
+            // not for the largest record the log takes.
+            if let Some(whole) = record::declared_len(&buffer).map(|len| len as u64) {
+                if whole > buffer.len() as u64 && whole <= remaining {
+                    window = whole;
+                    buffer = read_range(&self.segments[index].path, position.offset, window)?;
+                }
+            }
             if buffer.is_empty() {
                 // The file is shorter than the log knows (cut outside the log): skip the rest.
                 self.stats.corrupted += 1;
