@@ -635,21 +635,35 @@ impl DeviceDay {
         if let Some(word) = self.slots.get_mut(slot / 64) {
             *word |= 1 << (slot % 64);
         }
+        // Every sample goes through here: state is looked up by borrowed key, and a key is
+        // allocated only the first time (once a day per device).
         for (kpi, rules) in &plan.shares {
-            let conditions: Vec<Condition> = rules
+            let (mut judged, mut active) = (false, false);
+            for judgement in rules
                 .iter()
                 .filter_map(|r| evaluate(r, sample, plan.site.as_ref()))
-                .map(|e| e.condition)
-                .collect();
-            if !conditions.is_empty() {
-                let share = self.shares.entry(kpi.to_string()).or_default();
-                share.total += 1;
-                share.inside += u64::from(!conditions.contains(&Condition::Active));
+            {
+                judged = true;
+                active |= judgement.condition == Condition::Active;
+            }
+            if judged {
+                if !self.shares.contains_key(*kpi) {
+                    self.shares.insert(kpi.to_string(), BandShare::default());
+                }
+                if let Some(share) = self.shares.get_mut(*kpi) {
+                    share.total += 1;
+                    share.inside += u64::from(!active);
+                }
             }
         }
         for (field, low, high) in &plan.voltage {
             if let Some(v) = number(sample, field) {
-                let (minutes, share) = self.voltage.entry(field.clone()).or_default();
+                if !self.voltage.contains_key(field) {
+                    self.voltage.insert(field.clone(), Default::default());
+                }
+                let Some((minutes, share)) = self.voltage.get_mut(field) else {
+                    continue;
+                };
                 if let Some(mean) = minutes.observe(t, v, 60) {
                     share.observe(mean, Some(*low), Some(*high));
                 }
@@ -687,9 +701,11 @@ impl DeviceDay {
             }
         }
         if !plan.totaliser.is_empty() {
-            let readings: Option<Vec<f64>> =
-                plan.totaliser.iter().map(|f| number(sample, f)).collect();
-            if let Some(total) = readings.map(|r| r.iter().sum::<f64>()) {
+            let total = plan
+                .totaliser
+                .iter()
+                .try_fold(0.0, |sum, f| number(sample, f).map(|v| sum + v));
+            if let Some(total) = total {
                 let (first, last) = self.volume.get_or_insert(((t, total), (t, total)));
                 if t < first.0 {
                     *first = (t, total);

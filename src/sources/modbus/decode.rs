@@ -73,21 +73,28 @@ impl PointDecoder {
             end,
             len: words.len(),
         })?;
-        let bytes = ordered_bytes(raw, self.order);
+        // Numbers take at most four registers: their bytes are ordered on the stack.
+        let mut ordered = [0u8; 8];
+        let bytes = &mut ordered[..(raw.len() * 2).min(8)];
+        ordered_into(&raw[..bytes.len() / 2], self.order, bytes);
         let value = match self.kind {
             PointType::Bool | PointType::Bit => {
                 let word = u16::from_be_bytes([bytes[0], bytes[1]]);
                 return Ok(Value::Bool(word >> self.bit & 1 == 1));
             }
-            PointType::String => return Ok(Value::Text(text_of(&bytes))),
-            PointType::U16 => Raw::Unsigned(u64::from(u16::from_be_bytes(take(&bytes)))),
-            PointType::I16 => Raw::Signed(i64::from(i16::from_be_bytes(take(&bytes)))),
-            PointType::U32 => Raw::Unsigned(u64::from(u32::from_be_bytes(take(&bytes)))),
-            PointType::I32 => Raw::Signed(i64::from(i32::from_be_bytes(take(&bytes)))),
-            PointType::U64 => Raw::Unsigned(u64::from_be_bytes(take(&bytes))),
-            PointType::I64 => Raw::Signed(i64::from_be_bytes(take(&bytes))),
-            PointType::F32 => Raw::Float(shortest_f64(f32::from_be_bytes(take(&bytes)))),
-            PointType::F64 => Raw::Float(f64::from_be_bytes(take(&bytes))),
+            PointType::String => {
+                let mut text = vec![0u8; raw.len() * 2];
+                ordered_into(raw, self.order, &mut text);
+                return Ok(Value::Text(text_of(&text)));
+            }
+            PointType::U16 => Raw::Unsigned(u64::from(u16::from_be_bytes(take(bytes)))),
+            PointType::I16 => Raw::Signed(i64::from(i16::from_be_bytes(take(bytes)))),
+            PointType::U32 => Raw::Unsigned(u64::from(u32::from_be_bytes(take(bytes)))),
+            PointType::I32 => Raw::Signed(i64::from(i32::from_be_bytes(take(bytes)))),
+            PointType::U64 => Raw::Unsigned(u64::from_be_bytes(take(bytes))),
+            PointType::I64 => Raw::Signed(i64::from_be_bytes(take(bytes))),
+            PointType::F32 => Raw::Float(shortest_f64(f32::from_be_bytes(take(bytes)))),
+            PointType::F64 => Raw::Float(f64::from_be_bytes(take(bytes))),
         };
         self.scale(value)
     }
@@ -115,23 +122,20 @@ enum Raw {
     Float(f64),
 }
 
-/// The point's bytes in big-endian (ABCD) order, whatever order they came in.
-fn ordered_bytes(words: &[u16], order: WordOrder) -> Vec<u8> {
-    let mut ordered: Vec<u16> = words.to_vec();
-    if order.reverses_words() {
-        ordered.reverse();
+/// The point's bytes in big-endian (ABCD) order, whatever order they came in, into `out`
+/// (two bytes a word).
+fn ordered_into(words: &[u16], order: WordOrder, out: &mut [u8]) {
+    let last = words.len().saturating_sub(1);
+    for (i, word) in words.iter().enumerate() {
+        let slot = if order.reverses_words() { last - i } else { i };
+        let [hi, lo] = word.to_be_bytes();
+        let pair = if order.swaps_bytes() {
+            [lo, hi]
+        } else {
+            [hi, lo]
+        };
+        out[2 * slot..2 * slot + 2].copy_from_slice(&pair);
     }
-    ordered
-        .iter()
-        .flat_map(|w| {
-            let [hi, lo] = w.to_be_bytes();
-            if order.swaps_bytes() {
-                [lo, hi]
-            } else {
-                [hi, lo]
-            }
-        })
-        .collect()
 }
 
 /// The first `N` bytes as an array; callers pass exactly the width of their type.
