@@ -172,10 +172,8 @@ async fn hostile_names_read_back_equal_or_are_refused_where_they_enter() {
             Err(other) => panic!("{text:?}: refused for another reason: {other}"),
         }
     }
-    let answer = endpoint
-        .write(body.as_bytes())
-        .await
-        .expect("InfluxDB answers");
+    let lines: Vec<&str> = body.lines().collect();
+    let answer = endpoint.write(&lines).await.expect("InfluxDB answers");
     assert_eq!(answer.status, 204, "{}", answer.body);
     let shown = |key: &'static str| {
         let url = url.clone();

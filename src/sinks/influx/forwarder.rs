@@ -206,13 +206,8 @@ impl Forwarder {
                 .iter()
                 .map(|r| std::str::from_utf8(&r.payload).unwrap_or(""))
                 .collect();
-            let mut body = Vec::with_capacity(chunk.iter().map(|r| r.payload.len() + 1).sum());
-            for line in &lines {
-                body.extend_from_slice(line.as_bytes());
-                body.push(b'\n');
-            }
             loop {
-                let verdict = match self.endpoint.write(&body).await {
+                let verdict = match self.endpoint.write(&lines).await {
                     Ok(response) => {
                         self.status.update(|s| match response.status {
                             200..=299 => s.requests_2xx += 1,

@@ -112,8 +112,8 @@ impl WriteEndpoint {
         })
     }
 
-    /// Sends one body of line protocol.
-    pub async fn write(&self, lines: &[u8]) -> Result<WriteResponse, TransportError> {
+    /// Sends `lines` (each without its newline) as one body of line protocol.
+    pub async fn write(&self, lines: &[&str]) -> Result<WriteResponse, TransportError> {
         let mut request = self
             .client
             .post(&self.url)
@@ -121,18 +121,30 @@ impl WriteEndpoint {
         if let Some(auth) = &self.authorization {
             request = request.header("Authorization", &auth.0);
         }
+        let size: usize = lines.iter().map(|l| l.len() + 1).sum();
+        // The lines go into the body one by one: with gzip, no uncompressed copy of the batch
+        // is made (the batch is already held once, as read from the log).
         let body = if self.gzip {
             request = request.header("Content-Encoding", "gzip");
             let mut encoder = flate2::write::GzEncoder::new(
-                Vec::with_capacity(lines.len() / 4),
+                Vec::with_capacity(size / 4),
                 flate2::Compression::fast(),
             );
-            encoder
-                .write_all(lines)
+            lines
+                .iter()
+                .try_for_each(|line| {
+                    encoder.write_all(line.as_bytes())?;
+                    encoder.write_all(b"\n")
+                })
                 .and_then(|()| encoder.finish())
                 .map_err(|e| TransportError(format!("gzip: {e}")))?
         } else {
-            lines.to_vec()
+            let mut body = Vec::with_capacity(size);
+            for line in lines {
+                body.extend_from_slice(line.as_bytes());
+                body.push(b'\n');
+            }
+            body
         };
         let mut response = request
             .body(body)
