@@ -22,11 +22,14 @@ use crate::line_protocol;
 /// Samples taken from the channel at once, appended under one lock.
 const BATCH: usize = 512;
 
-/// How long the stage gathers samples for one write after the first arrives. A reading waits in
-/// memory until the first sample after this window or the next tick, whichever comes first, so
-/// at most a second before it is in the file (and survives a killed process); it reaches the
-/// card's flash at the log's next sync, as before.
+/// How long the stage gathers samples for one write after the first arrives: the first sample
+/// after this window closes it.
 const GATHER: Duration = Duration::from_millis(100);
+
+/// The longest a reading waits in memory before it is in the file (and survives a killed
+/// process), when no later sample closes its window. It reaches the card's flash at the log's
+/// next sync, as before.
+const GATHER_LIMIT: Duration = Duration::from_millis(250);
 
 /// Appends samples until the channel closes, then syncs once more. A batch the log refuses
 /// entirely is reported to `health` as `telemetry_log` until one is accepted again.
@@ -42,9 +45,11 @@ pub async fn append_samples(
     let mut batch: Vec<Sample> = Vec::with_capacity(BATCH);
     let mut encoding = Encoding::default();
     let mut gathering_since = Instant::now();
-    // The log syncs when its own `sync_interval` says; the tick also closes a gathering window
-    // at least once a second.
-    let mut sync = tokio::time::interval(sync_interval.min(Duration::from_secs(1)));
+    let mut sync = tokio::time::interval(sync_interval);
+    // Closes a gathering window that no later sample closed (the last polls of a round). Polled
+    // only while samples wait, so an idle gateway sets no timer for it.
+    let mut flush = tokio::time::interval(GATHER_LIMIT);
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let first = tokio::select! {
@@ -52,6 +57,11 @@ pub async fn append_samples(
                 Some(sample) => sample,
                 None => break,
             },
+            _ = flush.tick(), if !batch.is_empty() => {
+                append_batch(&mut batch, &log, &mut counts, &health, &mut encoding);
+                appended.notify_one();
+                continue;
+            }
             _ = sync.tick() => {
                 if !batch.is_empty() {
                     append_batch(&mut batch, &log, &mut counts, &health, &mut encoding);
@@ -99,9 +109,9 @@ pub async fn append_samples(
             }
         }
         // Polls of the next GATHER go into the same write: a bus answers every few
-        // milliseconds, and one write per poll cost more than the poll. No timer closes the
-        // window (a tokio timer wakes the runtime through its event fd each time it is set): the
-        // first sample after it does, or the sync tick.
+        // milliseconds, and one write per poll cost more than the poll. The first sample after
+        // the window closes it, without a timer per window (a tokio timer set sooner than the
+        // runtime's next wake rings its event fd); the flush tick closes the last one.
         if batch.len() < BATCH && gathering_since.elapsed() < GATHER {
             continue;
         }
