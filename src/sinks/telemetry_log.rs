@@ -58,15 +58,11 @@ pub async fn append_samples(
                 None => break,
             },
             _ = flush.tick(), if !batch.is_empty() => {
-                append_batch(&mut batch, &log, &mut counts, &health, &mut encoding);
-                appended.notify_one();
+                append_batch(&mut batch, &log, &appended, &mut counts, &health, &mut encoding);
                 continue;
             }
             _ = sync.tick() => {
-                if !batch.is_empty() {
-                    append_batch(&mut batch, &log, &mut counts, &health, &mut encoding);
-                    appended.notify_one();
-                }
+                append_batch(&mut batch, &log, &appended, &mut counts, &health, &mut encoding);
                 let (due, room) = {
                     let mut log = lock_log(&log);
                     (log.sync_due(), log.room())
@@ -115,10 +111,23 @@ pub async fn append_samples(
         if batch.len() < BATCH && gathering_since.elapsed() < GATHER {
             continue;
         }
-        append_batch(&mut batch, &log, &mut counts, &health, &mut encoding);
-        appended.notify_one();
+        append_batch(
+            &mut batch,
+            &log,
+            &appended,
+            &mut counts,
+            &health,
+            &mut encoding,
+        );
     }
-    append_batch(&mut batch, &log, &mut counts, &health, &mut encoding);
+    append_batch(
+        &mut batch,
+        &log,
+        &appended,
+        &mut counts,
+        &health,
+        &mut encoding,
+    );
     if let Err(e) = with_log(&log, |log| log.sync()).await {
         tracing::error!(error = %e, "Cannot sync the telemetry log at shutdown");
     }
@@ -135,10 +144,12 @@ struct Encoding {
 }
 
 /// Appends `batch` to the log under one lock (the log writes it in as few writes as the
-/// segments allow), settles each sample's receipt, and empties the batch.
+/// segments allow), settles each sample's receipt, empties the batch and wakes the forwarder.
+/// An empty batch does nothing.
 fn append_batch(
     batch: &mut Vec<Sample>,
     log: &SharedLog,
+    appended: &Notify,
     counts: &mut Appended,
     health: &Health,
     encoding: &mut Encoding,
@@ -196,6 +207,7 @@ fn append_batch(
         ),
         _ => health.clear("telemetry_log"),
     }
+    appended.notify_one();
 }
 
 /// Publishes the log's and this stage's figures as metrics.
