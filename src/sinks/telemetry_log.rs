@@ -41,10 +41,7 @@ pub async fn append_samples(
     health: Arc<Health>,
 ) -> Appended {
     let mut counts = Appended::default();
-    // Reused for every batch and every line: no allocation per sample once warm.
-    let mut batch: Vec<Sample> = Vec::with_capacity(BATCH);
-    let mut encoding = Encoding::default();
-    let mut gathering_since = Instant::now();
+    let mut gathering = Gathering::default();
     let mut sync = tokio::time::interval(sync_interval);
     // Closes a gathering window that no later sample closed (the last polls of a round). Polled
     // only while samples wait, so an idle gateway sets no timer for it.
@@ -57,12 +54,12 @@ pub async fn append_samples(
                 Some(sample) => sample,
                 None => break,
             },
-            _ = flush.tick(), if !batch.is_empty() => {
-                append_batch(&mut batch, &log, &appended, &mut counts, &health, &mut encoding);
+            _ = flush.tick(), if gathering.waiting() => {
+                gathering.append(&log, &appended, &mut counts, &health);
                 continue;
             }
             _ = sync.tick() => {
-                append_batch(&mut batch, &log, &appended, &mut counts, &health, &mut encoding);
+                gathering.append(&log, &appended, &mut counts, &health);
                 let (due, room) = {
                     let mut log = lock_log(&log);
                     (log.sync_due(), log.room())
@@ -94,40 +91,16 @@ pub async fn append_samples(
                 continue;
             }
         };
-        if batch.is_empty() {
-            gathering_since = Instant::now();
-        }
-        batch.push(first);
-        while batch.len() < BATCH {
-            match samples.try_recv() {
-                Ok(sample) => batch.push(sample),
-                Err(_) => break,
-            }
-        }
+        gathering.take(first, &mut samples);
         // Polls of the next GATHER go into the same write: a bus answers every few
         // milliseconds, and one write per poll cost more than the poll. The first sample after
         // the window closes it, without a timer per window (a tokio timer set sooner than the
         // runtime's next wake rings its event fd); the flush tick closes the last one.
-        if batch.len() < BATCH && gathering_since.elapsed() < GATHER {
-            continue;
+        if gathering.closed() {
+            gathering.append(&log, &appended, &mut counts, &health);
         }
-        append_batch(
-            &mut batch,
-            &log,
-            &appended,
-            &mut counts,
-            &health,
-            &mut encoding,
-        );
     }
-    append_batch(
-        &mut batch,
-        &log,
-        &appended,
-        &mut counts,
-        &health,
-        &mut encoding,
-    );
+    gathering.append(&log, &appended, &mut counts, &health);
     if let Err(e) = with_log(&log, |log| log.sync()).await {
         tracing::error!(error = %e, "Cannot sync the telemetry log at shutdown");
     }
@@ -135,54 +108,94 @@ pub async fn append_samples(
     counts
 }
 
-/// Reused buffers of [`append_batch`]: each sample's line, one after the other, and per line
-/// its sample's index in the batch, its time (ms) and where it ends.
-#[derive(Default)]
-struct Encoding {
+/// The samples waiting for the next write, and the buffers reused for every write (no
+/// allocation per sample once warm).
+struct Gathering {
+    batch: Vec<Sample>,
+    /// When the first sample of `batch` arrived.
+    since: Instant,
+    /// Each sample's line, one after the other, and per line its sample's index in `batch`, its
+    /// time (ms) and where it ends.
     lines: String,
     ends: Vec<(usize, u64, usize)>,
 }
 
-/// Appends `batch` to the log under one lock (the log writes it in as few writes as the
-/// segments allow), settles each sample's receipt, empties the batch and wakes the forwarder.
-/// An empty batch does nothing.
-fn append_batch(
-    batch: &mut Vec<Sample>,
-    log: &SharedLog,
-    appended: &Notify,
-    counts: &mut Appended,
-    health: &Health,
-    encoding: &mut Encoding,
-) {
-    if batch.is_empty() {
-        return;
-    }
-    let Encoding { lines, ends } = encoding;
-    // Every line encoded into one reused buffer, then appended under one lock.
-    lines.clear();
-    ends.clear();
-    for (index, sample) in batch.iter_mut().enumerate() {
-        counts.received += 1;
-        let start = lines.len();
-        let encoded = line_protocol::encode(sample, lines);
-        counts.skipped_fields += encoded.skipped as u64;
-        if encoded.fields == 0 {
-            // Nothing of it can be stored: nothing for a publisher to wait for.
-            lines.truncate(start);
-            sample.receipt.settle(true);
-            continue;
+impl Default for Gathering {
+    fn default() -> Self {
+        Gathering {
+            batch: Vec::with_capacity(BATCH),
+            since: Instant::now(),
+            lines: String::new(),
+            ends: Vec::with_capacity(BATCH),
         }
-        lines.pop(); // the log stores lines without their newline
-        let time_ms = (sample.time_ns / 1_000_000).max(0) as u64;
-        ends.push((index, time_ms, lines.len()));
     }
-    let (mut stored, mut refused, mut error) = (0u64, 0u64, None);
-    let records = ends.iter().scan(0, |start, &(_, time_ms, end)| {
-        let line = &lines.as_bytes()[*start..end];
-        *start = end;
-        Some((time_ms, line))
-    });
-    lock_log(log).append_all(records, |k, outcome| {
+}
+
+impl Gathering {
+    fn waiting(&self) -> bool {
+        !self.batch.is_empty()
+    }
+
+    /// Takes `first` and whatever else the channel holds now, up to [`BATCH`].
+    fn take(&mut self, first: Sample, samples: &mut mpsc::Receiver<Sample>) {
+        if self.batch.is_empty() {
+            self.since = Instant::now();
+        }
+        self.batch.push(first);
+        while self.batch.len() < BATCH {
+            match samples.try_recv() {
+                Ok(sample) => self.batch.push(sample),
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// Whether the batch is full or its window has passed.
+    fn closed(&self) -> bool {
+        self.batch.len() >= BATCH || self.since.elapsed() >= GATHER
+    }
+
+    /// Appends the batch to the log under one lock (the log writes it in as few writes as the
+    /// segments allow), settles each sample's receipt, empties the batch and wakes the
+    /// forwarder. An empty batch does nothing.
+    fn append(
+        &mut self,
+        log: &SharedLog,
+        appended: &Notify,
+        counts: &mut Appended,
+        health: &Health,
+    ) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let Gathering {
+            batch, lines, ends, ..
+        } = self;
+        // Every line encoded into one reused buffer, then appended under one lock.
+        lines.clear();
+        ends.clear();
+        for (index, sample) in batch.iter_mut().enumerate() {
+            counts.received += 1;
+            let start = lines.len();
+            let encoded = line_protocol::encode(sample, lines);
+            counts.skipped_fields += encoded.skipped as u64;
+            if encoded.fields == 0 {
+                // Nothing of it can be stored: nothing for a publisher to wait for.
+                lines.truncate(start);
+                sample.receipt.settle(true);
+                continue;
+            }
+            lines.pop(); // the log stores lines without their newline
+            let time_ms = (sample.time_ns / 1_000_000).max(0) as u64;
+            ends.push((index, time_ms, lines.len()));
+        }
+        let (mut stored, mut refused, mut error) = (0u64, 0u64, None);
+        let records = ends.iter().scan(0, |start, &(_, time_ms, end)| {
+            let line = &lines.as_bytes()[*start..end];
+            *start = end;
+            Some((time_ms, line))
+        });
+        lock_log(log).append_all(records, |k, outcome| {
         let receipt = &mut batch[ends[k].0].receipt;
         match outcome {
             Ok(_) => {
@@ -197,17 +210,18 @@ fn append_batch(
             }
         }
     });
-    batch.clear();
-    counts.lines += stored;
-    counts.refused += refused;
-    match error {
-        Some(error) if stored == 0 => health.set(
-            "telemetry_log",
-            format!("the telemetry log refuses readings: {error}"),
-        ),
-        _ => health.clear("telemetry_log"),
+        batch.clear();
+        counts.lines += stored;
+        counts.refused += refused;
+        match error {
+            Some(error) if stored == 0 => health.set(
+                "telemetry_log",
+                format!("the telemetry log refuses readings: {error}"),
+            ),
+            _ => health.clear("telemetry_log"),
+        }
+        appended.notify_one();
     }
-    appended.notify_one();
 }
 
 /// Publishes the log's and this stage's figures as metrics.
