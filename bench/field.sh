@@ -2,10 +2,11 @@
 # Field-like polling benchmark (issue "One pipeline on one thread"): N meters of 60 holding
 # registers (40 fields: f32 CDAB, u16, u32) behind ONE Modbus TCP endpoint that answers after a
 # delay, as RS-485 meters behind a serial server do; the release gateway polls them at 1 Hz with
-# every rule pack and the KPIs on and forwards to VictoriaMetrics. In the same run, the floor
+# every rule pack and the KPIs on and forwards to VictoriaMetrics. In the same minute, the floor
 # (bench/src/floor_poller.rs: current-thread poll + decode + append to a file, nothing else)
-# does the same polling. Prints CPU seconds per minute, peak RSS, polls per second and the
-# gateway's ratio to the floor, for each delay.
+# does the same polling of its own, identical endpoint: both are measured over the same window,
+# so that what else the machine does at that time weighs on both alike. Prints CPU seconds per
+# minute, peak RSS, polls per second and the gateway's ratio to the floor, for each delay.
 #
 #   bench/field.sh                        # 100 meters, delays 2 ms and 20 ms, 60 s measured each
 #   DELAYS="2 20 100" MEASURE=120 bench/field.sh
@@ -62,11 +63,14 @@ packs=$(ls "$PWD"/config/rules/*.toml | sed 's/.*/"&"/' | paste -sd, -)
 
 printf '%-6s %-8s %-14s %-10s %-10s %s\n' delay program "CPU-s/minute" "peak RSS" "polls/s" "ratio to floor"
 for delay in $DELAYS; do
+  # One endpoint for the gateway, an identical one for the floor.
   dev_port=$(free_port)
-  target/release/slow-devices --port "$dev_port" --units "$UNITS" --delay-ms "$delay" > "$work/devices.log" 2>&1 &
-  dev_pid=$!
-  pids+=("$dev_pid")
-  for _ in $(seq 1 100); do grep -q "answering" "$work/devices.log" 2>/dev/null && break; sleep 0.1; done
+  floor_dev_port=$(free_port)
+  for port in "$dev_port" "$floor_dev_port"; do
+    target/release/slow-devices --port "$port" --units "$UNITS" --delay-ms "$delay" > "$work/devices-$port.log" 2>&1 &
+    pids+=("$!")
+    for _ in $(seq 1 100); do grep -q "answering" "$work/devices-$port.log" 2>/dev/null && break; sleep 0.1; done
+  done
 
   config="$work/gateway-$delay.toml"
   {
@@ -81,7 +85,6 @@ for delay in $DELAYS; do
   } > "$config"
   target/release/retrofit-gateway check-config -c "$config" > /dev/null
 
-  # The gateway.
   RUST_LOG=info target/release/retrofit-gateway run -c "$config" 2> "$work/gw-$delay.log" &
   gw_pid=$!
   pids+=("$gw_pid")
@@ -91,36 +94,33 @@ for delay in $DELAYS; do
     sleep "$OUTAGE"
     start_vm
   fi
-  before=$(cpu_ticks "$gw_pid")
+  target/release/floor-poller --port "$floor_dev_port" --units "$UNITS" --seconds $(( WARMUP + MEASURE + 5 )) \
+    --out "$work/floor-$delay.txt" > "$work/floor-$delay.log" &
+  floor_pid=$!
+  pids+=("$floor_pid")
+  sleep "$WARMUP"
+  gw_before=$(cpu_ticks "$gw_pid")
+  floor_before=$(cpu_ticks "$floor_pid")
   if [ "$PERF" = 1 ]; then
     perf record -q -F 999 -g -o "perf-${delay}ms.data" -p "$gw_pid" -- sleep "$MEASURE" 2> /dev/null
   else
     sleep "$MEASURE"
   fi
-  after=$(cpu_ticks "$gw_pid")
+  gw_after=$(cpu_ticks "$gw_pid")
+  floor_after=$(cpu_ticks "$floor_pid")
   gw_peak=$(peak_kb "$gw_pid")
-  kill -TERM "$gw_pid"; wait "$gw_pid" || true
-  gw_polls=$(grep -o 'transactions=[0-9]*' "$work/gw-$delay.log" | cut -d= -f2 | awk '{s += $1} END {print s + 0}')
-  gw_seconds=$(( WARMUP + OUTAGE + MEASURE ))
-  gw_cpu=$(awk -v t=$(( after - before )) -v hz="$hz" -v m="$MEASURE" 'BEGIN {printf "%.3f", t / hz * 60 / m}')
-
-  # The floor, against the same devices.
-  target/release/floor-poller --port "$dev_port" --units "$UNITS" --seconds $(( WARMUP + MEASURE )) \
-    --out "$work/floor-$delay.txt" > "$work/floor-$delay.log" &
-  floor_pid=$!
-  pids+=("$floor_pid")
-  sleep "$WARMUP"
-  before=$(cpu_ticks "$floor_pid")
-  sleep "$MEASURE"
-  after=$(cpu_ticks "$floor_pid")
   floor_peak=$(peak_kb "$floor_pid")
+  kill -TERM "$gw_pid"; wait "$gw_pid" || true
   wait "$floor_pid" || true
+  gw_polls=$(grep -o 'transactions=[0-9]*' "$work/gw-$delay.log" | cut -d= -f2 | awk '{s += $1} END {print s + 0}')
+  gw_seconds=$(( WARMUP + OUTAGE + WARMUP + MEASURE ))
+  gw_cpu=$(awk -v t=$(( gw_after - gw_before )) -v hz="$hz" -v m="$MEASURE" 'BEGIN {printf "%.3f", t / hz * 60 / m}')
   floor_polls=$(grep -o '[0-9]* polls' "$work/floor-$delay.log" | cut -d' ' -f1)
-  floor_cpu=$(awk -v t=$(( after - before )) -v hz="$hz" -v m="$MEASURE" 'BEGIN {printf "%.3f", t / hz * 60 / m}')
-  kill "$dev_pid"; wait "$dev_pid" 2>/dev/null || true
+  floor_cpu=$(awk -v t=$(( floor_after - floor_before )) -v hz="$hz" -v m="$MEASURE" 'BEGIN {printf "%.3f", t / hz * 60 / m}')
+  pkill -f "slow-devices --port ($dev_port|$floor_dev_port) " 2>/dev/null || true
 
   awk -v d="$delay" -v gc="$gw_cpu" -v gk="$gw_peak" -v gp="$gw_polls" -v gs="$gw_seconds" \
-      -v fc="$floor_cpu" -v fk="$floor_peak" -v fp="$floor_polls" -v fs=$(( WARMUP + MEASURE )) 'BEGIN {
+      -v fc="$floor_cpu" -v fk="$floor_peak" -v fp="$floor_polls" -v fs=$(( WARMUP + MEASURE + 5 )) 'BEGIN {
     printf "%-6s %-8s %-14.3f %-10s %-10.1f %.1f×\n", d "ms", "gateway", gc, sprintf("%.1f MB", gk / 1024), gp / gs, gc / (fc > 0 ? fc : 0.001)
     printf "%-6s %-8s %-14.3f %-10s %-10.1f\n", d "ms", "floor", fc, sprintf("%.1f MB", fk / 1024), fp / fs
   }'

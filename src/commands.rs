@@ -223,6 +223,7 @@ pub async fn run(mut config: LoadedConfig) -> anyhow::Result<()> {
     );
     let observed = pipeline.observed();
     crate::http::start_for(&config, pipeline.observed(), pipeline.stopping()).await;
+    crate::daemon::hand_back_startup_pages();
     notifier.notify(&format!(
         "READY=1\nSTATUS=polling {} devices on {} buses",
         config.gateway.device.len(),

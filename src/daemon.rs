@@ -15,6 +15,18 @@ use crate::pipeline::observed::Observed;
 use crate::pipeline::Pipeline;
 use crate::systemd::Notifier;
 
+pub mod startup_pages;
+
+/// Pages out the start-up-only code ([`startup_pages`]) and says so in the log.
+pub fn hand_back_startup_pages() {
+    let done = startup_pages::hand_back();
+    tracing::debug!(
+        mappings = done.mappings,
+        bytes = done.bytes,
+        "Start-up code paged out"
+    );
+}
+
 /// Parts of the config a reload does not apply, and whether each changed.
 fn needs_restart(running: &LoadedConfig, new: &LoadedConfig) -> Vec<&'static str> {
     let (a, b) = (&running.gateway, &new.gateway);
@@ -66,6 +78,7 @@ pub async fn reload(running: &mut LoadedConfig, pipeline: &mut Pipeline, notifie
             }
         }
     }
+    hand_back_startup_pages();
     notifier.notify("READY=1");
 }
 

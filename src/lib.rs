@@ -22,7 +22,8 @@
 //! report).
 //!
 //! The commands: [`commands`] (`run`, `check-config`, `plan`, `report`), [`daemon`] (`run` as a
-//! service: signals, reload, watchdog, with [`systemd`]'s notify protocol), and `demo` (feature
+//! service: signals, reload, watchdog, with [`systemd`]'s notify protocol, and the start-up-only
+//! code handed back to the kernel once the pipeline runs), and `demo` (feature
 //! `demo`, on by default: the simulated community, `demo-month`, the replay, the embedded broker).
 //!
 //! Underneath everything: [`config`] (typed config, profiles and rule packs, validated fully at

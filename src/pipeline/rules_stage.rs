@@ -5,7 +5,7 @@
 //! listener (the demo's printer). Stale rules are evaluated on a tick. The stage also keeps the
 //! [`StageView`] the status page reads: each device's latest sample and the alarms raised now.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -28,7 +28,8 @@ use super::SAMPLE_CHANNEL_CAPACITY;
 /// Each device's latest sample and the alarms raised now, for the status page and API.
 #[derive(Debug, Default)]
 pub struct StageView {
-    latest: Mutex<BTreeMap<String, Sample>>,
+    /// Hashed: every sample replaces one; the status page sorts its copy.
+    latest: Mutex<HashMap<Arc<str>, Sample>>,
     active: Mutex<Vec<ActiveAlarm>>,
     /// When the stage last went round its loop (at least every [`TICK`]).
     beat: Mutex<Option<std::time::Instant>>,
@@ -40,7 +41,10 @@ pub struct StageView {
 
 impl StageView {
     pub fn latest(&self) -> BTreeMap<String, Sample> {
-        lock(&self.latest).clone()
+        lock(&self.latest)
+            .iter()
+            .map(|(id, sample)| (id.to_string(), sample.clone()))
+            .collect()
     }
 
     pub fn active(&self) -> Vec<ActiveAlarm> {
@@ -161,7 +165,7 @@ pub async fn run(
                 if let Some(slot) = latest.get_mut(&*sample.device) {
                     slot.clone_from(&sample);
                 } else if shown < MAX_SHOWN_DEVICES {
-                    latest.insert(sample.device.to_string(), sample.clone());
+                    latest.insert(Arc::clone(&sample.device), sample.clone());
                 }
                 (Some(sample), events, Vec::new())
             }

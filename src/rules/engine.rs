@@ -4,7 +4,7 @@
 //! so a restart neither raises an alarm twice nor forgets one. An unreadable state file is
 //! reported and replaced; it never stops the gateway.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -92,17 +92,34 @@ struct SavedHistory<T> {
 /// sample allocates nothing.
 type RuleOf = (Arc<str>, Arc<str>);
 
-fn saved<T: Clone>(map: &BTreeMap<RuleOf, T>) -> Vec<SavedHistory<T>> {
-    map.iter()
-        .map(|((device, rule), state)| SavedHistory {
-            device: device.to_string(),
-            rule: rule.to_string(),
-            state: state.clone(),
+/// State per (device, rule). Hashed: every sample looks up a few of them among devices × rules,
+/// and a tree's comparisons of shared strings cost a cache miss each on a gateway that sleeps
+/// between polls. Whatever is written or shown is sorted first.
+type PerRule<T> = HashMap<RuleOf, T>;
+
+/// The states `keep` accepts as (device, rule, state), sorted by device and rule.
+fn sorted<T: Clone>(map: &PerRule<T>, keep: impl Fn(&T) -> bool) -> Vec<(String, String, T)> {
+    let mut list: Vec<(String, String, T)> = map
+        .iter()
+        .filter(|(_, state)| keep(state))
+        .map(|((device, rule), state)| (device.to_string(), rule.to_string(), state.clone()))
+        .collect();
+    list.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    list
+}
+
+fn saved<T: Clone>(map: &PerRule<T>) -> Vec<SavedHistory<T>> {
+    sorted(map, |_| true)
+        .into_iter()
+        .map(|(device, rule, state)| SavedHistory {
+            device,
+            rule,
+            state,
         })
         .collect()
 }
 
-fn restored<T>(list: Vec<SavedHistory<T>>) -> BTreeMap<RuleOf, T> {
+fn restored<T>(list: Vec<SavedHistory<T>>) -> PerRule<T> {
     list.into_iter()
         .map(|s| ((Arc::from(s.device), Arc::from(s.rule)), s.state))
         .collect()
@@ -124,13 +141,13 @@ pub struct RuleEngine {
     /// What publishing devices of each measurement report.
     templates: Vec<Template>,
     devices: HashMap<String, DeviceContext>,
-    machines: BTreeMap<RuleOf, Machine>,
-    nights: BTreeMap<RuleOf, NightFlowState>,
-    balances: BTreeMap<RuleOf, BalanceState>,
+    machines: PerRule<Machine>,
+    nights: PerRule<NightFlowState>,
+    balances: PerRule<BalanceState>,
     /// Recent values of step rules (not persisted: a window of seconds).
-    steps: BTreeMap<RuleOf, StepState>,
+    steps: PerRule<StepState>,
     /// Recent values of frozen-value rules (not persisted: a restart starts the window again).
-    frozen: BTreeMap<RuleOf, FrozenState>,
+    frozen: PerRule<FrozenState>,
     /// Set when remembered state changed without an alarm transition (a night closed).
     dirty: bool,
     /// Whether the limit of publishing devices has been reported.
@@ -226,11 +243,11 @@ impl RuleEngine {
             overrides: alarms.overrides.clone(),
             templates: templates(config),
             devices: HashMap::new(),
-            machines: BTreeMap::new(),
-            nights: BTreeMap::new(),
-            balances: BTreeMap::new(),
-            steps: BTreeMap::new(),
-            frozen: BTreeMap::new(),
+            machines: HashMap::new(),
+            nights: HashMap::new(),
+            balances: HashMap::new(),
+            steps: HashMap::new(),
+            frozen: HashMap::new(),
             dirty: false,
             full_warned: false,
             reserve: state_file
@@ -661,7 +678,8 @@ impl RuleEngine {
 
     /// Alarms raised now.
     pub fn active(&self) -> Vec<ActiveAlarm> {
-        self.machines
+        let mut active: Vec<ActiveAlarm> = self
+            .machines
             .iter()
             .filter(|(_, m)| m.is_raised())
             .filter_map(|((device, rule), machine)| {
@@ -684,7 +702,9 @@ impl RuleEngine {
                     flapping: machine.flapping,
                 })
             })
-            .collect()
+            .collect();
+        active.sort_by(|a, b| (&a.device, &a.rule).cmp(&(&b.device, &b.rule)));
+        active
     }
 
     /// Writes the machines to the state file (atomically: temp file, fsync, rename).
@@ -694,14 +714,12 @@ impl RuleEngine {
         };
         let state = SavedState {
             version: 1,
-            machines: self
-                .machines
-                .iter()
-                .filter(|(_, m)| **m != Machine::default())
-                .map(|((device, rule), machine)| SavedMachine {
-                    device: device.to_string(),
-                    rule: rule.to_string(),
-                    machine: machine.clone(),
+            machines: sorted(&self.machines, |m| *m != Machine::default())
+                .into_iter()
+                .map(|(device, rule, machine)| SavedMachine {
+                    device,
+                    rule,
+                    machine,
                 })
                 .collect(),
             nights: saved(&self.nights),

@@ -244,41 +244,50 @@ impl<P: Protocol> Scheduler<P> {
             .await;
         let device = &self.devices[index];
         let produced = !outcome.fields.is_empty();
-        self.status.update(&device.id, |s| {
-            s.transactions += outcome.transactions;
-            s.exceptions += outcome.refusals;
-            s.decode_errors += outcome.decode_errors;
-            match &outcome.link_failure {
-                Some(f) if f.timeout => s.timeouts += 1,
-                Some(_) => s.link_errors += 1,
-                None => {}
-            }
-            s.samples += u64::from(produced);
-        });
         let answered = outcome.answered_at.is_some();
         let clean = answered
             && outcome.refusals == 0
             && outcome.decode_errors == 0
             && outcome.link_failure.is_none();
-        if let Some(at) = outcome.answered_at.filter(|_| produced) {
-            let sample = Sample {
-                measurement: Arc::clone(&device.measurement),
-                device: Arc::clone(&device.id),
-                tags: Arc::clone(&device.tags),
-                fields: outcome.fields,
-                time_ns: unix_nanos(at),
-                receipt: crate::model::Receipt::none(),
-            };
-            if self.samples.send(sample).await.is_err() {
-                return false;
+        let sample = outcome.answered_at.filter(|_| produced).map(|at| Sample {
+            measurement: Arc::clone(&device.measurement),
+            device: Arc::clone(&device.id),
+            tags: Arc::clone(&device.tags),
+            fields: outcome.fields,
+            time_ns: unix_nanos(at),
+            receipt: crate::model::Receipt::none(),
+        });
+        let timeout = outcome.link_failure.as_ref().map(|f| f.timeout);
+        let (state, skipped) = self.settle(index, answered, clean, outcome.link_failure);
+        // One update per poll: the board is shared, and each lookup is a cache miss or more.
+        self.status.update(&self.devices[index].id, |s| {
+            s.transactions += outcome.transactions;
+            s.exceptions += outcome.refusals;
+            s.decode_errors += outcome.decode_errors;
+            match timeout {
+                Some(true) => s.timeouts += 1,
+                Some(false) => s.link_errors += 1,
+                None => {}
             }
+            s.samples += u64::from(produced);
+            s.state = state;
+            s.skipped_polls += skipped;
+        });
+        match sample {
+            Some(sample) => self.samples.send(sample).await.is_ok(),
+            None => true,
         }
-        self.settle(index, answered, clean, outcome.link_failure);
-        true
     }
 
-    /// Updates the device's state and schedules its next poll.
-    fn settle(&mut self, index: usize, answered: bool, clean: bool, failure: Option<LinkFailure>) {
+    /// Updates the device's state and schedules its next poll; returns the device's state and
+    /// the polls skipped because they were a whole interval late.
+    fn settle(
+        &mut self,
+        index: usize,
+        answered: bool,
+        clean: bool,
+        failure: Option<LinkFailure>,
+    ) -> (CommState, u64) {
         let now = Instant::now();
         let device = &mut self.devices[index];
         let was_offline = device.probe_at.is_some();
@@ -326,10 +335,6 @@ impl<P: Protocol> Scheduler<P> {
                 skipped = u64::from(missed);
             }
         }
-        let id = Arc::clone(&device.id);
-        self.status.update(&id, |s| {
-            s.state = state;
-            s.skipped_polls += skipped;
-        });
+        (state, skipped)
     }
 }

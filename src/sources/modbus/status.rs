@@ -1,7 +1,7 @@
 //! Per-device communication state and counters, shared read-only with whoever reports on them
 //! (the daemon's shutdown summary now; the status page and metrics later).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::Mutex;
 
@@ -52,10 +52,10 @@ pub struct DeviceStatus {
     pub skipped_polls: u64,
 }
 
-/// All devices' status by device id.
+/// All devices' status by device id (hashed: every poll updates one; a snapshot is sorted).
 #[derive(Debug, Default)]
 pub struct StatusBoard {
-    devices: Mutex<BTreeMap<String, DeviceStatus>>,
+    devices: Mutex<HashMap<String, DeviceStatus>>,
 }
 
 impl StatusBoard {
@@ -84,6 +84,8 @@ impl StatusBoard {
         self.devices
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+            .iter()
+            .map(|(id, status)| (id.clone(), status.clone()))
+            .collect()
     }
 }
