@@ -135,8 +135,13 @@ garbage line
         let done = hand_back();
         let after = resident_kb();
         assert!(done.mappings >= 2, "{done:?}");
-        // An emulator (qemu-user in scripts/cross.sh) reports no residency to compare.
-        if before > 0 {
+        // qemu-user (the runner in .cargo/config.toml, which sets this variable) answers the
+        // advice with success and does nothing; a kernel pages out.
+        if std::env::var_os("RETROFIT_GATEWAY_EMULATED").is_some() {
+            eprintln!(
+                "under an emulator: residency not compared ({before} kB before, {after} kB after)"
+            );
+        } else {
             assert!(
                 after < before,
                 "resident {before} kB before, {after} kB after"
