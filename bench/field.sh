@@ -66,8 +66,10 @@ for delay in $DELAYS; do
   # One endpoint for the gateway, an identical one for the floor.
   dev_port=$(free_port)
   floor_dev_port=$(free_port)
+  dev_pids=()
   for port in "$dev_port" "$floor_dev_port"; do
     target/release/slow-devices --port "$port" --units "$UNITS" --delay-ms "$delay" > "$work/devices-$port.log" 2>&1 &
+    dev_pids+=("$!")
     pids+=("$!")
     for _ in $(seq 1 100); do grep -q "answering" "$work/devices-$port.log" 2>/dev/null && break; sleep 0.1; done
   done
@@ -117,7 +119,7 @@ for delay in $DELAYS; do
   gw_cpu=$(awk -v t=$(( gw_after - gw_before )) -v hz="$hz" -v m="$MEASURE" 'BEGIN {printf "%.3f", t / hz * 60 / m}')
   floor_polls=$(grep -o '[0-9]* polls' "$work/floor-$delay.log" | cut -d' ' -f1)
   floor_cpu=$(awk -v t=$(( floor_after - floor_before )) -v hz="$hz" -v m="$MEASURE" 'BEGIN {printf "%.3f", t / hz * 60 / m}')
-  pkill -f "slow-devices --port ($dev_port|$floor_dev_port) " 2>/dev/null || true
+  for pid in "${dev_pids[@]}"; do kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true; done
 
   awk -v d="$delay" -v gc="$gw_cpu" -v gk="$gw_peak" -v gp="$gw_polls" -v gs="$gw_seconds" \
       -v fc="$floor_cpu" -v fk="$floor_peak" -v fp="$floor_polls" -v fs=$(( WARMUP + MEASURE + 5 )) 'BEGIN {
