@@ -14,6 +14,8 @@
 #                                         # backlog drains
 #   PERF=1 DELAYS=2 bench/field.sh        # also `perf record` the gateway's measured minute into
 #                                         # perf-<delay>ms.data (read with `perf report -i …`)
+#   GATEWAY=/tmp/old/retrofit-gateway bench/field.sh   # measure another build (an A/B, or one
+#                                         # built with frame pointers for PERF=1)
 #
 # At 20 ms a poll of 100 meters takes 2 s, longer than the 1 s interval: both programs then poll
 # as fast as the bus allows (about 50 polls/s), and the figures compare the same work.
@@ -25,6 +27,7 @@ WARMUP=${WARMUP:-10}
 MEASURE=${MEASURE:-60}
 OUTAGE=${OUTAGE:-0}
 PERF=${PERF:-0}
+GATEWAY=${GATEWAY:-target/release/retrofit-gateway}
 
 command -v victoria-metrics >/dev/null || { apt-get update -q && apt-get install -y -q victoria-metrics; }
 # The field binary, as installed on a gateway (no demo wing), and the benchmark's programs.
@@ -85,9 +88,9 @@ for delay in $DELAYS; do
     printf '[outputs.influxdb]\nurl = "http://127.0.0.1:%s"\napi = "v2"\norg = "bench"\nbucket = "bench"\n\n' "$vm_port"
     printf '[alarms]\nrule_packs = [%s]\n' "$packs"
   } > "$config"
-  target/release/retrofit-gateway check-config -c "$config" > /dev/null
+  "$GATEWAY" check-config -c "$config" > /dev/null
 
-  RUST_LOG=info target/release/retrofit-gateway run -c "$config" 2> "$work/gw-$delay.log" &
+  RUST_LOG=info "$GATEWAY" run -c "$config" 2> "$work/gw-$delay.log" &
   gw_pid=$!
   pids+=("$gw_pid")
   sleep "$WARMUP"
@@ -104,7 +107,7 @@ for delay in $DELAYS; do
   gw_before=$(cpu_ticks "$gw_pid")
   floor_before=$(cpu_ticks "$floor_pid")
   if [ "$PERF" = 1 ]; then
-    perf record -q -F 999 -g -o "perf-${delay}ms.data" -p "$gw_pid" -- sleep "$MEASURE" 2> /dev/null
+    perf record -q -F 4999 --call-graph fp -o "perf-${delay}ms.data" -p "$gw_pid" -- sleep "$MEASURE" 2> /dev/null
   else
     sleep "$MEASURE"
   fi

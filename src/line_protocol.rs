@@ -59,7 +59,9 @@ pub fn encode(sample: &Sample, out: &mut String) -> Encoded {
         result.fields += 1;
     }
     if result.fields > 0 {
-        let _ = writeln!(out, " {}", sample.time_ns);
+        out.push(' ');
+        out.push_str(itoa::Buffer::new().format(sample.time_ns));
+        out.push('\n');
     } else {
         out.truncate(start);
     }
@@ -79,14 +81,14 @@ fn write_tags<'a>(line: &mut String, tags: impl Iterator<Item = &'a (String, Str
 }
 
 fn write_value(line: &mut String, value: &Value) {
-    let _ = match value {
-        Value::Float(v) => write!(line, "{v}"),
-        Value::Int(v) => write!(line, "{v}i"),
+    match value {
+        Value::Float(v) => write_float(line, *v),
+        Value::Int(v) => write_int(line, *v),
         Value::UInt(v) => match i64::try_from(*v) {
-            Ok(v) => write!(line, "{v}i"),
-            Err(_) => write!(line, "{}", *v as f64),
+            Ok(v) => write_int(line, v),
+            Err(_) => write_float(line, *v as f64),
         },
-        Value::Bool(v) => write!(line, "{v}"),
+        Value::Bool(v) => line.push_str(if *v { "true" } else { "false" }),
         Value::Text(text) => {
             line.push('"');
             for c in text.chars() {
@@ -100,12 +102,39 @@ fn write_value(line: &mut String, value: &Value) {
                 }
             }
             line.push('"');
-            Ok(())
         }
-    };
+    }
+}
+
+fn write_int(line: &mut String, v: i64) {
+    line.push_str(itoa::Buffer::new().format(v));
+    line.push('i');
+}
+
+/// A float in the form Rust's `Display` uses (shortest digits that read back exactly, never an
+/// exponent, no `.0`), with ryu's digit generation: the formatter's machinery was a tenth of the
+/// telemetry stage's time. Where ryu would write an exponent, `Display` writes it.
+fn write_float(line: &mut String, v: f64) {
+    if !v.is_finite() {
+        let _ = write!(line, "{v}");
+        return;
+    }
+    let mut buffer = ryu::Buffer::new();
+    let text = buffer.format_finite(v);
+    if text.contains('e') {
+        let _ = write!(line, "{v}");
+    } else {
+        line.push_str(text.strip_suffix(".0").unwrap_or(text));
+    }
 }
 
 fn escape_into(line: &mut String, text: &str, special: &[char]) {
+    // Names and tags almost never need escaping: copy them whole when they do not.
+    let needs = |b: u8| b == b'\n' || b == b'\r' || special.contains(&char::from(b));
+    if !text.bytes().any(needs) {
+        line.push_str(text);
+        return;
+    }
     for c in text.chars() {
         if c == '\n' || c == '\r' {
             line.push(' ');
@@ -305,6 +334,38 @@ mod tests {
             out,
             "pump_station,device=b1,site=x,zone=high a=1i 1764150000000000000\n"
         );
+    }
+
+    #[test]
+    fn floats_are_written_in_their_shortest_exact_form_without_an_exponent() {
+        let mut values = vec![
+            0.0, -0.0, 1.0, -1.0, 0.47, 229.9, 1e15, 1e16, 1e17, 1e-5, 1e-7,
+        ];
+        values.extend([
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            f64::from_bits(1),
+            18_446_744_073_709_551_615.0,
+        ]);
+        let mut bits = 0x0123_4567_89ab_cdefu64;
+        for _ in 0..200_000 {
+            bits = bits
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            values.push(f64::from_bits(bits));
+            values.push(f64::from(f32::from_bits(bits as u32)));
+            values.push((bits % 10_000_000) as f64 / 1000.0);
+        }
+        let mut line = String::new();
+        for v in values.into_iter().filter(|v| v.is_finite()) {
+            line.clear();
+            write_float(&mut line, v);
+            // The same value, in as many characters as `Display` (which may pick the other of
+            // two equally near shortest decimals), never with an exponent or a trailing `.0`.
+            assert_eq!(line.parse::<f64>().unwrap().to_bits(), v.to_bits(), "{v}");
+            assert_eq!(line.len(), v.to_string().len(), "{v}");
+            assert!(!line.contains('e') && !line.ends_with(".0"), "{line}");
+        }
     }
 
     #[test]

@@ -50,10 +50,32 @@ pub const GATEWAY_FIELDS: [&str; 14] = [
 ];
 
 /// A named field of a sample, e.g. `outlet_pressure_mpa = 0.471`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, PartialEq)]
 pub struct Field {
     pub name: Arc<str>,
     pub value: Value,
+}
+
+impl Clone for Field {
+    fn clone(&self) -> Field {
+        Field {
+            name: Arc::clone(&self.name),
+            value: self.value.clone(),
+        }
+    }
+
+    fn clone_from(&mut self, source: &Field) {
+        share_from(&mut self.name, &source.name);
+        self.value.clone_from(&source.value);
+    }
+}
+
+/// Points `slot` where `source` points, leaving both counts alone when it already does: a
+/// device's samples share their names and tags, and every count changed is an atomic write.
+fn share_from<T: ?Sized>(slot: &mut Arc<T>, source: &Arc<T>) {
+    if !Arc::ptr_eq(slot, source) {
+        *slot = Arc::clone(source);
+    }
 }
 
 /// The tag set of one device: `site`, `gateway`, `device` plus profile and device tags, sorted by
@@ -90,9 +112,9 @@ impl Clone for Sample {
     /// Keeps this sample's field buffer: the status page's copy of each device's latest sample
     /// is refreshed at every poll without an allocation.
     fn clone_from(&mut self, source: &Sample) {
-        self.measurement.clone_from(&source.measurement);
-        self.device.clone_from(&source.device);
-        self.tags.clone_from(&source.tags);
+        share_from(&mut self.measurement, &source.measurement);
+        share_from(&mut self.device, &source.device);
+        share_from(&mut self.tags, &source.tags);
         self.fields.clone_from(&source.fields);
         self.time_ns = source.time_ns;
         self.receipt = source.receipt.clone();

@@ -71,6 +71,22 @@ impl StageView {
 /// device ids).
 const MAX_SHOWN_DEVICES: usize = 5_000;
 
+/// Samples the stage takes from its input at once.
+const TAKEN_AT_ONCE: usize = 64;
+
+/// Keeps each device's latest sample for the status page (up to [`MAX_SHOWN_DEVICES`]).
+fn show_latest(view: &StageView, samples: &[Sample]) {
+    let mut latest = lock(&view.latest);
+    for sample in samples {
+        let shown = latest.len();
+        if let Some(slot) = latest.get_mut(&*sample.device) {
+            slot.clone_from(sample);
+        } else if shown < MAX_SHOWN_DEVICES {
+            latest.insert(Arc::clone(&sample.device), sample.clone());
+        }
+    }
+}
+
 /// How often stale (communication-lost) rules are checked.
 pub const TICK: Duration = Duration::from_secs(1);
 
@@ -133,15 +149,16 @@ pub async fn run(
         .collect();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut taken: Vec<Sample> = Vec::with_capacity(TAKEN_AT_ONCE);
     loop {
         *lock(&view.beat) = Some(std::time::Instant::now());
         let now = unix_nanos(SystemTime::now());
         // In this order when several are ready: a requested publication is never lost to a
         // shutdown that follows it, and the once-a-second tick is never starved by a full input.
-        let (sample, events, figures) = tokio::select! {
+        let (events, figures) = tokio::select! {
             biased;
             _ = view.kpi_publish.notified() => {
-                (None, Vec::new(), kpi.partial_lines(now))
+                (Vec::new(), kpi.partial_lines(now))
             }
             _ = tick.tick() => {
                 if undelivered.iter().any(Undelivered::waiting) {
@@ -150,33 +167,27 @@ pub async fn run(
                 let events = lock(&engine).tick(now);
                 let closed = kpi.tick(now, || lock(&engine).active());
                 save_kpi(kpi.due_save(now), &view).await;
-                (None, events, closed)
+                (events, closed)
             }
-            sample = input.recv() => {
-                let Some(sample) = sample else { break };
-                let events = {
-                    let mut engine = lock(&engine);
-                    let events = engine.evaluate(&sample);
-                    kpi.observe(&sample, now, &engine);
-                    events
-                };
-                let mut latest = lock(&view.latest);
-                let shown = latest.len();
-                if let Some(slot) = latest.get_mut(&*sample.device) {
-                    slot.clone_from(&sample);
-                } else if shown < MAX_SHOWN_DEVICES {
-                    latest.insert(Arc::clone(&sample.device), sample.clone());
+            // A bus hands on several polls at once: they are evaluated under one lock each.
+            taken_now = input.recv_many(&mut taken, TAKEN_AT_ONCE) => {
+                if taken_now == 0 {
+                    break;
                 }
-                (Some(sample), events, Vec::new())
+                let mut events = Vec::new();
+                {
+                    let mut engine = lock(&engine);
+                    for sample in &taken {
+                        events.extend(engine.evaluate(sample));
+                        kpi.observe(sample, now, &engine);
+                    }
+                }
+                show_latest(&view, &taken);
+                (events, Vec::new())
             }
         };
-        if let Some(sample) = sample {
+        for sample in taken.drain(..).chain(figures) {
             if output.send(sample).await.is_err() {
-                return;
-            }
-        }
-        for line in figures {
-            if output.send(line).await.is_err() {
                 return;
             }
         }

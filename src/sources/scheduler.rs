@@ -9,9 +9,16 @@
 //! jittered, growing pause (up to the bus's `max_backoff`), so it never delays the healthy
 //! devices on the same bus. A failed connect backs off the whole bus ([`ConnectGate`]).
 //!
+//! A bus hands its samples on together ([`Handing`]): before it waits for its next due poll, or
+//! once the oldest has waited [`HAND_ON_AFTER`] on a bus that never idles. The stages behind it
+//! then wake once for several polls instead of once per poll, which on a device answering in
+//! milliseconds is most of what they cost; the wait needs no timer of its own.
+//!
 //! Not handled here: the wire (the [`Protocol`]), what happens to samples downstream (the
 //! channel applies back-pressure; a full channel delays polling rather than dropping data).
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -27,6 +34,9 @@ use super::modbus::status::{CommState, StatusBoard};
 
 /// Failed polls in a row after which a device counts as offline.
 pub const OFFLINE_AFTER: u32 = 3;
+
+/// The longest a sample waits in its bus task on a bus that polls without a pause.
+pub const HAND_ON_AFTER: Duration = Duration::from_millis(100);
 
 /// What one poll of one device gave.
 #[derive(Debug, Default)]
@@ -157,11 +167,44 @@ impl ConnectGate {
     }
 }
 
+/// The samples a bus has polled and not yet handed on, and when the first of them came.
+struct Handing {
+    samples: mpsc::Sender<Sample>,
+    held: Vec<Sample>,
+    since: Instant,
+}
+
+impl Handing {
+    fn hold(&mut self, sample: Sample) {
+        if self.held.is_empty() {
+            self.since = Instant::now();
+        }
+        self.held.push(sample);
+    }
+
+    fn overdue(&self) -> bool {
+        !self.held.is_empty() && self.since.elapsed() >= HAND_ON_AFTER
+    }
+
+    /// Sends what is held, in poll order; false when the channel is closed.
+    async fn hand_on(&mut self) -> bool {
+        for sample in self.held.drain(..) {
+            if self.samples.send(sample).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+}
+
 /// The task that owns one bus.
 pub struct Scheduler<P: Protocol> {
     protocol: P,
     devices: Vec<ScheduledDevice<P::Plan>>,
-    samples: mpsc::Sender<Sample>,
+    /// Each device's index by when it is due, soonest first (ties: in config order). Looking
+    /// through every device's state for the next one touched a cache line per device per poll.
+    queue: BinaryHeap<Reverse<(Instant, usize)>>,
+    handing: Handing,
     status: Arc<StatusBoard>,
 }
 
@@ -196,10 +239,20 @@ impl<P: Protocol> Scheduler<P> {
         for device in &devices {
             status.update(&device.id, |s| s.bus = bus.id.clone());
         }
+        let queue = devices
+            .iter()
+            .enumerate()
+            .map(|(index, device)| Reverse((device.due_at(), index)))
+            .collect();
         Scheduler {
             protocol,
             devices,
-            samples,
+            queue,
+            handing: Handing {
+                samples,
+                held: Vec::new(),
+                since: Instant::now(),
+            },
             status,
         }
     }
@@ -211,31 +264,37 @@ impl<P: Protocol> Scheduler<P> {
         }
         loop {
             if *shutdown.borrow() {
+                self.handing.hand_on().await;
                 return;
             }
-            let (index, due) = self
-                .devices
-                .iter()
-                .enumerate()
-                .map(|(i, d)| (i, d.due_at()))
-                .min_by_key(|(_, due)| *due)
-                .unwrap_or((0, Instant::now()));
+            let Some(&Reverse((due, index))) = self.queue.peek() else {
+                return;
+            };
+            if due > Instant::now() && !self.handing.hand_on().await {
+                return;
+            }
             tokio::select! {
                 _ = super::wait_until(due) => {}
                 changed = shutdown.changed() => {
                     if changed.is_err() || *shutdown.borrow() {
+                        self.handing.hand_on().await;
                         return;
                     }
                     continue;
                 }
             }
-            if !self.poll(index).await {
+            self.queue.pop();
+            let more = self.poll(index).await;
+            self.queue
+                .push(Reverse((self.devices[index].due_at(), index)));
+            if !more {
                 return;
             }
         }
     }
 
-    /// Polls one device once; false when the sample channel is closed.
+    /// Polls one device once and holds its sample, handing on what is held when it is overdue;
+    /// false when the sample channel is closed.
     async fn poll(&mut self, index: usize) -> bool {
         let device = &mut self.devices[index];
         let outcome = self
@@ -273,10 +332,10 @@ impl<P: Protocol> Scheduler<P> {
             s.state = state;
             s.skipped_polls += skipped;
         });
-        match sample {
-            Some(sample) => self.samples.send(sample).await.is_ok(),
-            None => true,
+        if let Some(sample) = sample {
+            self.handing.hold(sample);
         }
+        !self.handing.overdue() || self.handing.hand_on().await
     }
 
     /// Updates the device's state and schedules its next poll; returns the device's state and
@@ -336,5 +395,143 @@ impl<P: Protocol> Scheduler<P> {
             }
         }
         (state, skipped)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{load, EnvOverlay};
+    use crate::model::Value;
+
+    /// Devices that answer after `answer` with the bus's poll count so far.
+    struct Slow {
+        answer: Duration,
+        polled: Arc<std::sync::Mutex<Vec<Instant>>>,
+    }
+
+    impl Protocol for Slow {
+        type Plan = ();
+
+        async fn poll(&mut self, _: &mut (), _: &str, _: u64) -> PollOutcome {
+            tokio::time::sleep(self.answer).await;
+            let mut polled = self.polled.lock().expect("polled");
+            polled.push(Instant::now());
+            PollOutcome {
+                fields: vec![Field {
+                    name: Arc::from("n"),
+                    value: Value::UInt(polled.len() as u64 - 1),
+                }],
+                answered_at: Some(SystemTime::now()),
+                transactions: 1,
+                ..PollOutcome::default()
+            }
+        }
+    }
+
+    /// A bus of `devices` polled every `interval`, each answering after `answer`; returns, per
+    /// sample in arrival order, when its poll ended and when it was handed on.
+    async fn hand_on_times(
+        devices: usize,
+        interval: &str,
+        answer: Duration,
+        run_for: Duration,
+    ) -> Vec<(Instant, Instant)> {
+        let dir = tempfile::tempdir().expect("dir");
+        std::fs::create_dir_all(dir.path().join("profiles")).expect("profiles");
+        std::fs::write(
+            dir.path().join("profiles/meter.toml"),
+            "kind = \"power_meter\"\n[[point]]\nname = \"n\"\nfc = 3\naddress = 0\ntype = \"u16\"\n",
+        )
+        .expect("profile");
+        let mut text = format!(
+            "[gateway]\nid = \"g\"\nsite = \"s\"\ndata_dir = {:?}\n\
+             [[bus]]\nid = \"b\"\ntransport = \"tcp\"\naddress = \"127.0.0.1:1\"\n",
+            dir.path().join("data")
+        );
+        for n in 0..devices {
+            text += &format!(
+                "[[device]]\nid = \"m{n}\"\nbus = \"b\"\nunit = {}\nprofile = \"meter\"\ninterval = \"{interval}\"\n",
+                n + 1
+            );
+        }
+        text += "[outputs.line_protocol]\npath = \"/dev/null\"\n";
+        std::fs::write(dir.path().join("gateway.toml"), text).expect("config");
+        let config = load(&dir.path().join("gateway.toml"), EnvOverlay::None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let polled = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let protocol = Slow {
+            answer,
+            polled: Arc::clone(&polled),
+        };
+        let (tx, mut rx) = mpsc::channel(1024);
+        let status = Arc::new(StatusBoard::default());
+        let scheduler = Scheduler::new(
+            &config,
+            &config.gateway.bus[0],
+            protocol,
+            |_, _| Some(()),
+            (tx, status),
+        );
+        let (stop, shutdown) = watch::channel(false);
+        let task = tokio::spawn(scheduler.run(shutdown));
+        let mut arrivals = Vec::new();
+        let end = Instant::now() + run_for;
+        while let Ok(Some(sample)) = tokio::time::timeout_at(end, rx.recv()).await {
+            let Value::UInt(n) = sample.fields[0].value else {
+                panic!("field");
+            };
+            arrivals.push((n as usize, Instant::now()));
+        }
+        stop.send(true).expect("stop");
+        task.await.expect("scheduler");
+        let polled = polled.lock().expect("polled");
+        arrivals
+            .into_iter()
+            .map(|(n, handed)| (polled[n], handed))
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_bus_that_never_idles_hands_its_samples_on_in_groups_within_the_limit() {
+        // Ten devices due every 100 ms, each answering after 40 ms: the bus never waits.
+        let answer = Duration::from_millis(40);
+        let times = hand_on_times(10, "100ms", answer, Duration::from_secs(5)).await;
+        assert!(times.len() > 100, "{} samples", times.len());
+        for (polled, handed) in &times {
+            assert!(
+                handed.duration_since(*polled) <= HAND_ON_AFTER + answer,
+                "a sample waited {:?}",
+                handed.duration_since(*polled)
+            );
+        }
+        let handings: std::collections::BTreeSet<Instant> =
+            times.iter().map(|(_, handed)| *handed).collect();
+        assert!(
+            handings.len() * 3 <= times.len(),
+            "{} handings for {} samples",
+            handings.len(),
+            times.len()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_round_is_handed_on_before_the_bus_waits_for_the_next() {
+        // Three devices due every second, answering after 20 ms: each round takes 60 ms.
+        let times = hand_on_times(
+            3,
+            "1s",
+            Duration::from_millis(20),
+            Duration::from_millis(3500),
+        )
+        .await;
+        assert_eq!(times.len(), 12);
+        for round in times.chunks(3) {
+            let last_poll = round[2].0;
+            assert!(
+                round.iter().all(|(_, handed)| *handed == last_poll),
+                "{round:?}"
+            );
+        }
     }
 }

@@ -5,7 +5,6 @@
 //! integers (status words keep their bits); everything scaled becomes a float. Values that are not
 //! finite (a NaN from a float register) are refused, never emitted.
 
-use std::io::Write;
 use thiserror::Error;
 
 use crate::config::{PointConfig, PointType, Ratio, WordOrder};
@@ -166,17 +165,10 @@ fn shortest_f64(v: f32) -> f64 {
     if !v.is_finite() {
         return f64::from(v);
     }
-    // Written on the stack, not into a `String`: this runs for every float point of every poll.
-    // The longest f32 in decimal (the smallest subnormal) takes 47 bytes.
-    let mut text = [0u8; 64];
-    let mut cursor = std::io::Cursor::new(&mut text[..]);
-    if write!(cursor, "{v}").is_err() {
-        return f64::from(v);
-    }
-    let written = usize::try_from(cursor.position()).unwrap_or(0);
-    std::str::from_utf8(&text[..written])
-        .ok()
-        .and_then(|decimal| decimal.parse().ok())
+    // ryu's shortest digits, parsed as an f64: this runs for every float point of every poll.
+    ryu::Buffer::new()
+        .format_finite(v)
+        .parse()
         .unwrap_or(f64::from(v))
 }
 

@@ -236,9 +236,9 @@ fn a_short_reply_is_an_error_not_a_panic() {
 }
 
 #[test]
-fn f32_widening_on_the_stack_matches_the_decimal_text_at_the_extremes() {
-    // The longest decimal forms an f32 has (the smallest subnormal, the largest finite value)
-    // fit the stack buffer, and each widens to the f64 its own text parses to.
+fn f32_widening_matches_the_decimal_text_at_the_extremes() {
+    // The longest decimal forms an f32 has (the smallest subnormal, the largest finite value),
+    // and a few everyday ones, each widen to the f64 its own text parses to.
     for v in [
         f32::from_bits(1),
         -f32::from_bits(1),
@@ -255,4 +255,18 @@ fn f32_widening_on_the_stack_matches_the_decimal_text_at_the_extremes() {
     }
     assert!(shortest_f64(f32::NAN).is_nan());
     assert_eq!(shortest_f64(f32::INFINITY), f64::INFINITY);
+    // Across all exponents, the widened value is a shortest decimal of the f32: it narrows back
+    // to the same f32 and is written with as many characters as the f32 itself. (When two
+    // shortest decimals are equally near, as -2827637.25 between …7.2 and …7.3, ryu and `Display`
+    // may pick different ones; both are exact enough for the f32.)
+    let mut bits = 0x1234_5678u32;
+    for _ in 0..200_000 {
+        bits = bits.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        let v = f32::from_bits(bits);
+        if v.is_finite() {
+            let widened = shortest_f64(v);
+            assert_eq!((widened as f32).to_bits(), v.to_bits(), "{v}");
+            assert_eq!(widened.to_string().len(), v.to_string().len(), "{v}");
+        }
+    }
 }
