@@ -8,11 +8,13 @@
 # so that what else the machine does at that time weighs on both alike. Prints CPU seconds per
 # minute, peak RSS, polls per second and the gateway's ratio to the floor, for each delay.
 #
-#   bench/field.sh                        # 100 meters, delays 2 ms and 20 ms, 60 s measured each
-#   DELAYS="2 20 100" MEASURE=120 bench/field.sh
+#   bench/field.sh                        # 100 meters, delays 2 ms and 20 ms, three windows of
+#                                         # 60 s measured each (totals in the table, each window
+#                                         # below it)
+#   DELAYS="2 20 100" MEASURE=120 WINDOWS=1 bench/field.sh
 #   OUTAGE=300 bench/field.sh             # VictoriaMetrics away for 300 s: peak RSS while the
 #                                         # backlog drains
-#   PERF=1 DELAYS=2 bench/field.sh        # also `perf record` the gateway's measured minute into
+#   PERF=1 DELAYS=2 bench/field.sh        # also `perf record` the gateway's first window into
 #                                         # perf-<delay>ms.data (read with `perf report -i …`)
 #   GATEWAY=/tmp/old/retrofit-gateway bench/field.sh   # measure another build (an A/B, or one
 #                                         # built with frame pointers for PERF=1)
@@ -25,6 +27,7 @@ UNITS=${UNITS:-100}
 DELAYS=${DELAYS:-2 20}
 WARMUP=${WARMUP:-10}
 MEASURE=${MEASURE:-60}
+WINDOWS=${WINDOWS:-3}
 OUTAGE=${OUTAGE:-0}
 PERF=${PERF:-0}
 GATEWAY=${GATEWAY:-target/release/retrofit-gateway}
@@ -99,34 +102,47 @@ for delay in $DELAYS; do
     sleep "$OUTAGE"
     start_vm
   fi
-  target/release/floor-poller --port "$floor_dev_port" --units "$UNITS" --seconds $(( WARMUP + MEASURE + 5 )) \
+  target/release/floor-poller --port "$floor_dev_port" --units "$UNITS" --seconds $(( WARMUP + WINDOWS * MEASURE + 5 )) \
     --out "$work/floor-$delay.txt" > "$work/floor-$delay.log" &
   floor_pid=$!
   pids+=("$floor_pid")
   sleep "$WARMUP"
-  gw_before=$(cpu_ticks "$gw_pid")
-  floor_before=$(cpu_ticks "$floor_pid")
-  if [ "$PERF" = 1 ]; then
-    perf record -q -F 4999 --call-graph fp -o "perf-${delay}ms.data" -p "$gw_pid" -- sleep "$MEASURE" 2> /dev/null
-  else
-    sleep "$MEASURE"
-  fi
+  # Consecutive windows of the same two processes: each window's figures show the noise, the
+  # totals over all of them are the result.
+  gw_start=$(cpu_ticks "$gw_pid")
+  floor_start=$(cpu_ticks "$floor_pid")
+  for window in $(seq 1 "$WINDOWS"); do
+    gw_before=$(cpu_ticks "$gw_pid")
+    floor_before=$(cpu_ticks "$floor_pid")
+    if [ "$PERF" = 1 ] && [ "$window" = 1 ]; then
+      perf record -q -F 4999 --call-graph fp -o "perf-${delay}ms.data" -p "$gw_pid" -- sleep "$MEASURE" 2> /dev/null
+    else
+      sleep "$MEASURE"
+    fi
+    awk -v d="$delay" -v w="$window" -v g=$(( $(cpu_ticks "$gw_pid") - gw_before )) \
+        -v f=$(( $(cpu_ticks "$floor_pid") - floor_before )) -v hz="$hz" -v m="$MEASURE" 'BEGIN {
+      printf "%-6s window %d: gateway %.3f, floor %.3f CPU-s/minute (%.1f×)\n", d "ms", w, g / hz * 60 / m, f / hz * 60 / m, g / (f > 0 ? f : 1)
+    }' >> "$work/windows.txt"
+  done
   gw_after=$(cpu_ticks "$gw_pid")
   floor_after=$(cpu_ticks "$floor_pid")
   gw_peak=$(peak_kb "$gw_pid")
   floor_peak=$(peak_kb "$floor_pid")
   kill -TERM "$gw_pid"; wait "$gw_pid" || true
   wait "$floor_pid" || true
+  measured=$(( WINDOWS * MEASURE ))
   gw_polls=$(grep -o 'transactions=[0-9]*' "$work/gw-$delay.log" | cut -d= -f2 | awk '{s += $1} END {print s + 0}')
-  gw_seconds=$(( WARMUP + OUTAGE + WARMUP + MEASURE ))
-  gw_cpu=$(awk -v t=$(( gw_after - gw_before )) -v hz="$hz" -v m="$MEASURE" 'BEGIN {printf "%.3f", t / hz * 60 / m}')
+  gw_seconds=$(( WARMUP + OUTAGE + WARMUP + measured ))
+  gw_cpu=$(awk -v t=$(( gw_after - gw_start )) -v hz="$hz" -v m="$measured" 'BEGIN {printf "%.3f", t / hz * 60 / m}')
   floor_polls=$(grep -o '[0-9]* polls' "$work/floor-$delay.log" | cut -d' ' -f1)
-  floor_cpu=$(awk -v t=$(( floor_after - floor_before )) -v hz="$hz" -v m="$MEASURE" 'BEGIN {printf "%.3f", t / hz * 60 / m}')
+  floor_cpu=$(awk -v t=$(( floor_after - floor_start )) -v hz="$hz" -v m="$measured" 'BEGIN {printf "%.3f", t / hz * 60 / m}')
   for pid in "${dev_pids[@]}"; do kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true; done
 
   awk -v d="$delay" -v gc="$gw_cpu" -v gk="$gw_peak" -v gp="$gw_polls" -v gs="$gw_seconds" \
-      -v fc="$floor_cpu" -v fk="$floor_peak" -v fp="$floor_polls" -v fs=$(( WARMUP + MEASURE + 5 )) 'BEGIN {
-    printf "%-6s %-8s %-14.3f %-10s %-10.1f %.1f×\n", d "ms", "gateway", gc, sprintf("%.1f MB", gk / 1024), gp / gs, gc / (fc > 0 ? fc : 0.001)
-    printf "%-6s %-8s %-14.3f %-10s %-10.1f\n", d "ms", "floor", fc, sprintf("%.1f MB", fk / 1024), fp / fs
+      -v fc="$floor_cpu" -v fk="$floor_peak" -v fp="$floor_polls" -v fs=$(( WARMUP + measured + 5 )) 'BEGIN {
+    printf "%-6s %-8s %-14.3f %-10s %-10.1f %.1f×\n", d "ms", "gateway", gc, sprintf("%.1f MiB", gk / 1024), gp / gs, gc / (fc > 0 ? fc : 0.001)
+    printf "%-6s %-8s %-14.3f %-10s %-10.1f\n", d "ms", "floor", fc, sprintf("%.1f MiB", fk / 1024), fp / fs
   }'
 done
+echo
+cat "$work/windows.txt"

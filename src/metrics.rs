@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use metrics::{counter, gauge, histogram};
+use metrics::{counter, gauge, histogram, Counter, Gauge};
 
 use crate::buffer::{Backlog, LogStats};
 use crate::model::Severity;
@@ -48,34 +48,72 @@ pub struct ForwarderStats {
     pub not_acknowledged: bool,
 }
 
-/// The telemetry log's state and counters.
-pub fn publish_log(stats: &LogStats, backlog: &Backlog) {
-    counter!("rgw_log_appended_records_total").absolute(stats.appended);
-    counter!("rgw_log_corrupted_records_total").absolute(stats.corrupted);
-    counter!("rgw_log_torn_bytes_total").absolute(stats.torn_bytes);
-    counter!("rgw_log_quarantined_segments_total").absolute(stats.quarantined);
-    counter!("rgw_log_dropped_records_total", "reason" => "max_size", "intentional" => "true")
-        .absolute(stats.dropped_max_size);
-    counter!("rgw_log_dropped_records_total", "reason" => "disk_full", "intentional" => "true")
-        .absolute(stats.dropped_disk_full);
-    counter!("rgw_log_dropped_records_total", "reason" => "missing_segment", "intentional" => "false")
-        .absolute(stats.lost);
-    counter!("rgw_log_dropped_records_total", "reason" => "corrupt", "intentional" => "false")
-        .absolute(stats.corrupted);
-    counter!("rgw_log_cursor_resets_total").absolute(stats.cursor_resets);
-    gauge!("rgw_log_bytes").set(backlog.bytes as f64);
-    gauge!("rgw_log_pending_records").set(backlog.pending as f64);
-    gauge!("rgw_log_oldest_unsent_age_seconds")
-        .set(backlog.oldest_unsent.map_or(0.0, |age| age.as_secs_f64()));
+/// The counter of records dropped for `reason`.
+fn dropped(reason: &'static str, intentional: &'static str) -> Counter {
+    counter!("rgw_log_dropped_records_total", "reason" => reason, "intentional" => intentional)
 }
 
-/// The stage that appends samples to the log.
-pub fn publish_appended(appended: &Appended) {
-    counter!("rgw_telemetry_received_samples_total").absolute(appended.received);
-    counter!("rgw_telemetry_skipped_fields_total", "reason" => "not_finite")
-        .absolute(appended.skipped_fields);
-    counter!("rgw_log_dropped_records_total", "reason" => "append_failed", "intentional" => "false")
-        .absolute(appended.refused);
+/// The telemetry log's and its stage's metrics, looked up once: the stage publishes them every
+/// second, and a lookup by name and labels cost more than setting the figure.
+pub struct LogMetrics {
+    appended: Counter,
+    corrupted: Counter,
+    torn_bytes: Counter,
+    quarantined: Counter,
+    dropped_max_size: Counter,
+    dropped_disk_full: Counter,
+    dropped_missing_segment: Counter,
+    dropped_corrupt: Counter,
+    cursor_resets: Counter,
+    bytes: Gauge,
+    pending: Gauge,
+    oldest_unsent_age: Gauge,
+    received: Counter,
+    skipped_fields: Counter,
+    dropped_append_failed: Counter,
+}
+
+impl LogMetrics {
+    /// Looks the metrics up in the installed recorder (install it first).
+    pub fn register() -> LogMetrics {
+        LogMetrics {
+            appended: counter!("rgw_log_appended_records_total"),
+            corrupted: counter!("rgw_log_corrupted_records_total"),
+            torn_bytes: counter!("rgw_log_torn_bytes_total"),
+            quarantined: counter!("rgw_log_quarantined_segments_total"),
+            dropped_max_size: dropped("max_size", "true"),
+            dropped_disk_full: dropped("disk_full", "true"),
+            dropped_missing_segment: dropped("missing_segment", "false"),
+            dropped_corrupt: dropped("corrupt", "false"),
+            cursor_resets: counter!("rgw_log_cursor_resets_total"),
+            bytes: gauge!("rgw_log_bytes"),
+            pending: gauge!("rgw_log_pending_records"),
+            oldest_unsent_age: gauge!("rgw_log_oldest_unsent_age_seconds"),
+            received: counter!("rgw_telemetry_received_samples_total"),
+            skipped_fields: counter!("rgw_telemetry_skipped_fields_total", "reason" => "not_finite"),
+            dropped_append_failed: dropped("append_failed", "false"),
+        }
+    }
+
+    /// The log's state and counters, and those of the stage that appends to it.
+    pub fn publish(&self, stats: &LogStats, backlog: &Backlog, appended: &Appended) {
+        self.appended.absolute(stats.appended);
+        self.corrupted.absolute(stats.corrupted);
+        self.torn_bytes.absolute(stats.torn_bytes);
+        self.quarantined.absolute(stats.quarantined);
+        self.dropped_max_size.absolute(stats.dropped_max_size);
+        self.dropped_disk_full.absolute(stats.dropped_disk_full);
+        self.dropped_missing_segment.absolute(stats.lost);
+        self.dropped_corrupt.absolute(stats.corrupted);
+        self.cursor_resets.absolute(stats.cursor_resets);
+        self.bytes.set(backlog.bytes as f64);
+        self.pending.set(backlog.pending as f64);
+        self.oldest_unsent_age
+            .set(backlog.oldest_unsent.map_or(0.0, |age| age.as_secs_f64()));
+        self.received.absolute(appended.received);
+        self.skipped_fields.absolute(appended.skipped_fields);
+        self.dropped_append_failed.absolute(appended.refused);
+    }
 }
 
 /// The InfluxDB forwarder.

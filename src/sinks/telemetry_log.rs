@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, Notify};
 
 use crate::buffer::io_thread;
 use crate::health::Health;
-use crate::metrics::Appended;
+use crate::metrics::{Appended, LogMetrics};
 use crate::model::Sample;
 
 use super::influx::forwarder::{lock_log, with_log, SharedLog};
@@ -41,6 +41,7 @@ pub async fn append_samples(
     health: Arc<Health>,
 ) -> Appended {
     let mut counts = Appended::default();
+    let metrics = LogMetrics::register();
     let mut gathering = Gathering::default();
     let mut sync = tokio::time::interval(sync_interval);
     // Closes a gathering window that no later sample closed (the last polls of a round). Polled
@@ -87,7 +88,7 @@ pub async fn append_samples(
                     Ok((_, false)) => health.clear("disk"),
                     Err(e) => tracing::warn!(error = %e, "Cannot tell the room left on the card"),
                 }
-                publish(&log, &counts).await;
+                publish(&log, &counts, &metrics).await;
                 continue;
             }
         };
@@ -104,7 +105,7 @@ pub async fn append_samples(
     if let Err(e) = with_log(&log, |log| log.sync()).await {
         tracing::error!(error = %e, "Cannot sync the telemetry log at shutdown");
     }
-    publish(&log, &counts).await;
+    publish(&log, &counts, &metrics).await;
     counts
 }
 
@@ -225,10 +226,9 @@ impl Gathering {
 }
 
 /// Publishes the log's and this stage's figures as metrics.
-async fn publish(log: &SharedLog, counts: &Appended) {
+async fn publish(log: &SharedLog, counts: &Appended, metrics: &LogMetrics) {
     let now_ms = crate::model::unix_nanos(std::time::SystemTime::now()) / 1_000_000;
     let (stats, backlog) =
         with_log(log, move |log| (log.stats().clone(), log.backlog(now_ms))).await;
-    crate::metrics::publish_log(&stats, &backlog);
-    crate::metrics::publish_appended(counts);
+    metrics.publish(&stats, &backlog, counts);
 }

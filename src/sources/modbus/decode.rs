@@ -31,8 +31,40 @@ pub struct PointDecoder {
     pub bit: u8,
     pub width: u16,
     /// scale × ratio, folded once.
-    pub factor: f64,
+    factor: Factor,
     pub offset: f64,
+}
+
+/// How a raw value is scaled, chosen once per point: a factor of 10^-k divides by 10^k, so that
+/// 4710 × 0.01 comes out as 47.1 and not 47.100000000000001.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Factor {
+    One,
+    DivideBy(f64),
+    MultiplyBy(f64),
+}
+
+impl Factor {
+    fn of(factor: f64) -> Factor {
+        if factor == 1.0 {
+            return Factor::One;
+        }
+        let inverse = 1.0 / factor;
+        let rounded = inverse.round();
+        if rounded >= 2.0 && (inverse - rounded).abs() < 1e-9 * rounded {
+            Factor::DivideBy(rounded)
+        } else {
+            Factor::MultiplyBy(factor)
+        }
+    }
+
+    fn apply(self, raw: f64) -> f64 {
+        match self {
+            Factor::One => raw,
+            Factor::DivideBy(divisor) => raw / divisor,
+            Factor::MultiplyBy(factor) => raw * factor,
+        }
+    }
 }
 
 impl PointDecoder {
@@ -48,7 +80,7 @@ impl PointDecoder {
             order: point.order,
             bit: point.bit.unwrap_or(0),
             width: point.kind.width(point.length),
-            factor: point.scale * ratio,
+            factor: Factor::of(point.scale * ratio),
             offset: point.offset,
         }
     }
@@ -99,13 +131,13 @@ impl PointDecoder {
     }
 
     fn scale(&self, raw: Raw) -> Result<Value, DecodeError> {
-        let unscaled = self.factor == 1.0 && self.offset == 0.0;
+        let unscaled = self.factor == Factor::One && self.offset == 0.0;
         let value = match raw {
             Raw::Unsigned(v) if unscaled => return Ok(Value::UInt(v)),
             Raw::Signed(v) if unscaled => return Ok(Value::Int(v)),
-            Raw::Unsigned(v) => apply_factor(v as f64, self.factor) + self.offset,
-            Raw::Signed(v) => apply_factor(v as f64, self.factor) + self.offset,
-            Raw::Float(v) => apply_factor(v, self.factor) + self.offset,
+            Raw::Unsigned(v) => self.factor.apply(v as f64) + self.offset,
+            Raw::Signed(v) => self.factor.apply(v as f64) + self.offset,
+            Raw::Float(v) => self.factor.apply(v) + self.offset,
         };
         if value.is_finite() {
             Ok(Value::Float(value))
@@ -142,21 +174,6 @@ fn take<const N: usize>(bytes: &[u8]) -> [u8; N] {
     let mut out = [0u8; N];
     out.copy_from_slice(&bytes[..N]);
     out
-}
-
-/// Scales by `factor`, dividing by the reciprocal when the factor is 10^-k so that 4710 × 0.01
-/// comes out as 47.1 and not 47.100000000000001.
-fn apply_factor(raw: f64, factor: f64) -> f64 {
-    if factor == 1.0 {
-        return raw;
-    }
-    let inverse = 1.0 / factor;
-    let rounded = inverse.round();
-    if rounded >= 2.0 && (inverse - rounded).abs() < 1e-9 * rounded {
-        raw / rounded
-    } else {
-        raw * factor
-    }
 }
 
 /// An f32 widened to the f64 with the same shortest decimal form (0.47f32 → 0.47, not
