@@ -1,13 +1,14 @@
 //! The stage between the sources and the InfluxDB forwarder: every sample becomes one line of
 //! line protocol appended to the telemetry log ("accepted"), synced every `sync_interval`, and
 //! the forwarder is woken. Appends run on the stage's own thread (they reach the page cache in
-//! microseconds), the samples of up to [`GATHER`] in one write; only the once-a-second
+//! microseconds), the samples that arrived together in one write (a bus hands on several polls
+//! at once: [`crate::sources::scheduler`]); only the once-a-second
 //! `fdatasync` goes to the log's I/O thread
 //! ([`crate::buffer::io_thread`]), on a duplicate handle of the segment, so appends never wait
 //! for the card. The log absorbs uplink outages; a source never waits on the network.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::{mpsc, Notify};
 
@@ -22,15 +23,6 @@ use crate::line_protocol;
 /// Samples taken from the channel at once, appended under one lock.
 const BATCH: usize = 512;
 
-/// How long the stage gathers samples for one write after the first arrives: the first sample
-/// after this window closes it.
-const GATHER: Duration = Duration::from_millis(100);
-
-/// The longest a reading waits in memory before it is in the file (and survives a killed
-/// process), when no later sample closes its window. It reaches the card's flash at the log's
-/// next sync, as before.
-const GATHER_LIMIT: Duration = Duration::from_millis(250);
-
 /// Appends samples until the channel closes, then syncs once more. A batch the log refuses
 /// entirely is reported to `health` as `telemetry_log` until one is accepted again.
 pub async fn append_samples(
@@ -44,10 +36,6 @@ pub async fn append_samples(
     let metrics = LogMetrics::register();
     let mut gathering = Gathering::default();
     let mut sync = tokio::time::interval(sync_interval);
-    // Closes a gathering window that no later sample closed (the last polls of a round). Polled
-    // only while samples wait, so an idle gateway sets no timer for it.
-    let mut flush = tokio::time::interval(GATHER_LIMIT);
-    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let first = tokio::select! {
@@ -55,12 +43,7 @@ pub async fn append_samples(
                 Some(sample) => sample,
                 None => break,
             },
-            _ = flush.tick(), if gathering.waiting() => {
-                gathering.append(&log, &appended, &mut counts, &health);
-                continue;
-            }
             _ = sync.tick() => {
-                gathering.append(&log, &appended, &mut counts, &health);
                 let (due, room) = {
                     let mut log = lock_log(&log);
                     (log.sync_due(), log.room())
@@ -92,16 +75,11 @@ pub async fn append_samples(
                 continue;
             }
         };
+        // What arrived together goes into one write: a bus hands on its polls in groups, and
+        // one write per poll cost more than the poll. Nothing waits here for more.
         gathering.take(first, &mut samples);
-        // Polls of the next GATHER go into the same write: a bus answers every few
-        // milliseconds, and one write per poll cost more than the poll. The first sample after
-        // the window closes it, without a timer per window (a tokio timer set sooner than the
-        // runtime's next wake rings its event fd); the flush tick closes the last one.
-        if gathering.closed() {
-            gathering.append(&log, &appended, &mut counts, &health);
-        }
+        gathering.append(&log, &appended, &mut counts, &health);
     }
-    gathering.append(&log, &appended, &mut counts, &health);
     if let Err(e) = with_log(&log, |log| log.sync()).await {
         tracing::error!(error = %e, "Cannot sync the telemetry log at shutdown");
     }
@@ -109,12 +87,10 @@ pub async fn append_samples(
     counts
 }
 
-/// The samples waiting for the next write, and the buffers reused for every write (no
-/// allocation per sample once warm).
+/// The samples of the next write, and the buffers reused for every write (no allocation per
+/// sample once warm).
 struct Gathering {
     batch: Vec<Sample>,
-    /// When the first sample of `batch` arrived.
-    since: Instant,
     /// Each sample's line, one after the other, and per line its sample's index in `batch`, its
     /// time (ms) and where it ends.
     lines: String,
@@ -125,7 +101,6 @@ impl Default for Gathering {
     fn default() -> Self {
         Gathering {
             batch: Vec::with_capacity(BATCH),
-            since: Instant::now(),
             lines: String::new(),
             ends: Vec::with_capacity(BATCH),
         }
@@ -133,15 +108,8 @@ impl Default for Gathering {
 }
 
 impl Gathering {
-    fn waiting(&self) -> bool {
-        !self.batch.is_empty()
-    }
-
     /// Takes `first` and whatever else the channel holds now, up to [`BATCH`].
     fn take(&mut self, first: Sample, samples: &mut mpsc::Receiver<Sample>) {
-        if self.batch.is_empty() {
-            self.since = Instant::now();
-        }
         self.batch.push(first);
         while self.batch.len() < BATCH {
             match samples.try_recv() {
@@ -149,11 +117,6 @@ impl Gathering {
                 Err(_) => break,
             }
         }
-    }
-
-    /// Whether the batch is full or its window has passed.
-    fn closed(&self) -> bool {
-        self.batch.len() >= BATCH || self.since.elapsed() >= GATHER
     }
 
     /// Appends the batch to the log under one lock (the log writes it in as few writes as the

@@ -36,7 +36,7 @@ use super::modbus::status::{CommState, StatusBoard};
 pub const OFFLINE_AFTER: u32 = 3;
 
 /// The longest a sample waits in its bus task on a bus that polls without a pause.
-pub const HAND_ON_AFTER: Duration = Duration::from_millis(100);
+pub const HAND_ON_AFTER: Duration = Duration::from_millis(250);
 
 /// What one poll of one device gave.
 #[derive(Debug, Default)]
