@@ -115,16 +115,16 @@ fn write_int(line: &mut String, v: i64) {
 /// exponent, no `.0`), with ryu's digit generation: the formatter's machinery was a tenth of the
 /// telemetry stage's time. Where ryu would write an exponent, `Display` writes it.
 fn write_float(line: &mut String, v: f64) {
-    if !v.is_finite() {
-        let _ = write!(line, "{v}");
-        return;
-    }
     let mut buffer = ryu::Buffer::new();
-    let text = buffer.format_finite(v);
-    if text.contains('e') {
-        let _ = write!(line, "{v}");
-    } else {
-        line.push_str(text.strip_suffix(".0").unwrap_or(text));
+    let short = v
+        .is_finite()
+        .then(|| buffer.format_finite(v))
+        .filter(|text| !text.contains('e'));
+    match short {
+        Some(text) => line.push_str(text.strip_suffix(".0").unwrap_or(text)),
+        None => {
+            let _ = write!(line, "{v}");
+        }
     }
 }
 
