@@ -43,6 +43,40 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// A season of every year, from one month and day to another, both inclusive; it may run over
+/// the new year (the heating season, 10-15 to 04-15 in Shuozhou).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Season {
+    pub start: (u32, u32),
+    pub end: (u32, u32),
+}
+
+impl Season {
+    /// Whether local day `day` is in the season.
+    pub fn contains(&self, day: i64) -> bool {
+        self.started_on(day).is_some()
+    }
+
+    /// The local day on which the season that `day` is in began; `None` outside the season.
+    pub fn started_on(&self, day: i64) -> Option<i64> {
+        let (year, m, d) = civil_from_days(day);
+        let date = (m as u32) * 100 + d as u32;
+        let (start, end) = (
+            self.start.0 * 100 + self.start.1,
+            self.end.0 * 100 + self.end.1,
+        );
+        let start_in =
+            |year: i64| days_from_civil(year, i64::from(self.start.0), i64::from(self.start.1));
+        if start <= end {
+            (start..=end).contains(&date).then(|| start_in(year))
+        } else if date >= start {
+            Some(start_in(year))
+        } else {
+            (date <= end).then(|| start_in(year - 1))
+        }
+    }
+}
+
 /// `YYYY-MM-DD HH:MM:SS` of `time_ns` at UTC+`offset_s`.
 pub fn local_time(time_ns: i64, offset_s: i64) -> String {
     let seconds = time_ns.div_euclid(1_000_000_000) + offset_s;
@@ -72,5 +106,38 @@ mod tests {
         assert_eq!(day_of("2025-02-29"), None);
         assert_eq!(day_of("2025-13-01"), None);
         assert_eq!(day_of("26-11"), None);
+    }
+
+    #[test]
+    fn a_season_over_the_new_year_knows_the_day_it_began() {
+        let heating = Season {
+            start: (10, 15),
+            end: (4, 15),
+        };
+        let day = |date: &str| day_of(date).unwrap();
+        assert_eq!(
+            heating.started_on(day("2025-10-15")),
+            Some(day("2025-10-15"))
+        );
+        assert_eq!(
+            heating.started_on(day("2025-12-31")),
+            Some(day("2025-10-15"))
+        );
+        assert_eq!(
+            heating.started_on(day("2026-04-15")),
+            Some(day("2025-10-15"))
+        );
+        assert_eq!(heating.started_on(day("2026-04-16")), None);
+        assert_eq!(heating.started_on(day("2025-10-14")), None);
+        assert!(!heating.contains(day("2026-07-01")));
+        let summer = Season {
+            start: (6, 1),
+            end: (8, 31),
+        };
+        assert_eq!(
+            summer.started_on(day("2026-07-01")),
+            Some(day("2026-06-01"))
+        );
+        assert!(!summer.contains(day("2026-09-01")));
     }
 }

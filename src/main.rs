@@ -18,9 +18,10 @@ const USAGE: &str = "usage:
   retrofit-gateway report --month YYYY-MM [-o FILE] [-c FILE]
                                          the month's KPI report as one HTML page (default config
                                          /etc/retrofit-gateway/gateway.toml, output stdout)
-  retrofit-gateway demo-month [--month YYYY-MM] [-o FILE] [--data-dir DIR] [-c FILE]
+  retrofit-gateway demo-month [--month YYYY-MM] [-o FILE] [--data-dir DIR] [-c FILE] [--no-faults]
                                          replay the demo community through a month (a leak, a
-                                         voltage sag, a cold week) and write its report";
+                                         voltage sag, a cold week; --no-faults: none) and write
+                                         its report";
 
 enum Command {
     Run(PathBuf),
@@ -66,7 +67,7 @@ fn parse(args: Vec<String>) -> Result<Command, String> {
             #[cfg(feature = "demo")]
             "--lines" if command == "demo" => demo.print_lines = true,
             #[cfg(feature = "demo")]
-            "--no-faults" if command == "demo" => demo.faults = false,
+            "--no-faults" if command == "demo" || command == "demo-month" => demo.faults = false,
             "--month" if command == "report" || command == "demo-month" => {
                 month = Some(args.next().ok_or("--month needs YYYY-MM")?);
             }
@@ -107,6 +108,7 @@ fn parse(args: Vec<String>) -> Result<Command, String> {
                 data_dir: data_dir
                     .unwrap_or_else(|| std::env::temp_dir().join("retrofit-gateway-demo-month")),
                 month,
+                faults: demo.faults,
             }))
         }
         #[cfg(not(feature = "demo"))]
@@ -227,13 +229,17 @@ fn main() -> ExitCode {
         #[cfg(feature = "demo")]
         Command::DemoMonth(options) => exit_with(demo::month::run(&options).map(|summary| {
             println!(
-                "{}: {} days, {} samples, {} alarms raised; report in {}",
+                "{}: {} days, {} samples, {} alarms raised in {} incidents; report in {}",
                 options.month,
                 summary.days,
                 summary.samples,
                 summary.alarms_raised,
+                summary.incidents,
                 options.output.display()
             );
+            for (rule, raises) in &summary.raised_by_rule {
+                println!("  {rule}: {raises}");
+            }
         })),
     }
 }

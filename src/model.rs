@@ -261,9 +261,31 @@ pub struct AlarmEvent {
     /// The value that decided, and the limit it was compared with.
     pub value: f64,
     pub limit: f64,
+    /// One line for a person: what happened and the reading against its limit, with units.
     pub message: String,
     /// When the condition was decided, wall clock ns (the sample's time).
     pub time_ns: i64,
+    /// The parts of a message for a person's phone (empty in events written before they
+    /// existed).
+    #[serde(default)]
+    pub words: AlarmWords,
+}
+
+/// An alarm in words for a person, in Chinese: what happened in the plan's words, where, the
+/// reading against its limit with units, what to do, and since when. Never standards or
+/// internal notes: those stay in the rule packs and the report's appendix.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AlarmWords {
+    /// `顶层水压不足`.
+    pub title: String,
+    /// `9、10号楼加压泵房（高区）`.
+    pub place: String,
+    /// `11层顶层剩余水压 0.094 MPa，低于 0.10 MPa` or `2号泵变频器故障`.
+    pub reading: String,
+    /// `检查水泵出口压力与设定值；…`.
+    pub action: String,
+    /// When the alarm was raised, wall clock ns.
+    pub since_ns: i64,
 }
 
 #[cfg(test)]
@@ -281,6 +303,7 @@ impl AlarmEvent {
             limit: 7.0,
             message: message.to_string(),
             time_ns,
+            words: AlarmWords::default(),
         }
     }
 }

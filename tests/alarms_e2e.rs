@@ -73,8 +73,8 @@ async fn each_injected_fault_raises_its_rule_and_clears_after_it_ends() {
         (
             Fault::plant(FaultKind::VoltageSag),
             "tx1-meter",
-            "E4",
-            Severity::Crit,
+            "E1",
+            Severity::Warn,
         ),
         (
             Fault::plant(FaultKind::PhaseLoss),

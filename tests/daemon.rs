@@ -196,7 +196,8 @@ async fn a_restart_while_an_alarm_fires_neither_raises_it_again_nor_loses_its_cl
     .await;
     let trip = Fault::plant(FaultKind::PumpTrip);
     site.community.inject(trip.clone());
-    until(Duration::from_secs(15), "W13 raised", || {
+    // Told once its incident has settled (10 s for a crit).
+    until(Duration::from_secs(30), "W13 raised", || {
         !pump_trips().is_empty()
     })
     .await;

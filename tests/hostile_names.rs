@@ -77,6 +77,7 @@ fn mapping() -> MqttMapping {
             name: "pressure_mpa".into(),
             from: "/p".into(),
             unit: None,
+            label: None,
             scale: 1.0,
             offset: 0.0,
         }],

@@ -165,9 +165,9 @@ async fn a_closed_day_and_todays_figures_arrive_in_influxdb_1() {
         }
     };
     let expected = run.day.values.len() as u64;
-    // The gateway's uptime, and the PRV inlet's completeness, availability and pressure
-    // compliance (W6).
-    assert_eq!(expected, 4, "{:?}", run.day.values);
+    // The gateway's uptime, the PRV inlet's completeness, availability and pressure
+    // compliance (W6), and the site's incidents (none).
+    assert_eq!(expected, 5, "{:?}", run.day.values);
     let closed = count(format!("time = {day_ns}")).await;
     assert_eq!(closed, expected, "figures of the closed day in InfluxDB");
     // One figure by value: the PRV inlet's pressure compliance.

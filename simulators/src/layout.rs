@@ -176,7 +176,7 @@ impl Layout {
         // Building 11 unit 1's stairwell; the heating loop's ten building meters and the
         // primary meter share one M-Bus/RS-485 line.
         let stairwell = stairwell(6).into_iter().map(SimMeter::from);
-        let heat = building_meters(10)
+        let heat = building_meters(crate::meters::heat::BUILDINGS)
             .into_iter()
             .chain([primary_meter()])
             .map(SimMeter::from);

@@ -69,7 +69,7 @@ pub struct KpiConfig {
     #[serde(default = "default_night_day_factor")]
     pub night_day_factor_h: f64,
     /// The heating season, `MM-DD` to `MM-DD` inclusive (Shuozhou: 10-15 to 04-15): sample-flat
-    /// hours at 18 °C are only counted in it.
+    /// hours at 18 °C are only counted in it, and rules with `season = "heating"` only run in it.
     #[serde(default = "default_season_start")]
     pub heating_season_start: String,
     #[serde(default = "default_season_end")]
@@ -77,12 +77,12 @@ pub struct KpiConfig {
 }
 
 impl KpiConfig {
-    /// The heating season as ((month, day), (month, day)), when both ends are dates.
-    pub fn heating_season(&self) -> Option<((u32, u32), (u32, u32))> {
-        Some((
-            month_day(&self.heating_season_start)?,
-            month_day(&self.heating_season_end)?,
-        ))
+    /// The heating season, when both ends are dates.
+    pub fn heating_season(&self) -> Option<crate::calendar::Season> {
+        Some(crate::calendar::Season {
+            start: month_day(&self.heating_season_start)?,
+            end: month_day(&self.heating_season_end)?,
+        })
     }
 }
 
@@ -287,6 +287,9 @@ pub struct MqttField {
     pub from: String,
     #[serde(default)]
     pub unit: Option<String>,
+    /// What people call the value (`出口压力`), in alarm messages; default: the name.
+    #[serde(default)]
+    pub label: Option<String>,
     #[serde(default = "one")]
     pub scale: f64,
     #[serde(default)]
@@ -298,7 +301,7 @@ fn one() -> f64 {
 }
 
 /// Alarm rules.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlarmsConfig {
     /// Rule pack files (`config/rules/*.toml`), relative to this file.
@@ -317,6 +320,39 @@ pub struct AlarmsConfig {
     /// Site- or device-specific limits and times for pack rules.
     #[serde(default, rename = "override")]
     pub overrides: Vec<RuleOverride>,
+    /// How long an incident gathers its alarms before the robots are told (crit incidents
+    /// sooner), and how often a growing incident may send an update.
+    #[serde(default = "default_incident_settle")]
+    pub incident_settle: ConfigDuration,
+    #[serde(default = "default_incident_settle_crit")]
+    pub incident_settle_crit: ConfigDuration,
+    #[serde(default = "default_incident_update_after")]
+    pub incident_update_after: ConfigDuration,
+}
+
+impl Default for AlarmsConfig {
+    fn default() -> Self {
+        AlarmsConfig {
+            rule_packs: Vec::new(),
+            disabled: Vec::new(),
+            webhook: Vec::new(),
+            mqtt: None,
+            overrides: Vec::new(),
+            incident_settle: default_incident_settle(),
+            incident_settle_crit: default_incident_settle_crit(),
+            incident_update_after: default_incident_update_after(),
+        }
+    }
+}
+
+fn default_incident_settle() -> ConfigDuration {
+    ConfigDuration::from_millis(60_000)
+}
+fn default_incident_settle_crit() -> ConfigDuration {
+    ConfigDuration::from_millis(10_000)
+}
+fn default_incident_update_after() -> ConfigDuration {
+    ConfigDuration::from_millis(600_000)
 }
 
 /// New values for some of a rule's limits and times, on every device or on the listed ones.
@@ -640,6 +676,13 @@ fn default_max_backoff() -> ConfigDuration {
 #[serde(deny_unknown_fields)]
 pub struct DeviceConfig {
     pub id: String,
+    /// What people call it (`9、10号楼加压泵房`), in alarm messages; default: the id.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The device that feeds this one (a supply tree for power, the zone's inlet for water,
+    /// the substation for heating): alarms on devices with the same root are one incident.
+    #[serde(default)]
+    pub upstream: Option<String>,
     pub bus: String,
     /// Modbus unit (slave) id, 1–247 (wider type so that 300 is reported as out of range).
     #[serde(default)]
@@ -692,6 +735,18 @@ pub struct SiteGeometry {
     /// A heating network's circulation flow, m³/h (make-up water is judged against it).
     #[serde(default)]
     pub circulation_m3h: Option<f64>,
+    /// Where the zone's flow is measured when this device does not measure it (a PRV-fed zone:
+    /// the DMA flowmeter), for the pipe losses of the top-floor rule.
+    #[serde(default)]
+    pub flow_from: Option<FlowSource>,
+}
+
+/// Another device's flow field: `{ device = "dma-flow", field = "flow_rate_m3h" }`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowSource {
+    pub device: String,
+    pub field: String,
 }
 
 /// Where samples go.

@@ -46,6 +46,19 @@ impl Profile {
     pub fn has_field(&self, name: &str) -> bool {
         self.field_names().any(|f| f == name)
     }
+
+    /// Each field's label and unit for people, as (name, label, unit).
+    pub fn field_words(&self) -> impl Iterator<Item = (&str, Option<&str>, Option<&str>)> {
+        let points = self
+            .points
+            .iter()
+            .map(|p| (p.name.as_str(), p.label.as_deref(), p.unit.as_deref()));
+        points.chain(
+            self.readings
+                .iter()
+                .map(|r| (r.name.as_str(), r.label.as_deref(), r.unit.as_deref())),
+        )
+    }
 }
 
 /// The protocol a device speaks.
@@ -175,6 +188,9 @@ pub struct ReadingConfig {
     pub name: String,
     #[serde(default)]
     pub unit: Option<String>,
+    /// What people call the value (`A相电压`), in alarm messages; default: the name.
+    #[serde(default)]
+    pub label: Option<String>,
     /// DL/T 645: the data identifier (`0x02010100` phase A voltage).
     #[serde(default)]
     pub di: Option<u32>,
@@ -336,9 +352,12 @@ named::deserialize_by_name!(Ratio, RATIOS);
 pub struct PointConfig {
     /// Field name in the output, with its unit: `outlet_pressure_mpa`.
     pub name: String,
-    /// Engineering unit, for people (status page, reports).
+    /// Engineering unit, for people (status page, reports, alarm messages).
     #[serde(default)]
     pub unit: Option<String>,
+    /// What people call the value (`出口压力`), in alarm messages; default: the name.
+    #[serde(default)]
+    pub label: Option<String>,
     /// Modbus function code 1–4.
     pub fc: u8,
     /// 0-based PDU address as documented by the map (before `address_offset`).

@@ -17,7 +17,7 @@ pub enum RuleKind {
     Threshold,
     /// Outside `nominal` +`plus_pct` / −`minus_pct` (supply voltage, GB/T 12325); worst of `fields`.
     Deviation,
-    /// Three-phase unbalance from phase values, max |Uᵢ − Ū| / Ū (GB/T 15543 approximation).
+    /// Negative-sequence voltage unbalance (GB/T 15543) from the three line voltages.
     Unbalance,
     /// Any of `mask`'s bits set in an integer status or fault word.
     StatusBits,
@@ -61,6 +61,17 @@ const KINDS: &[(&str, RuleKind)] = &[
 ];
 crate::config::deserialize_by_name!(RuleKind, KINDS);
 
+/// A season a rule runs in; outside it (and within its `season_grace` after the season began)
+/// the rule's condition counts as clear.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleSeason {
+    /// `[kpi] heating_season_start` to `heating_season_end`.
+    Heating,
+}
+
+const SEASONS: &[(&str, RuleSeason)] = &[("heating", RuleSeason::Heating)];
+crate::config::deserialize_by_name!(RuleSeason, SEASONS);
+
 const SEVERITIES: &[(&str, Severity)] = &[
     ("info", Severity::Info),
     ("warn", Severity::Warn),
@@ -89,6 +100,22 @@ pub struct RuleConfig {
     pub severity: Severity,
     /// What the plan requires, in the operators' language.
     pub description: String,
+    /// What happened, in a few words of the plan for a person's phone (`顶层水压不足`);
+    /// default: the description.
+    #[serde(default)]
+    pub title: Option<String>,
+    /// One line of what to do about it.
+    #[serde(default)]
+    pub action: Option<String>,
+    /// What the value the rule judges is called and its unit, where the rule computes it
+    /// (`供回水温差`, `K`); default: the field's label or the kind's own name.
+    #[serde(default)]
+    pub label: Option<String>,
+    #[serde(default)]
+    pub unit: Option<String>,
+    /// Status bits: the names of the mask's bits, lowest bit first (`["1号泵变频器故障", …]`).
+    #[serde(default)]
+    pub bit_names: Vec<String>,
     /// Standard or practice the number comes from.
     pub source: String,
     /// The measurement (device kind) it applies to.
@@ -165,16 +192,18 @@ pub struct RuleConfig {
     /// Night flow: `min_hourly` (default, MNF) or `mean` (night pump power, W15).
     #[serde(default)]
     pub aggregate: Option<String>,
-    /// Step: the window the rise happens in (default 60 s), the rise (absolute) and, optionally,
-    /// the rise in percent of the level before (whichever is smaller decides).
+    /// Step: the window (default 60 s) whose mean is compared with the mean of the window before
+    /// it, the rise (absolute) and, optionally, the rise in percent of the level before (the
+    /// larger of the two decides).
     #[serde(default)]
     pub window: Option<ConfigDuration>,
     #[serde(default)]
     pub rise: Option<f64>,
     #[serde(default)]
     pub rise_pct: Option<f64>,
-    /// Frozen: the largest spread that still counts as not moving (default 0), and the field
-    /// that says the plant runs (`while_field` above `while_above`; default: always).
+    /// Frozen: the largest spread that still counts as not moving (default 0). Frozen and
+    /// difference: the field that says the plant runs or water flows (`while_field` above
+    /// `while_above`; default: always); while it does not, the condition counts as clear.
     #[serde(default)]
     pub tolerance: Option<f64>,
     #[serde(default)]
@@ -190,6 +219,16 @@ pub struct RuleConfig {
     pub sub_fields: Vec<String>,
     #[serde(default)]
     pub sub_devices: Vec<String>,
+    /// Night flow: the limit of net night flow (MNF less the households' legitimate night use,
+    /// `[kpi] households` × `night_use_l_per_household_h`), L per household per hour.
+    #[serde(default)]
+    pub net_above_l_per_household_h: Option<f64>,
+    /// Only in this season (see [`RuleSeason`]).
+    #[serde(default)]
+    pub season: Option<RuleSeason>,
+    /// How long after the first day of its season the rule keeps quiet (H1: 72 h start-up).
+    #[serde(default)]
+    pub season_grace: Option<ConfigDuration>,
     /// Raises within `flap_window` beyond which the alarm is flapping.
     #[serde(default = "default_flap_limit")]
     pub flap_limit: usize,
@@ -297,6 +336,11 @@ impl RuleConfig {
                     "above",
                     "above and/or below",
                 );
+                need(
+                    self.while_field.is_some() == self.while_above.is_some(),
+                    "while_above",
+                    "while_field and while_above together",
+                );
             }
             RuleKind::StaticPressure => {
                 need(
@@ -392,7 +436,11 @@ impl RuleConfig {
                 );
             }
             RuleKind::Unbalance => {
-                need(self.fields.len() == 3, "fields", "the three phase fields");
+                need(
+                    self.fields.len() == 3,
+                    "fields",
+                    "the three line voltages (Uab, Ubc, Uca)",
+                );
                 need(
                     self.above.is_some(),
                     "above",
@@ -406,6 +454,16 @@ impl RuleConfig {
                     "mask",
                     "a non-zero bit mask",
                 );
+                let bits = self.mask.map_or(0, u64::count_ones) as usize;
+                if !self.bit_names.is_empty() && self.bit_names.len() != bits {
+                    problems.push((
+                        "bit_names",
+                        format!(
+                            "{} names for {bits} bits of the mask (expected one name per bit, lowest first)",
+                            self.bit_names.len()
+                        ),
+                    ));
+                }
             }
             RuleKind::Stale => need(self.after.is_some(), "after", "the silence that counts"),
             RuleKind::TopFloor => {

@@ -51,7 +51,8 @@ pub struct DemoOptions {
 /// within a scenario that lasts minutes. Said on screen when the demo starts.
 pub const DEMO_HOLD_DIVISOR: u32 = 120;
 
-/// Divides every rule's hold, clear, stale and flapping times by `divisor`.
+/// Divides every rule's hold, clear, stale and flapping times, and the incidents' settling
+/// and update times, by `divisor`.
 pub fn shorten_holds(config: &mut LoadedConfig, divisor: u32) {
     use crate::config::ConfigDuration;
     let shorten = |d: ConfigDuration| ConfigDuration(d.get() / divisor);
@@ -65,6 +66,10 @@ pub fn shorten_holds(config: &mut LoadedConfig, divisor: u32) {
         rule.after = rule.after.map(shorten);
         rule.flap_window = shorten(rule.flap_window);
     }
+    let alarms = &mut config.gateway.alarms;
+    alarms.incident_settle = shorten(alarms.incident_settle);
+    alarms.incident_settle_crit = shorten(alarms.incident_settle_crit);
+    alarms.incident_update_after = shorten(alarms.incident_update_after);
 }
 
 /// The built-in scenario: one fault of each physical kind and a silent device, spaced out.

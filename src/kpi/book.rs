@@ -59,6 +59,11 @@ impl KpiBook {
         self.ledger.alarm(event, &self.params);
     }
 
+    /// Counts incidents told for the first time.
+    pub fn incidents(&mut self, count: u32, now_ns: i64) {
+        self.ledger.incidents(count, now_ns, &self.params);
+    }
+
     /// Closes the days that are over (stored, with the alarms `active` gives as still raised);
     /// their `kpi` lines.
     pub fn tick(&mut self, now_ns: i64, active: impl FnOnce() -> Vec<ActiveAlarm>) -> Vec<Sample> {

@@ -53,7 +53,7 @@ pub struct KpiParams {
     /// Longest gap between two ticks counted as uptime: a longer one was the gateway down.
     pub uptime_step_s: f64,
     /// The heating season ((month, day) to (month, day), inclusive); none: all year.
-    pub heating_season: Option<((u32, u32), (u32, u32))>,
+    pub heating_season: Option<crate::calendar::Season>,
 }
 
 /// The open days and what carries from one day to the next.
@@ -71,6 +71,9 @@ pub struct Ledger {
     pub late_samples: u64,
     #[serde(skip)]
     plans: HashMap<String, Arc<DeviceKpis>>,
+    /// The flows of zones another device measures, for their pressure compliance (W5).
+    #[serde(skip)]
+    zone_flows: crate::rules::zone_flow::ZoneFlows,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -83,6 +86,9 @@ struct Day {
     notable: Vec<NotableAlarm>,
     /// Clears of notable alarms whose raise is in a closed day.
     cleared: Vec<(String, i64)>,
+    /// Incidents the group robots were told of (alarms under one root count once).
+    #[serde(default)]
+    incidents: u32,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -115,7 +121,7 @@ struct DeviceDay {
     volume: Option<((i64, f64), (i64, f64))>,
 }
 
-/// Sums of the three phase voltages in one minute.
+/// Sums of the three line voltages in one minute.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 struct PhaseMinute {
     minute: i64,
@@ -124,17 +130,15 @@ struct PhaseMinute {
 }
 
 impl PhaseMinute {
-    /// max|U − Ū| / Ū × 100 of the minute's means, when all three phases were seen.
+    /// The negative-sequence unbalance of the minute's mean line voltages, in percent, when all
+    /// three were seen.
     fn unbalance(&self) -> Option<f64> {
         if self.counts.contains(&0) {
             return None;
         }
-        let means: Vec<f64> = (0..3)
-            .map(|i| self.sums[i] / f64::from(self.counts[i]))
-            .collect();
-        let mean = means.iter().sum::<f64>() / 3.0;
-        (mean > 0.0)
-            .then(|| means.iter().map(|u| (u - mean).abs()).fold(0.0, f64::max) / mean * 100.0)
+        crate::rules::condition::negative_sequence_pct(std::array::from_fn(|i| {
+            self.sums[i] / f64::from(self.counts[i])
+        }))
     }
 }
 
@@ -160,17 +164,8 @@ impl KpiParams {
 
     /// Whether local day `day` is in the heating season.
     pub fn in_heating_season(&self, day: i64) -> bool {
-        let Some(((m0, d0), (m1, d1))) = self.heating_season else {
-            return true;
-        };
-        let (_, m, d) = crate::calendar::civil_from_days(day);
-        let date = (m as u32) * 100 + d as u32;
-        let (start, end) = (m0 * 100 + d0, m1 * 100 + d1);
-        if start <= end {
-            (start..=end).contains(&date)
-        } else {
-            date >= start || date <= end
-        }
+        self.heating_season
+            .is_none_or(|season| season.contains(day))
     }
 }
 
@@ -198,11 +193,16 @@ impl Ledger {
             None => {
                 let Some(rules) = rules() else { return };
                 let plan = Arc::new(DeviceKpis::of(&rules));
+                if let Some(source) = plan.site.as_ref().and_then(|s| s.flow_from.as_ref()) {
+                    self.zone_flows.watch(source);
+                }
                 self.plans
                     .insert(sample.device.to_string(), Arc::clone(&plan));
                 plan
             }
         };
+        self.zone_flows.observe(sample);
+        let zone_flow = self.zone_flows.flow_for(plan.site.as_ref(), sample.time_ns);
         let open = self.open(day, sample.time_ns, offset);
         if open.devices.len() >= MAX_DEVICES && !open.devices.contains_key(&*sample.device) {
             return;
@@ -221,10 +221,25 @@ impl Ledger {
         let Some(device) = open.devices.get_mut(&*sample.device) else {
             return;
         };
-        device.observe(sample, &plan, offset, params.in_heating_season(day));
+        device.observe(
+            sample,
+            &plan,
+            offset,
+            params.in_heating_season(day),
+            zone_flow,
+        );
     }
 
     /// Counts an alarm event into the day it happened.
+    /// Counts `count` incidents told at `time_ns`.
+    pub fn incidents(&mut self, count: u32, time_ns: i64, params: &KpiParams) {
+        let day = local_day(time_ns, params.utc_offset_h);
+        if count == 0 || self.closed_through.is_some_and(|closed| day <= closed) {
+            return;
+        }
+        self.open(day, time_ns, params.utc_offset_h).incidents += count;
+    }
+
     pub fn alarm(&mut self, event: &AlarmEvent, params: &KpiParams) {
         let day = local_day(event.time_ns, params.utc_offset_h);
         if self.closed_through.is_some_and(|closed| day <= closed) {
@@ -318,6 +333,16 @@ impl Ledger {
             let record = self.finish(day, open, end, true, params);
             for value in record.values.iter().filter(|v| v.kpi == "mnf") {
                 let history = self.mnf_history.entry(value.device.clone()).or_default();
+                // A leaking night does not join the baseline (W16's tests).
+                let past: Vec<f64> = history.iter().copied().collect();
+                let baseline = (past.len() >= MIN_BASELINE_NIGHTS)
+                    .then(|| percentile(&past, 50.0))
+                    .flatten();
+                let night = self.plans.get(&value.device);
+                let night = night.and_then(|plan| plan.night.as_ref());
+                if night.is_some_and(|(_, night)| night.suspect(value.value, baseline)) {
+                    continue;
+                }
                 history.push_back(value.value);
                 while history.len() > BASELINE_NIGHTS {
                     history.pop_front();
@@ -540,6 +565,15 @@ impl Ledger {
                 .iter()
                 .any(|(k, _)| *k == "gas_pressure_compliance")
         });
+        values.push(KpiValue {
+            kpi: "incidents".into(),
+            device: "site".into(),
+            subject: None,
+            severity: None,
+            value: f64::from(open.incidents),
+            numerator: None,
+            denominator: None,
+        });
         if gas_watched || gas > 0.0 {
             values.push(KpiValue {
                 kpi: "gas_alarms".into(),
@@ -626,7 +660,14 @@ impl DeviceDay {
         *self.unbalance.entry(step).or_default() += 1;
     }
 
-    fn observe(&mut self, sample: &Sample, plan: &DeviceKpis, offset: f64, heating: bool) {
+    fn observe(
+        &mut self,
+        sample: &Sample,
+        plan: &DeviceKpis,
+        offset: f64,
+        heating: bool,
+        zone_flow: Option<f64>,
+    ) {
         let t = sample.time_ns;
         let local_s = t.div_euclid(NS) + (offset * 3600.0) as i64;
         let second_of_day = local_s.rem_euclid(86_400);
@@ -641,7 +682,7 @@ impl DeviceDay {
             let (mut judged, mut active) = (false, false);
             for judgement in rules
                 .iter()
-                .filter_map(|r| evaluate(r, sample, plan.site.as_ref()))
+                .filter_map(|r| evaluate(r, sample, plan.site.as_ref(), zone_flow))
             {
                 judged = true;
                 active |= judgement.condition == Condition::Active;
@@ -715,7 +756,8 @@ impl DeviceDay {
                 }
             }
         }
-        if let Some((field, start_h, end_h)) = &plan.night {
+        if let Some((field, night)) = &plan.night {
+            let (start_h, end_h) = (&night.start_h, &night.end_h);
             let hour = second_of_day as f64 / 3600.0;
             if let (Some(v), true) = (number(sample, field), hour >= *start_h && hour < *end_h) {
                 let buckets = ((end_h - start_h) * 4.0).ceil() as usize;

@@ -3,7 +3,7 @@
 //!
 //! - [`accumulate`]: the accumulators (share in band, 1-minute and hourly means, percentile).
 //! - [`plan`]: which KPIs a device gets, derived from the rules that apply to it (the pressure
-//!   band is W5/W6's, the voltage band E1–E3's, …), so a site override moves both.
+//!   band is W2/W3/W5/W6's, the voltage band E1–E3's, …), so a site override moves both.
 //! - [`ledger`]: the open days, fed with samples and alarm events, closed after midnight into
 //!   [`DayRecord`]s; saved so that a restart continues the day.
 //! - [`store`]: the ledger file and the closed days (`data_dir/kpi/`).
@@ -132,6 +132,16 @@ pub const DEFINITIONS: &[Definition] = &[
         aggregate: Aggregate::Ratio,
         definition: "Share of a regulator's samples for which neither G1 (low) nor G2 (high) holds.",
         source: "appliance band 0.75–1.5 Pn (a limit, no rate)",
+    },
+    Definition {
+        name: "incidents",
+        zh: "报警事件数",
+        en: "Incidents",
+        unit: "",
+        target: None,
+        aggregate: Aggregate::Sum,
+        definition: "Incidents the group robots were told of: alarms on devices with one root (their upstream chain) count once.",
+        source: "",
     },
     Definition {
         name: "gas_alarms",

@@ -3,7 +3,7 @@
 //!
 //! | KPI | from |
 //! |---|---|
-//! | `pressure_compliance` | W5, W6 conditions on each sample |
+//! | `pressure_compliance` | W2, W3, W5, W6 conditions on each sample (both zones) |
 //! | `frequency_compliance` | E8 |
 //! | `gas_pressure_compliance` | G1, G2 |
 //! | `voltage_qualification` | the E1/E2/E3 band of each field, on 1-minute means |
@@ -19,7 +19,7 @@ use crate::rules::engine::DeviceRules;
 
 /// KPIs that are the share of samples on which none of some rules' conditions holds.
 pub const RULE_SHARES: [(&str, &[&str]); 3] = [
-    ("pressure_compliance", &["W5", "W6"]),
+    ("pressure_compliance", &["W2", "W3", "W5", "W6"]),
     ("frequency_compliance", &["E8"]),
     ("gas_pressure_compliance", &["G1", "G2"]),
 ];
@@ -36,14 +36,14 @@ pub struct DeviceKpis {
     pub shares: Vec<(&'static str, Vec<RuleConfig>)>,
     /// (field, low, high) of each voltage.
     pub voltage: Vec<(String, f64, f64)>,
-    /// The three phase voltages whose unbalance is taken.
+    /// The three line voltages whose unbalance is taken.
     pub unbalance: Vec<String>,
     /// (field, floor) of a sample flat.
     pub room: Option<(String, f64)>,
     /// (make-up flow field, circulation flow m³/h).
     pub makeup: Option<(String, f64)>,
-    /// (inflow field, night start hour, night end hour).
-    pub night: Option<(String, f64, f64)>,
+    /// The inflow field and W16's night window and tests.
+    pub night: Option<(String, crate::rules::night_flow::NightFlowParams)>,
     /// The totaliser fields (summed) whose daily volume a water balance needs: an inflow
     /// meter's, or a sub-meter's.
     pub totaliser: Vec<String>,
@@ -106,8 +106,8 @@ impl DeviceKpis {
             .iter()
             .find(|r| r.kind == RuleKind::NightFlow && r.aggregate.as_deref() != Some("mean"))
             .and_then(|r| {
-                let params = crate::rules::night_flow::NightFlowParams::of(r);
-                Some((r.field.clone()?, params.start_h, params.end_h))
+                let params = crate::rules::night_flow::NightFlowParams::of(r, rules.households);
+                Some((r.field.clone()?, params))
             });
         let balance = rules.rules.iter().find(|r| r.kind == RuleKind::Balance);
         let totaliser = match (balance, rules.feeds.first()) {

@@ -21,6 +21,7 @@ use crate::kpi::book::{KpiBook, KpiSave};
 use crate::kpi::DayRecord;
 use crate::model::{unix_nanos, AlarmEvent, Field, Sample, Value};
 use crate::rules::engine::{ActiveAlarm, RuleEngine};
+use crate::rules::incident::IncidentBook;
 
 use super::acquisition::join_all;
 use super::SAMPLE_CHANNEL_CAPACITY;
@@ -125,8 +126,9 @@ pub fn alarm_sample(event: &AlarmEvent, site: &str, gateway: &str) -> Sample {
 
 /// Where alarm events go besides the `alarm` measurement.
 pub struct Delivery {
-    /// One outbox per destination, with the notifier of its sender.
-    pub outboxes: Vec<(Outbox, Arc<Notify>)>,
+    /// One outbox per destination, with the notifier of its sender and whether it is told per
+    /// incident (the group robots) rather than per alarm (MQTT).
+    pub outboxes: Vec<(Outbox, Arc<Notify>, bool)>,
     /// Gets every event after it is durable (the demo prints them).
     pub listener: Option<mpsc::Sender<AlarmEvent>>,
 }
@@ -135,7 +137,7 @@ pub struct Delivery {
 pub async fn run(
     mut input: mpsc::Receiver<Sample>,
     output: mpsc::Sender<Sample>,
-    (engine, mut kpi): (RuleEngine, KpiBook),
+    (engine, mut kpi, mut incidents): (RuleEngine, KpiBook, Incidents),
     delivery: Delivery,
     view: Arc<StageView>,
     (site, gateway): (String, String),
@@ -145,7 +147,7 @@ pub async fn run(
     let mut undelivered: Vec<Undelivered> = delivery
         .outboxes
         .iter()
-        .map(|(outbox, _)| Undelivered::new(outbox.clone()))
+        .map(|(outbox, _, per_incident)| Undelivered::new(outbox.clone(), *per_incident))
         .collect();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -162,7 +164,7 @@ pub async fn run(
             }
             _ = tick.tick() => {
                 if undelivered.iter().any(Undelivered::waiting) {
-                    persist_alarms(&engine, &mut undelivered, &delivery).await;
+                    persist_alarms(&engine, &mut incidents, &mut undelivered, &delivery).await;
                 }
                 let events = lock(&engine).tick(now);
                 let closed = kpi.tick(now, || lock(&engine).active());
@@ -194,7 +196,15 @@ pub async fn run(
         for event in &events {
             kpi.alarm(event);
         }
-        if events.is_empty() {
+        // The robots are told per incident: what the alarms of this round close, and what has
+        // settled or grown by now.
+        let mut notifications: Vec<AlarmEvent> = events
+            .iter()
+            .flat_map(|e| incidents.book.observe(e))
+            .collect();
+        notifications.extend(incidents.book.tick(now));
+        kpi.incidents(incidents.book.take_told(), now);
+        if events.is_empty() && notifications.is_empty() {
             if lock(&engine).take_dirty() {
                 let saving = Arc::clone(&engine);
                 if !matches!(
@@ -210,12 +220,13 @@ pub async fn run(
         // (no double raise after a restart); only then does the alarm count as raised. What an
         // outbox could not take waits in memory and is tried again every tick.
         for pending in &mut undelivered {
-            pending.queue(&events);
+            pending.queue(if pending.per_incident {
+                &notifications
+            } else {
+                &events
+            });
         }
-        persist_alarms(&engine, &mut undelivered, &delivery).await;
-        for (_, appended) in &delivery.outboxes {
-            appended.notify_one();
-        }
+        persist_alarms(&engine, &mut incidents, &mut undelivered, &delivery).await;
         *lock(&view.active) = lock(&engine).active();
         for event in events {
             if event.firing {
@@ -280,7 +291,7 @@ impl RulesStage {
                 stopped.clone(),
                 Duration::from_secs(1),
             )));
-            outboxes.push((outbox, appended));
+            outboxes.push((outbox, appended, true));
         }
         if let Some(mqtt) = &config.gateway.alarms.mqtt {
             let outbox = Outbox::open(
@@ -298,7 +309,7 @@ impl RulesStage {
                 stopped.clone(),
                 Duration::from_secs(1),
             )));
-            outboxes.push((outbox, appended));
+            outboxes.push((outbox, appended, false));
         }
         let now = crate::model::unix_nanos(std::time::SystemTime::now());
         let engine =
@@ -309,10 +320,11 @@ impl RulesStage {
             config,
             Some(crate::kpi::store::KpiStore::new(&gateway.data_dir)),
         );
+        let incidents = Incidents::open(config, alarms_dir.join("incidents.json"));
         let stage = tokio::spawn(run(
             rx,
             output,
-            (engine, kpi),
+            (engine, kpi, incidents),
             Delivery { outboxes, listener },
             Arc::clone(&view),
             (gateway.site.clone(), gateway.id.clone()),
@@ -349,6 +361,8 @@ impl RulesStage {
 /// Alarm events one destination's outbox has not taken yet.
 struct Undelivered {
     outbox: Outbox,
+    /// Told per incident (robots), not per alarm.
+    per_incident: bool,
     events: Vec<AlarmEvent>,
     /// Events were appended but the sync failed: push (even nothing) again.
     unsynced: bool,
@@ -361,9 +375,10 @@ struct Undelivered {
 const MAX_UNDELIVERED: usize = 10_000;
 
 impl Undelivered {
-    fn new(outbox: Outbox) -> Undelivered {
+    fn new(outbox: Outbox, per_incident: bool) -> Undelivered {
         Undelivered {
             outbox,
+            per_incident,
             events: Vec::new(),
             unsynced: false,
             dropped: 0,
@@ -410,14 +425,19 @@ impl Undelivered {
 }
 
 /// Pushes every waiting alarm to its outbox, then (only when all are in) saves the engine's
-/// state, and wakes the senders. Runs off the stage's thread.
+/// state and the incidents, and wakes the senders. Runs off the stage's thread.
 async fn persist_alarms(
     engine: &Arc<Mutex<RuleEngine>>,
+    incidents: &mut Incidents,
     undelivered: &mut Vec<Undelivered>,
     delivery: &Delivery,
 ) {
     let saving = Arc::clone(engine);
     let mut work = std::mem::take(undelivered);
+    let book = incidents
+        .book
+        .take_dirty()
+        .then(|| (incidents.file.clone(), incidents.book.to_json()));
     let done = tokio::task::spawn_blocking(move || {
         let mut all_in = true;
         for pending in &mut work {
@@ -427,6 +447,11 @@ async fn persist_alarms(
             if let Err(e) = lock(&saving).save() {
                 tracing::error!(error = %e, "Cannot persist the alarm state; a restart may raise these alarms again");
             }
+            if let Some((file, json)) = book {
+                if let Err(e) = crate::rules::engine::write_atomically(&file, &json, None) {
+                    tracing::error!(error = %e, "Cannot persist the open incidents; a restart may tell them again");
+                }
+            }
         }
         work
     })
@@ -435,8 +460,33 @@ async fn persist_alarms(
         Ok(work) => *undelivered = work,
         Err(_) => tracing::error!("Alarm persistence task failed"),
     }
-    for (_, appended) in &delivery.outboxes {
+    for (_, appended, _) in &delivery.outboxes {
         appended.notify_one();
+    }
+}
+
+/// The open incidents and the file they are kept in.
+pub struct Incidents {
+    pub book: IncidentBook,
+    pub file: std::path::PathBuf,
+}
+
+impl Incidents {
+    /// The book for `config`'s supply tree, with the incidents of `file` when it can be read.
+    pub fn open(config: &LoadedConfig, file: std::path::PathBuf) -> Incidents {
+        let mut book = IncidentBook::of(config);
+        match std::fs::read(&file) {
+            Ok(json) => {
+                if let Err(reason) = book.restore(&json) {
+                    tracing::error!(path = %file.display(), %reason, "Cannot read the open incidents; starting without them");
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::error!(path = %file.display(), error = %e, "Cannot read the open incidents; starting without them")
+            }
+        }
+        Incidents { book, file }
     }
 }
 

@@ -2,8 +2,6 @@
 //! the value that decided and the limit it was held against. Pure functions of the sample, the
 //! rule and the device's building geometry.
 
-use std::borrow::Cow;
-
 use crate::config::SiteGeometry;
 use crate::model::Sample;
 
@@ -20,44 +18,19 @@ pub struct Evaluation {
     pub subject: Subject,
 }
 
-/// Which field or floor decided, for the message: made into text only when a message is
-/// written ([`Subject::describe`]), so that evaluating a rule on a sample allocates nothing.
+/// Which field or floor decided, for the message ([`super::words`]).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Subject {
     /// The n-th field the rule names (`field` first, then `fields`).
     Field(usize),
-    /// The n-th field, with a note after it.
-    FieldNote(usize, &'static str),
     /// The rule's first field less its second.
     Difference,
     /// The residual pressure at the top floor of a building of this many storeys.
     TopFloor(u32),
     /// The inlet pressure of this floor.
     FloorInlet(u32),
-    /// A figure the rule computes.
-    Text(Cow<'static, str>),
-}
-
-impl Subject {
-    /// The subject as the alarm message names it.
-    pub fn describe(&self, rule: &RuleConfig) -> String {
-        let field = |n: usize| {
-            rule.field
-                .iter()
-                .chain(&rule.fields)
-                .nth(n)
-                .map_or("", String::as_str)
-        };
-        let named = |n: usize| rule.fields.get(n).map_or("", String::as_str);
-        match self {
-            Subject::Field(n) => field(*n).to_string(),
-            Subject::FieldNote(n, note) => format!("{}{note}", field(*n)),
-            Subject::Difference => format!("{} − {}", named(0), named(1)),
-            Subject::TopFloor(storeys) => format!("top floor {storeys} residual_mpa"),
-            Subject::FloorInlet(floor) => format!("floor {floor} inlet_mpa"),
-            Subject::Text(text) => text.to_string(),
-        }
-    }
+    /// A figure the rule computes (a share, a rate, a night's flow, an age).
+    Computed,
 }
 
 /// Pressure of a metre of water column, MPa (0.01 MPa per metre, DOMAIN.md §2).
@@ -67,6 +40,15 @@ const FRICTION_EXPONENT: f64 = 1.85;
 
 fn number(sample: &Sample, field: &str) -> Option<f64> {
     sample.field(field).and_then(|v| v.as_f64())
+}
+
+/// Whether the plant runs (or water flows) by the rule's `while_field` above `while_above`:
+/// always without one; `None` when the sample lacks the field.
+pub fn running(rule: &RuleConfig, sample: &Sample) -> Option<bool> {
+    match (&rule.while_field, rule.while_above) {
+        (Some(field), Some(above)) => number(sample, field).map(|v| v > above),
+        _ => Some(true),
+    }
 }
 
 /// Above/below a limit with hysteresis on the way back.
@@ -137,13 +119,29 @@ fn worst<'a>(
         .map(|(_, e)| e)
 }
 
+/// The negative-sequence voltage unbalance ε₂ in percent (GB/T 15543) from the magnitudes of the
+/// three line voltages: exact without phase angles, because line voltages have no zero-sequence
+/// part. β = Σ U⁴ / (Σ U²)², ε₂ = √((1 − √(3 − 6β)) / (1 + √(3 − 6β))) (DOMAIN.md E6). `None`
+/// when a voltage is not a positive finite number.
+pub fn negative_sequence_pct(line: [f64; 3]) -> Option<f64> {
+    if !line.iter().all(|u| u.is_finite() && *u > 0.0) {
+        return None;
+    }
+    let squares: f64 = line.iter().map(|u| u * u).sum();
+    let beta = line.iter().map(|u| u.powi(4)).sum::<f64>() / (squares * squares);
+    // β is 1/3 for a balanced set; rounding can push 3 − 6β just below zero.
+    let root = (3.0 - 6.0 * beta).max(0.0).sqrt();
+    Some(((1.0 - root) / (1.0 + root)).max(0.0).sqrt() * 100.0)
+}
+
 /// Evaluates `rule` on `sample`; `None` when the sample lacks what the rule reads (a slower
 /// point not due this cycle) or the rule is evaluated by the engine (stale and the kinds that
-/// keep history).
+/// keep history). `zone_flow` is the zone's flow when another device measures it.
 pub fn evaluate(
     rule: &RuleConfig,
     sample: &Sample,
     site: Option<&SiteGeometry>,
+    zone_flow: Option<f64>,
 ) -> Option<Evaluation> {
     let margin = rule.clear_margin;
     match rule.kind {
@@ -154,7 +152,11 @@ pub fn evaluate(
         RuleKind::Difference => {
             let value =
                 number(sample, rule.fields.first()?)? - number(sample, rule.fields.get(1)?)?;
-            let (condition, limit) = against_limits(value, rule.above, rule.below, margin);
+            let (mut condition, limit) = against_limits(value, rule.above, rule.below, margin);
+            if !running(rule, sample)? {
+                // No flow: a small ΔT says nothing (H7).
+                condition = Condition::Clear;
+            }
             Some(Evaluation {
                 condition,
                 value,
@@ -185,7 +187,7 @@ pub fn evaluate(
                 condition,
                 value: share,
                 limit,
-                subject: Subject::Text("makeup_pct_of_circulation".into()),
+                subject: Subject::Computed,
             })
         }
         RuleKind::Deviation => {
@@ -198,29 +200,21 @@ pub fn evaluate(
             worst(sample, fields, Some(high), Some(low), margin)
         }
         RuleKind::Unbalance => {
-            // One pass over the fields: the largest deviation from the mean is the maximum's
-            // or the minimum's.
-            let (mut sum, mut low, mut high) = (0.0, f64::INFINITY, f64::NEG_INFINITY);
-            for field in &rule.fields {
-                let v = number(sample, field)?;
-                sum += v;
-                low = low.min(v);
-                high = high.max(v);
-            }
-            if rule.fields.is_empty() {
+            let [uab, ubc, uca] = rule.fields.as_slice() else {
                 return None;
-            }
-            let mean = sum / rule.fields.len() as f64;
-            if mean <= f64::EPSILON {
-                return None;
-            }
-            let unbalance = (high - mean).max(mean - low) / mean * 100.0;
+            };
+            let line = [
+                number(sample, uab)?,
+                number(sample, ubc)?,
+                number(sample, uca)?,
+            ];
+            let unbalance = negative_sequence_pct(line)?;
             let (condition, limit) = against_limits(unbalance, rule.above, None, margin);
             Some(Evaluation {
                 condition,
                 value: unbalance,
                 limit,
-                subject: Subject::Text("unbalance_pct".into()),
+                subject: Subject::Computed,
             })
         }
         RuleKind::StatusBits => {
@@ -252,9 +246,14 @@ pub fn evaluate(
             let top = f64::from(site.storeys.saturating_sub(1)) * site.storey_height_m
                 + rule.fixture_height_m.unwrap_or(1.0);
             let lift_m = top - site.sensor_elevation_m;
-            let flow_share = match (&rule.flow_field, site.design_flow_m3h) {
-                (Some(field), Some(design)) if design > 0.0 => {
-                    (number(sample, field)?.max(0.0) / design).powf(FRICTION_EXPONENT)
+            // The device's own flow field, else the zone's flow from another device.
+            let flow = match &rule.flow_field {
+                Some(field) => Some(number(sample, field)?),
+                None => zone_flow,
+            };
+            let flow_share = match (flow, site.design_flow_m3h) {
+                (Some(flow), Some(design)) if design > 0.0 => {
+                    (flow.max(0.0) / design).powf(FRICTION_EXPONENT)
                 }
                 _ => 1.0,
             };
@@ -289,5 +288,65 @@ pub fn evaluate(
                 subject: Subject::FloorInlet(floor),
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::negative_sequence_pct;
+
+    /// The line-voltage magnitudes and the negative-sequence unbalance |U₂| / |U₁| of three phase
+    /// voltages 120° apart, by symmetrical components (an independent route to ε₂).
+    fn from_phases(ua: f64, ub: f64, uc: f64) -> ([f64; 3], f64) {
+        let third = 2.0 * std::f64::consts::PI / 3.0;
+        let phasor = |m: f64, angle: f64| (m * angle.cos(), m * angle.sin());
+        let (a, b, c) = (phasor(ua, 0.0), phasor(ub, -third), phasor(uc, third));
+        let magnitude = |(x, y): (f64, f64)| x.hypot(y);
+        let sub = |p: (f64, f64), q: (f64, f64)| (p.0 - q.0, p.1 - q.1);
+        let rotate = |(x, y): (f64, f64), angle: f64| {
+            (
+                x * angle.cos() - y * angle.sin(),
+                x * angle.sin() + y * angle.cos(),
+            )
+        };
+        // U₁ = (A + aB + a²C)/3, U₂ = (A + a²B + aC)/3 with a = e^{j120°}.
+        let sum3 = |p: (f64, f64), q: (f64, f64), r: (f64, f64)| (p.0 + q.0 + r.0, p.1 + q.1 + r.1);
+        let positive = sum3(a, rotate(b, third), rotate(c, 2.0 * third));
+        let negative = sum3(a, rotate(b, 2.0 * third), rotate(c, third));
+        (
+            [
+                magnitude(sub(a, b)),
+                magnitude(sub(b, c)),
+                magnitude(sub(c, a)),
+            ],
+            magnitude(negative) / magnitude(positive) * 100.0,
+        )
+    }
+
+    #[test]
+    fn unbalance_from_line_voltages_is_the_negative_sequence_ratio() {
+        // DOMAIN.md E6: 230/230/220 V is 1.5 %, not the 2.9 % of max|U − Ū|/Ū on phases.
+        let (line, expected) = from_phases(230.0, 230.0, 220.0);
+        let unbalance = negative_sequence_pct(line).unwrap();
+        assert!(
+            (unbalance - expected).abs() < 1e-9,
+            "{unbalance} vs {expected}"
+        );
+        assert!((unbalance - 1.4706).abs() < 1e-3, "{unbalance}");
+        for (ua, ub, uc) in [
+            (231.0, 225.0, 219.0),
+            (240.0, 200.0, 220.0),
+            (110.0, 230.0, 230.0),
+        ] {
+            let (line, expected) = from_phases(ua, ub, uc);
+            let unbalance = negative_sequence_pct(line).unwrap();
+            assert!(
+                (unbalance - expected).abs() < 1e-9,
+                "{ua}/{ub}/{uc}: {unbalance} vs {expected}"
+            );
+        }
+        assert_eq!(negative_sequence_pct([400.0, 400.0, 400.0]), Some(0.0));
+        assert_eq!(negative_sequence_pct([400.0, 0.0, 400.0]), None);
+        assert_eq!(negative_sequence_pct([400.0, f64::NAN, 400.0]), None);
     }
 }

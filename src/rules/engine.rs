@@ -17,9 +17,11 @@ use super::balance::{BalanceOutcome, BalanceState};
 use super::condition::{evaluate, Evaluation, Subject};
 use super::frozen::{FrozenParams, FrozenState};
 use super::machine::{Condition, Machine, Timing, Transition};
-use super::night_flow::NightFlowState;
+use super::night_flow::{Households, NightFlowParams, NightFlowState};
 use super::step::{StepParams, StepState};
-use crate::config::rule_pack::{RuleConfig, RuleKind};
+use super::words::DeviceWords;
+use super::zone_flow::ZoneFlows;
+use crate::config::rule_pack::{RuleConfig, RuleKind, RuleSeason};
 
 /// A rule ready to run.
 #[derive(Debug)]
@@ -43,6 +45,8 @@ struct DeviceContext {
     last_seen_ns: Option<i64>,
     /// For a device that joined by publishing: its measurement (remembered across restarts).
     published: Option<Arc<str>>,
+    /// Its place and its fields' labels and units, for messages.
+    words: Arc<DeviceWords>,
 }
 
 /// What applies to one device, borrowed from the engine.
@@ -54,6 +58,8 @@ pub struct DeviceRules<'a> {
     pub feeds: Vec<(&'a str, &'a RuleConfig)>,
     /// The sub-meters of this device's water balance, when it is an inflow meter.
     pub sub_meters: Vec<&'a str>,
+    /// The households behind the DMA inflow meter, when configured.
+    pub households: Option<Households>,
 }
 
 /// An alarm that is raised now.
@@ -153,6 +159,13 @@ pub struct RuleEngine {
     /// Whether the limit of publishing devices has been reported.
     full_warned: bool,
     state_file: Option<PathBuf>,
+    /// The heating season and local time's offset from UTC, s, for rules with a season.
+    heating_season: Option<crate::calendar::Season>,
+    utc_offset_s: i64,
+    /// The flows of zones another device measures (W5 on a PRV outlet).
+    zone_flows: ZoneFlows,
+    /// The households behind the DMA inflow meter (W16's absolute test).
+    households: Option<Households>,
     /// Released when the state file meets a full card (only with a state file).
     reserve: Option<Arc<crate::buffer::reserve::Reserve>>,
     started_ns: i64,
@@ -164,6 +177,8 @@ pub struct RuleEngine {
 struct Template {
     measurement: Arc<str>,
     fields: Vec<String>,
+    /// (field, label, unit) for messages.
+    words: Vec<(String, Option<String>, Option<String>)>,
     interval_ns: i64,
     tags: Vec<(String, String)>,
 }
@@ -176,6 +191,7 @@ fn templates(config: &LoadedConfig) -> Vec<Template> {
             .iter()
             .map(|f| f.to_string())
             .collect(),
+        words: Vec::new(),
         interval_ns: 60_000_000_000,
         tags: Vec::new(),
     }];
@@ -184,6 +200,10 @@ fn templates(config: &LoadedConfig) -> Vec<Template> {
     };
     for mapping in &source.mappings {
         let fields = mapping.fields.iter().map(|f| f.name.clone());
+        let words = mapping
+            .fields
+            .iter()
+            .map(|f| (f.name.clone(), f.label.clone(), f.unit.clone()));
         let interval_ns = nanos(mapping.interval);
         match templates
             .iter_mut()
@@ -191,11 +211,13 @@ fn templates(config: &LoadedConfig) -> Vec<Template> {
         {
             Some(t) => {
                 t.fields.extend(fields);
+                t.words.extend(words);
                 t.interval_ns = t.interval_ns.min(interval_ns);
             }
             None => templates.push(Template {
                 measurement: Arc::from(mapping.measurement.as_str()),
                 fields: fields.collect(),
+                words: words.collect(),
                 interval_ns,
                 tags: mapping
                     .tags
@@ -254,14 +276,30 @@ impl RuleEngine {
                 .as_ref()
                 .map(|_| crate::buffer::reserve::Reserve::shared(&config.gateway.gateway.data_dir)),
             state_file,
+            heating_season: config.gateway.kpi.heating_season(),
+            utc_offset_s: (config.gateway.kpi.utc_offset_h * 3600.0) as i64,
+            zone_flows: ZoneFlows::default(),
+            households: config.gateway.kpi.households.map(|count| Households {
+                count,
+                night_use_l_h: config.gateway.kpi.night_use_l_per_household_h,
+            }),
             started_ns: now_ns,
         };
         for device in &config.gateway.device {
+            if let Some(source) = device.site.as_ref().and_then(|s| s.flow_from.as_ref()) {
+                engine.zone_flows.watch(source);
+            }
             let Some(profile) = config.profile_of(device) else {
                 continue;
             };
             let has = |field: &str| profile.has_field(field);
             let tags = config.device_tags(device);
+            let words = DeviceWords::new(
+                &device.id,
+                device.name.as_deref(),
+                &tags,
+                profile.field_words(),
+            );
             let rules = engine.rules_for(
                 &device.id,
                 &profile.kind,
@@ -279,6 +317,7 @@ impl RuleEngine {
                     feeds: Arc::new([]),
                     last_seen_ns: None,
                     published: None,
+                    words: Arc::new(words),
                 },
             );
         }
@@ -364,6 +403,11 @@ impl RuleEngine {
         let mut tags = template.tags.clone();
         tags.push(("device".into(), device.to_string()));
         let rules = self.rules_for(device, measurement, &has, false, &tags);
+        let words = template
+            .words
+            .iter()
+            .map(|(f, l, u)| (f.as_str(), l.as_deref(), u.as_deref()));
+        let words = DeviceWords::new(device, None, &tags, words);
         self.devices.insert(
             device.to_string(),
             DeviceContext {
@@ -374,6 +418,7 @@ impl RuleEngine {
                 feeds: Arc::new([]),
                 last_seen_ns: None,
                 published: Some(Arc::clone(&template.measurement)),
+                words: Arc::new(words),
             },
         );
         self.dirty = true;
@@ -403,6 +448,7 @@ impl RuleEngine {
                 .filter(|d| d.feeds.iter().any(|(inflow, _)| **inflow == *device))
                 .map(|d| &*d.id)
                 .collect(),
+            households: self.households,
         })
     }
 
@@ -433,6 +479,7 @@ impl RuleEngine {
         let id = Arc::clone(&device.id);
         let interval_ns = device.interval_ns;
         let site = device.site.clone();
+        self.zone_flows.observe(sample);
         let indices = Arc::clone(&device.rules);
         for (inflow, index) in Arc::clone(&device.feeds).iter() {
             let rule = &self.rules[*index];
@@ -458,7 +505,7 @@ impl RuleEngine {
                 let Some(flow) = field_value else {
                     continue;
                 };
-                let params = super::night_flow::NightFlowParams::of(&rule.config);
+                let params = NightFlowParams::of(&rule.config, self.households);
                 let state = self
                     .nights
                     .entry((Arc::clone(&id), Arc::clone(&rule.key)))
@@ -469,18 +516,14 @@ impl RuleEngine {
                 decision.map(|night| Evaluation {
                     condition: night.condition,
                     value: night.mnf,
-                    limit: night.baseline,
-                    subject: Subject::Text("minimum night flow m3/h (limit: baseline)".into()),
+                    limit: night.limit,
+                    subject: Subject::Computed,
                 })
             } else if rule.config.kind == RuleKind::Frozen {
-                let number = |f: &str| sample.field(f).and_then(|v| v.as_f64());
                 let Some(value) = field_value else {
                     continue;
                 };
-                let running = match (&rule.config.while_field, rule.config.while_above) {
-                    (Some(field), Some(above)) => number(field).is_some_and(|v| v > above),
-                    _ => true,
-                };
+                let running = super::condition::running(&rule.config, sample).unwrap_or(false);
                 let params = FrozenParams {
                     window_ns: nanos(
                         rule.config
@@ -498,7 +541,7 @@ impl RuleEngine {
                     condition,
                     value: spread,
                     limit: params.tolerance,
-                    subject: Subject::FieldNote(0, " spread over the window"),
+                    subject: Subject::Field(0),
                 })
             } else if rule.config.kind == RuleKind::Step {
                 let Some(value) = field_value else {
@@ -523,7 +566,7 @@ impl RuleEngine {
                         condition: step.condition,
                         value: step.value,
                         limit: step.reference,
-                        subject: Subject::FieldNote(0, " (limit: level before the step)"),
+                        subject: Subject::Field(0),
                     })
             } else if rule.config.kind == RuleKind::Balance {
                 let Some(total) = total_of(sample, &rule.config.fields) else {
@@ -535,16 +578,36 @@ impl RuleEngine {
                     condition: Condition::Clear,
                     value: 0.0,
                     limit: stale_after_ns(&rule.config, interval_ns) as f64 / 1e9,
-                    subject: Subject::Text("last sample age s".into()),
+                    subject: Subject::Computed,
                 })
             } else {
-                evaluate(&rule.config, sample, site.as_deref())
+                let zone_flow = self.zone_flows.flow_for(site.as_deref(), sample.time_ns);
+                evaluate(&rule.config, sample, site.as_deref(), zone_flow)
             };
-            if let Some(evaluation) = evaluation {
+            if let Some(mut evaluation) = evaluation {
+                if self.out_of_season(&self.rules[index].config, sample.time_ns) {
+                    evaluation.condition = Condition::Clear;
+                }
                 events.extend(self.step(&id, index, sample.time_ns, evaluation));
             }
         }
         events
+    }
+
+    /// Whether `rule` keeps quiet at `time_ns`: outside its season, or within its grace after
+    /// the local midnight the season began (H1's 72 hours while the network warms up).
+    fn out_of_season(&self, rule: &RuleConfig, time_ns: i64) -> bool {
+        let (Some(RuleSeason::Heating), Some(season)) = (rule.season, self.heating_season) else {
+            return false;
+        };
+        let local_s = time_ns.div_euclid(1_000_000_000) + self.utc_offset_s;
+        let Some(first_day) = season.started_on(local_s.div_euclid(86_400)) else {
+            return true;
+        };
+        let grace_s = rule
+            .season_grace
+            .map_or(0, |g| i64::try_from(g.get().as_secs()).unwrap_or(i64::MAX));
+        local_s - first_day * 86_400 < grace_s
     }
 
     /// Records the inflow total of a water balance and decides its window when it has ended.
@@ -577,18 +640,15 @@ impl RuleEngine {
                 condition,
                 loss_pct,
                 inflow_m3,
-            } => Some(Evaluation {
-                condition,
-                value: loss_pct,
-                limit: params.above,
-                subject: Subject::Text(
-                    format!(
-                        "water loss rate % ({inflow_m3:.1} m3 in, {} sub-meters)",
-                        subs.len()
-                    )
-                    .into(),
-                ),
-            }),
+            } => {
+                tracing::info!(device = inflow, rule = %rule.key, loss_pct, inflow_m3, sub_meters = subs.len(), "Water balance window decided");
+                Some(Evaluation {
+                    condition,
+                    value: loss_pct,
+                    limit: params.above,
+                    subject: Subject::Computed,
+                })
+            }
             BalanceOutcome::Skipped(reason) => {
                 tracing::warn!(device = inflow, rule = %rule.key, %reason, "Water balance window skipped: not enough meter data to decide");
                 None
@@ -619,7 +679,7 @@ impl RuleEngine {
                         condition,
                         value: age as f64 / 1e9,
                         limit: after as f64 / 1e9,
-                        subject: Subject::Text("last sample age s".into()),
+                        subject: Subject::Computed,
                     },
                 ));
             }
@@ -647,16 +707,10 @@ impl RuleEngine {
             Transition::Cleared { raised } => (false, raised),
         };
         let flapping = machine.flapping;
-        let verb = if firing { "报警" } else { "恢复" };
-        let message = format!(
-            "{}{verb}：{}：{} = {:.3}，限值 {:.3}（{}）",
-            rule.key,
-            rule.config.description,
-            evaluation.subject.describe(&rule.config),
-            evaluation.value,
-            evaluation.limit,
-            rule.config.source
-        );
+        let empty = DeviceWords::default();
+        let device_words = self.devices.get(&**device).map_or(&empty, |d| &*d.words);
+        let words = super::words::words(&rule.config, &evaluation, device_words, firing, raised);
+        let message = format!("{}：{}", words.title, words.reading);
         Some(AlarmEvent {
             id: format!("{device}/{}/{raised}", rule.key),
             rule: Arc::clone(&rule.key),
@@ -668,6 +722,7 @@ impl RuleEngine {
             limit: evaluation.limit,
             message,
             time_ns: now,
+            words,
         })
     }
 
@@ -871,7 +926,7 @@ fn applies_to(
         && (!needs_site || has_site)
 }
 
-fn write_atomically(
+pub(crate) fn write_atomically(
     path: &Path,
     bytes: &[u8],
     reserve: Option<&crate::buffer::reserve::Reserve>,

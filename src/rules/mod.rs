@@ -6,13 +6,18 @@
 //! stage runs the engine between the sources and the outputs.
 //!
 //! Rules that need history keep it in their own modules: bursts ([`step`]), frozen values
-//! ([`frozen`]), minimum night flow ([`night_flow`]) and the water balance ([`balance`]).
+//! ([`frozen`]), minimum night flow ([`night_flow`]) and the water balance ([`balance`]); a
+//! zone's flow measured by another device ([`zone_flow`]). An alarm's words for a person
+//! ([`words`]), and the incidents that turn a storm of alarms into one message ([`incident`]).
 //! Delivering alarms to people is `sinks::mqtt` and `sinks::webhook`.
 
 pub mod balance;
 pub mod condition;
 pub mod engine;
 pub mod frozen;
+pub mod incident;
 pub mod machine;
 pub mod night_flow;
 pub mod step;
+pub mod words;
+pub mod zone_flow;

@@ -3,10 +3,13 @@
 //! `mean` instead, the night's mean (W15: a booster set's night power, DOMAIN.md §4.4).
 //!
 //! A night is valid when at least `MIN_BUCKET_SHARE` of its 15-minute buckets have data. At the
-//! end of each night the rule decides: active when MNF > `ratio` × baseline and MNF − baseline ≥
-//! `min_increase` on `nights` consecutive nights, or when MNF − baseline ≥ `jump` on a single
-//! night (a new burst); clear after a night that is neither. Nights that looked suspect are kept
-//! out of the baseline, so a leak does not become the new normal. The history is part of the
+//! end of each night the rule decides. A night is suspect when its net night flow (MNF less the
+//! households' legitimate night use) exceeds `net_above_l_per_household_h` (the absolute test,
+//! from the first night, when the households are known), or when MNF > `ratio` × baseline and
+//! MNF − baseline ≥ `min_increase` (the trend test, once a baseline exists). Active after
+//! `nights` consecutive suspect nights, or at once when MNF − baseline ≥ `jump` (a new burst);
+//! clear after a night that is neither. Suspect nights are kept out of the baseline, also while
+//! it is first being built, so a leak does not become the new normal. The history is part of the
 //! persisted alarm state and survives restarts.
 
 use crate::config::rule_pack::RuleConfig;
@@ -36,11 +39,39 @@ pub struct NightFlowParams {
     pub consecutive: u32,
     /// The night's figure: the lowest 1-hour rolling mean (true) or the mean of the window.
     pub lowest_hour: bool,
+    /// The absolute test: the MNF above which net night flow exceeds its limit, m³/h
+    /// (households × (legitimate use + limit)).
+    pub absolute_limit: Option<f64>,
 }
 
 impl NightFlowParams {
-    /// The night-flow parameters with their DOMAIN.md §4.2 defaults.
-    pub fn of(rule: &RuleConfig) -> NightFlowParams {
+    /// Whether a night of `mnf` is suspect: above the absolute limit, or above the trend limit
+    /// of `baseline` (the median of past unsuspicious nights, once there are enough).
+    pub fn suspect(&self, mnf: f64, baseline: Option<f64>) -> bool {
+        self.absolute_limit.is_some_and(|limit| mnf > limit)
+            || baseline.is_some_and(|b| mnf > self.ratio * b && mnf - b >= self.min_increase)
+    }
+}
+
+/// The households behind a DMA inflow meter and their legitimate night use, L/h each
+/// (`[kpi] households`, `night_use_l_per_household_h`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Households {
+    pub count: u32,
+    pub night_use_l_h: f64,
+}
+
+impl Households {
+    /// Their legitimate night use, m³/h.
+    pub fn night_use_m3h(&self) -> f64 {
+        f64::from(self.count) * self.night_use_l_h / 1000.0
+    }
+}
+
+impl NightFlowParams {
+    /// The night-flow parameters with their DOMAIN.md §4.2 defaults; the absolute test needs
+    /// the `households` behind the meter.
+    pub fn of(rule: &RuleConfig, households: Option<Households>) -> NightFlowParams {
         NightFlowParams {
             start_h: rule.night_start_h.unwrap_or(2.0),
             end_h: rule.night_end_h.unwrap_or(4.0),
@@ -58,6 +89,11 @@ impl NightFlowParams {
                 }),
             consecutive: rule.nights.unwrap_or(2).max(1),
             lowest_hour: rule.aggregate.as_deref() != Some("mean"),
+            absolute_limit: households.zip(rule.net_above_l_per_household_h).map(
+                |(households, net)| {
+                    households.night_use_m3h() + f64::from(households.count) * net / 1000.0
+                },
+            ),
         }
     }
 }
@@ -76,12 +112,13 @@ pub struct NightFlowState {
     pub closed: u64,
 }
 
-/// The decision at the end of a night.
+/// The decision at the end of a night: the condition, the night's MNF and the lowest MNF that
+/// makes a night suspect (the absolute or the trend limit).
 #[derive(Debug, Clone, PartialEq)]
 pub struct NightDecision {
     pub condition: Condition,
     pub mnf: f64,
-    pub baseline: f64,
+    pub limit: f64,
 }
 
 fn median(values: &VecDeque<f64>) -> f64 {
@@ -158,14 +195,23 @@ impl NightFlowState {
         if !mnf.is_finite() {
             return None;
         }
-        if self.history.len() < MIN_BASELINE_NIGHTS {
+        let baseline = (self.history.len() >= MIN_BASELINE_NIGHTS).then(|| median(&self.history));
+        let suspect = p.suspect(mnf, baseline);
+        let burst = baseline.is_some_and(|baseline| mnf - baseline >= p.jump);
+        if !(suspect || burst) {
             self.remember(mnf, p);
-            return None;
         }
-        let baseline = median(&self.history);
-        let rise = mnf - baseline;
-        let suspect = mnf > p.ratio * baseline && rise >= p.min_increase;
-        let burst = rise >= p.jump;
+        // Without households or a baseline there is nothing to hold the night against yet.
+        let limit = match (p.absolute_limit, baseline) {
+            (None, None) => return None,
+            (absolute, baseline) => {
+                let trend = baseline.map(|b| (p.ratio * b).max(b + p.min_increase));
+                absolute
+                    .into_iter()
+                    .chain(trend)
+                    .fold(f64::INFINITY, f64::min)
+            }
+        };
         self.suspect_nights = if suspect || burst {
             self.suspect_nights + 1
         } else {
@@ -178,13 +224,10 @@ impl NightFlowState {
         } else {
             Condition::Clear
         };
-        if !(suspect || burst) {
-            self.remember(mnf, p);
-        }
         Some(NightDecision {
             condition,
             mnf,
-            baseline,
+            limit,
         })
     }
 

@@ -22,7 +22,7 @@ pub fn config(dir: &Path, extra: &str) -> LoadedConfig {
     .expect("profile");
     std::fs::write(
         dir.join("rules.toml"),
-        "[[rule]]\nid = \"W13\"\nkind = \"status_bits\"\nseverity = \"crit\"\ndescription = \"水泵或变频器故障\"\nsource = \"[PRACTICE]\"\nmeasurement = \"pump_station\"\nfield = \"fault_word\"\nmask = 7\n",
+        "[[rule]]\nid = \"W13\"\nkind = \"status_bits\"\nseverity = \"crit\"\ndescription = \"水泵或变频器故障\"\ntitle = \"水泵故障\"\naction = \"通知水泵维保单位到场检修。\"\nbit_names = [\"1号泵变频器故障\", \"2号泵变频器故障\", \"3号泵变频器故障\"]\nsource = \"[PRACTICE]\"\nmeasurement = \"pump_station\"\nfield = \"fault_word\"\nmask = 7\n",
     )
     .expect("rules");
     std::fs::write(
@@ -30,8 +30,8 @@ pub fn config(dir: &Path, extra: &str) -> LoadedConfig {
         format!(
             "[gateway]\nid = \"shuocheng-xingfu-01\"\nsite = \"幸福小区\"\ndata_dir = {:?}\n\
              [[bus]]\nid = \"b\"\ntransport = \"tcp\"\naddress = \"127.0.0.1:1\"\n\
-             [[device]]\nid = \"booster-1\"\nbus = \"b\"\nunit = 1\nprofile = \"pump\"\ninterval = \"1s\"\n\
-             [alarms]\nrule_packs = [\"rules.toml\"]\n{extra}",
+             [[device]]\nid = \"booster-1\"\nname = \"高区加压泵房\"\nbus = \"b\"\nunit = 1\nprofile = \"pump\"\ninterval = \"1s\"\n\
+             [alarms]\nrule_packs = [\"rules.toml\"]\nincident_settle_crit = \"200ms\"\n{extra}",
             dir.join("data")
         ),
     )

@@ -1,13 +1,25 @@
 //! The heating substation PLC (DOMAIN.md §3.8.3): Modbus TCP, ABCD floats, secondary supply on a
 //! weather curve, make-up water as the leak signal.
+//!
+//! The heat budget balances: constant circulation (120 m³/h) with the secondary ΔT at 25 K × load
+//! (75/50 °C at the design −20 °C) carries 120 × 25 × 1.163 = 3.49 MW at design; the primary side
+//! delivers that and 1 % lost in the exchangers; the building meters share the circulation and
+//! see the supply a little cooler and the return a little warmer than the substation (the
+//! network's few per cent of losses, [`crate::meters::heat`]).
 
 use super::{Env, Values};
 use crate::faults::FaultKind;
 use crate::noise::Noise;
 use crate::registers::{Encoding, Order, Reg};
 
-/// Secondary circulation flow, m³/h.
-const CIRCULATION_M3H: f64 = 120.0;
+/// Secondary circulation flow, m³/h (constant: quality regulation).
+pub const CIRCULATION_M3H: f64 = 120.0;
+/// Secondary ΔT at design load, K (75/50 °C).
+const DESIGN_DELTA_T_K: f64 = 25.0;
+/// Heat carried per m³ of water and kelvin, kWh.
+pub const WATER_KWH_PER_M3K: f64 = 1.163;
+/// Share of the primary heat lost in the plate heat exchangers.
+const EXCHANGER_LOSS: f64 = 0.01;
 /// Design outdoor temperature for the weather curve, °C.
 const DESIGN_OUTDOOR_C: f64 = -20.0;
 
@@ -43,7 +55,9 @@ pub fn plc(values: &mut Values, env: &Env, noise: &mut Noise) {
     let t2_supply = setpoint + noise.gauss(0.2);
     let t1_supply = 65.0 + 45.0 * load + noise.gauss(0.3);
     let t1_return = 40.0 + 20.0 * load + noise.gauss(0.3);
-    let heat_kw = (2400.0 * load + noise.gauss(10.0)).max(0.0);
+    let delta_t2 = DESIGN_DELTA_T_K * load;
+    let secondary_kw = CIRCULATION_M3H * delta_t2 * WATER_KWH_PER_M3K;
+    let heat_kw = (secondary_kw * (1.0 + EXCHANGER_LOSS) + noise.gauss(10.0)).max(0.0);
     let surge = env.has(FaultKind::HeatingMakeupSurge);
     let makeup = if surge { 0.03 } else { 0.003 } * CIRCULATION_M3H + noise.gauss(0.02);
     let makeup = makeup.max(0.0);
@@ -53,7 +67,7 @@ pub fn plc(values: &mut Values, env: &Env, noise: &mut Noise) {
     values.insert("p1_supply_mpa", 0.85 + noise.gauss(0.003));
     values.insert("p1_return_mpa", 0.55 + noise.gauss(0.003));
     values.insert("t2_supply_c", t2_supply);
-    values.insert("t2_return_c", t2_supply - 25.0 * load + noise.gauss(0.2));
+    values.insert("t2_return_c", t2_supply - delta_t2 + noise.gauss(0.2));
     values.insert("p2_supply_mpa", p2_return + 0.14);
     values.insert("p2_return_mpa", p2_return);
     // kW / (4.186 kJ/(kg·K) × ΔT) = kg/s; × 3.6 = m³/h of water.

@@ -1,7 +1,7 @@
 //! The simulated device kinds: each has a register map (as its manual would document it) and a
 //! model that moves its engineering values with the community's demand, load and weather.
 
-mod heating;
+pub(crate) mod heating;
 mod power;
 pub mod published;
 mod water;

@@ -80,7 +80,7 @@ pub const DTSU666_MAP: &[Reg] = &[
 /// Phase quantities of one feed at this instant.
 fn three_phase(feed: &Feed, values: &mut Values, env: &Env, noise: &mut Noise) {
     let sag = if env.has(FaultKind::VoltageSag) {
-        0.85
+        0.84
     } else {
         1.0
     };

@@ -471,6 +471,9 @@ pub fn gateway(
             );
         }
         issues.positive(at("interval"), device.interval);
+        if let Some(up) = &device.upstream {
+            upstream_chain(&mut issues, at("upstream"), config, device, up);
+        }
         issues.tags(&at("tags"), &device.tags);
         for (key, ratio) in [("ct_ratio", device.ct_ratio), ("pt_ratio", device.pt_ratio)] {
             if !ratio.is_finite() || ratio <= 0.0 {
@@ -495,6 +498,31 @@ pub fn gateway(
                     at("site.sensor_elevation_m"),
                     "is not finite (expected metres)",
                 );
+            }
+            if let Some(source) = &site.flow_from {
+                match config.device.iter().find(|d| d.id == source.device) {
+                    None => issues.add(
+                        at("site.flow_from.device"),
+                        format!(
+                            "no device named {:?} (expected the device that measures the zone's flow)",
+                            source.device
+                        ),
+                    ),
+                    Some(meter) => {
+                        if profiles
+                            .get(&meter.profile)
+                            .is_some_and(|p| !p.has_field(&source.field))
+                        {
+                            issues.add(
+                                at("site.flow_from.field"),
+                                format!(
+                                    "{:?} (profile {:?}) has no field {:?} (expected its flow field, m³/h)",
+                                    source.device, meter.profile, source.field
+                                ),
+                            );
+                        }
+                    }
+                }
             }
         }
         let Some(profile) = profiles.get(&device.profile) else {
@@ -698,6 +726,39 @@ fn influxdb(issues: &mut Issues, influx: &super::InfluxOutput) {
 fn is_whole_multiple(value: Duration, base: Duration) -> bool {
     let (value, base) = (value.as_millis(), base.as_millis());
     base > 0 && value >= base && value % base == 0
+}
+
+/// An `upstream` names a configured device, and following the links never comes back.
+fn upstream_chain(
+    issues: &mut Issues,
+    key: String,
+    config: &GatewayConfig,
+    device: &crate::config::DeviceConfig,
+    up: &str,
+) {
+    let mut seen = vec![device.id.as_str()];
+    let mut next = Some(up);
+    while let Some(id) = next {
+        if seen.contains(&id) {
+            issues.add(
+                key,
+                format!(
+                    "{} (expected a supply tree: following upstream comes back to {id:?})",
+                    seen.join(" → ")
+                ),
+            );
+            return;
+        }
+        let Some(feeder) = config.device.iter().find(|d| d.id == id) else {
+            issues.add(
+                key,
+                format!("no device named {id:?} (expected the device that feeds this one)"),
+            );
+            return;
+        };
+        seen.push(id);
+        next = feeder.upstream.as_deref();
+    }
 }
 
 fn is_host_port(address: &str) -> bool {

@@ -88,6 +88,7 @@ impl MqttAlarms {
             "value": event.value,
             "limit": event.limit,
             "message": event.message,
+            "words": event.words,
             "time": local_time(event.time_ns),
             "time_ns": event.time_ns,
         })

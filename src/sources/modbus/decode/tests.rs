@@ -8,6 +8,7 @@ fn point(kind: PointType, order: WordOrder) -> PointConfig {
     PointConfig {
         name: "x".into(),
         unit: None,
+        label: None,
         fc: 3,
         address: 0,
         kind,

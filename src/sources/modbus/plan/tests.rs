@@ -14,6 +14,8 @@ fn profile(text: &str) -> Profile {
 fn device(interval_ms: u64) -> DeviceConfig {
     DeviceConfig {
         id: "dev".into(),
+        name: None,
+        upstream: None,
         bus: "bus".into(),
         unit: Some(1),
         meter_address: None,
@@ -215,6 +217,7 @@ mod properties {
             let config = PointConfig {
                 name: "p".into(),
                 unit: None,
+                label: None,
                 fc,
                 address,
                 kind,

@@ -23,6 +23,7 @@ fn mapping(format: PayloadFormat, fields: &[(&str, &str, f64, f64)]) -> MqttMapp
                 name: (*name).into(),
                 from: (*from).into(),
                 unit: None,
+                label: None,
                 scale: *scale,
                 offset: *offset,
             })
