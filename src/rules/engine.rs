@@ -19,7 +19,7 @@ use super::frozen::{FrozenParams, FrozenState};
 use super::machine::{Condition, Machine, Timing, Transition};
 use super::night_flow::{Households, NightFlowParams, NightFlowState};
 use super::step::{StepParams, StepState};
-use super::words::DeviceWords;
+use super::words::{field_words, DeviceWords, FieldWords};
 use super::zone_flow::ZoneFlows;
 use crate::config::rule_pack::{RuleConfig, RuleKind, RuleSeason};
 
@@ -177,8 +177,8 @@ pub struct RuleEngine {
 struct Template {
     measurement: Arc<str>,
     fields: Vec<String>,
-    /// (field, label, unit) for messages.
-    words: Vec<(String, Option<String>, Option<String>)>,
+    /// The fields' labels and units, for messages.
+    words: Arc<FieldWords>,
     interval_ns: i64,
     tags: Vec<(String, String)>,
 }
@@ -191,7 +191,7 @@ fn templates(config: &LoadedConfig) -> Vec<Template> {
             .iter()
             .map(|f| f.to_string())
             .collect(),
-        words: Vec::new(),
+        words: Arc::default(),
         interval_ns: 60_000_000_000,
         tags: Vec::new(),
     }];
@@ -200,10 +200,15 @@ fn templates(config: &LoadedConfig) -> Vec<Template> {
     };
     for mapping in &source.mappings {
         let fields = mapping.fields.iter().map(|f| f.name.clone());
-        let words = mapping
-            .fields
-            .iter()
-            .map(|f| (f.name.clone(), f.label.clone(), f.unit.clone()));
+        let words = mapping.fields.iter().map(|f| {
+            (
+                f.name.clone(),
+                (
+                    f.label.clone().unwrap_or_else(|| f.name.clone()),
+                    f.unit.clone().unwrap_or_default(),
+                ),
+            )
+        });
         let interval_ns = nanos(mapping.interval);
         match templates
             .iter_mut()
@@ -211,13 +216,13 @@ fn templates(config: &LoadedConfig) -> Vec<Template> {
         {
             Some(t) => {
                 t.fields.extend(fields);
-                t.words.extend(words);
+                Arc::make_mut(&mut t.words).extend(words);
                 t.interval_ns = t.interval_ns.min(interval_ns);
             }
             None => templates.push(Template {
                 measurement: Arc::from(mapping.measurement.as_str()),
                 fields: fields.collect(),
-                words: words.collect(),
+                words: Arc::new(words.collect()),
                 interval_ns,
                 tags: mapping
                     .tags
@@ -285,6 +290,7 @@ impl RuleEngine {
             }),
             started_ns: now_ns,
         };
+        let mut profile_words: HashMap<String, Arc<FieldWords>> = HashMap::new();
         for device in &config.gateway.device {
             if let Some(source) = device.site.as_ref().and_then(|s| s.flow_from.as_ref()) {
                 engine.zone_flows.watch(source);
@@ -294,11 +300,15 @@ impl RuleEngine {
             };
             let has = |field: &str| profile.has_field(field);
             let tags = config.device_tags(device);
+            // Devices of one profile share its labels (a hundred meters, one map).
+            let fields = profile_words
+                .entry(device.profile.clone())
+                .or_insert_with(|| field_words(profile.field_words()));
             let words = DeviceWords::new(
                 &device.id,
                 device.name.as_deref(),
                 &tags,
-                profile.field_words(),
+                Arc::clone(fields),
             );
             let rules = engine.rules_for(
                 &device.id,
@@ -403,11 +413,7 @@ impl RuleEngine {
         let mut tags = template.tags.clone();
         tags.push(("device".into(), device.to_string()));
         let rules = self.rules_for(device, measurement, &has, false, &tags);
-        let words = template
-            .words
-            .iter()
-            .map(|(f, l, u)| (f.as_str(), l.as_deref(), u.as_deref()));
-        let words = DeviceWords::new(device, None, &tags, words);
+        let words = DeviceWords::new(device, None, &tags, Arc::clone(&template.words));
         self.devices.insert(
             device.to_string(),
             DeviceContext {

@@ -50,11 +50,11 @@ struct Incident {
 }
 
 /// The open incidents, and each device's root and depth in the supply tree.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct IncidentBook {
     open: Vec<Incident>,
     roots: HashMap<String, (String, usize)>,
-    timing: Option<IncidentTiming>,
+    timing: IncidentTiming,
     dirty: bool,
     /// Incidents told for the first time since [`IncidentBook::take_told`] (the KPI counts them).
     told: u32,
@@ -86,7 +86,7 @@ impl IncidentBook {
         IncidentBook {
             open: Vec::new(),
             roots,
-            timing: Some(timing),
+            timing,
             dirty: false,
             told: 0,
         }
@@ -200,9 +200,7 @@ impl IncidentBook {
 
     /// What is due at `now_ns`: first messages of settled incidents and updates.
     pub fn tick(&mut self, now_ns: i64) -> Vec<AlarmEvent> {
-        let Some(timing) = self.timing else {
-            return Vec::new();
-        };
+        let timing = self.timing;
         let mut due = Vec::new();
         for incident in &mut self.open {
             let severity = incident.severity();

@@ -4,28 +4,47 @@
 //! rule's provenance (standard, clause, `[INFERRED]`) never goes into them.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::config::rule_pack::{RuleConfig, RuleKind};
 use crate::model::AlarmWords;
 
 use super::condition::{Evaluation, Subject};
 
+/// Field → (label, unit): one map per profile or MQTT measurement, shared by its devices.
+pub type FieldWords = HashMap<String, (String, String)>;
+
+/// The labels and units of `fields` as (name, label, unit); a field without a label is called by
+/// its name.
+pub fn field_words<'a>(
+    fields: impl Iterator<Item = (&'a str, Option<&'a str>, Option<&'a str>)>,
+) -> Arc<FieldWords> {
+    let words = fields
+        .map(|(field, label, unit)| {
+            let words = (
+                label.unwrap_or(field).to_string(),
+                unit.unwrap_or("").to_string(),
+            );
+            (field.to_string(), words)
+        })
+        .collect();
+    Arc::new(words)
+}
+
 /// What a device's alarms say about it: its place, and each field's label and unit.
 #[derive(Debug, Default)]
 pub struct DeviceWords {
     pub place: String,
-    /// Field → (label, unit).
-    fields: HashMap<String, (String, String)>,
+    fields: Arc<FieldWords>,
 }
 
 impl DeviceWords {
-    /// `name` (or the id) with the building and zone of its tags: `加压泵房（9、10号楼，高区）`;
-    /// `fields` as (name, label, unit).
-    pub fn new<'a>(
+    /// `name` (or the id) with the building and zone of its tags: `加压泵房（9、10号楼，高区）`.
+    pub fn new(
         id: &str,
         name: Option<&str>,
         tags: &[(String, String)],
-        fields: impl Iterator<Item = (&'a str, Option<&'a str>, Option<&'a str>)>,
+        fields: Arc<FieldWords>,
     ) -> DeviceWords {
         let tag = |key: &str| tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
         let mut whereabouts = Vec::new();
@@ -44,15 +63,6 @@ impl DeviceWords {
         } else {
             format!("{name}（{}）", whereabouts.join("，"))
         };
-        let fields = fields
-            .map(|(field, label, unit)| {
-                let words = (
-                    label.unwrap_or(field).to_string(),
-                    unit.unwrap_or("").to_string(),
-                );
-                (field.to_string(), words)
-            })
-            .collect();
         DeviceWords { place, fields }
     }
 
@@ -251,9 +261,10 @@ mod tests {
             ("zone".to_string(), "high".to_string()),
             ("building".to_string(), "9,10".to_string()),
         ];
-        let words = DeviceWords::new("booster-1", Some("加压泵房"), &tags, std::iter::empty());
+        let none = field_words(std::iter::empty());
+        let words = DeviceWords::new("booster-1", Some("加压泵房"), &tags, Arc::clone(&none));
         assert_eq!(words.place, "加压泵房（9、10号楼，高区）");
-        let words = DeviceWords::new("well_07", None, &[], std::iter::empty());
+        let words = DeviceWords::new("well_07", None, &[], none);
         assert_eq!(words.place, "well_07");
     }
 }
