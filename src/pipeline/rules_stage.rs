@@ -157,10 +157,10 @@ pub async fn run(
         let now = unix_nanos(SystemTime::now());
         // In this order when several are ready: a requested publication is never lost to a
         // shutdown that follows it, and the once-a-second tick is never starved by a full input.
-        let (events, figures) = tokio::select! {
+        let (events, figures, ticked) = tokio::select! {
             biased;
             _ = view.kpi_publish.notified() => {
-                (Vec::new(), kpi.partial_lines(now))
+                (Vec::new(), kpi.partial_lines(now), false)
             }
             _ = tick.tick() => {
                 if undelivered.iter().any(Undelivered::waiting) {
@@ -169,7 +169,7 @@ pub async fn run(
                 let events = lock(&engine).tick(now);
                 let closed = kpi.tick(now, || lock(&engine).active());
                 save_kpi(kpi.due_save(now), &view).await;
-                (events, closed)
+                (events, closed, true)
             }
             // A bus hands on several polls at once: they are evaluated under one lock each.
             taken_now = input.recv_many(&mut taken, TAKEN_AT_ONCE) => {
@@ -185,7 +185,7 @@ pub async fn run(
                     }
                 }
                 show_latest(&view, &taken);
-                (events, Vec::new())
+                (events, Vec::new(), false)
             }
         };
         for sample in taken.drain(..).chain(figures) {
@@ -196,13 +196,15 @@ pub async fn run(
         for event in &events {
             kpi.alarm(event);
         }
-        // The robots are told per incident: what the alarms of this round close, and what has
-        // settled or grown by now.
+        // The robots are told per incident: what the alarms of this round close, and (on the
+        // once-a-second tick, not per bus group) what has settled or grown by now.
         let mut notifications: Vec<AlarmEvent> = events
             .iter()
             .flat_map(|e| incidents.book.observe(e))
             .collect();
-        notifications.extend(incidents.book.tick(now));
+        if ticked {
+            notifications.extend(incidents.book.tick(now));
+        }
         kpi.incidents(incidents.book.take_told(), now);
         if events.is_empty() && notifications.is_empty() {
             if lock(&engine).take_dirty() {

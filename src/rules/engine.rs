@@ -200,15 +200,12 @@ fn templates(config: &LoadedConfig) -> Vec<Template> {
     };
     for mapping in &source.mappings {
         let fields = mapping.fields.iter().map(|f| f.name.clone());
-        let words = mapping.fields.iter().map(|f| {
-            (
-                f.name.clone(),
-                (
-                    f.label.clone().unwrap_or_else(|| f.name.clone()),
-                    f.unit.clone().unwrap_or_default(),
-                ),
-            )
-        });
+        let words = field_words(
+            mapping
+                .fields
+                .iter()
+                .map(|f| (f.name.as_str(), f.label.as_deref(), f.unit.as_deref())),
+        );
         let interval_ns = nanos(mapping.interval);
         match templates
             .iter_mut()
@@ -216,13 +213,14 @@ fn templates(config: &LoadedConfig) -> Vec<Template> {
         {
             Some(t) => {
                 t.fields.extend(fields);
-                Arc::make_mut(&mut t.words).extend(words);
+                let merged = Arc::make_mut(&mut t.words);
+                merged.extend(words.iter().map(|(f, w)| (f.clone(), w.clone())));
                 t.interval_ns = t.interval_ns.min(interval_ns);
             }
             None => templates.push(Template {
                 measurement: Arc::from(mapping.measurement.as_str()),
                 fields: fields.collect(),
-                words: Arc::new(words.collect()),
+                words,
                 interval_ns,
                 tags: mapping
                     .tags
