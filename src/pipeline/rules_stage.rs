@@ -445,21 +445,31 @@ async fn persist_alarms(
         for pending in &mut work {
             all_in &= pending.push();
         }
+        let mut book_saved = book.is_none();
         if all_in {
             if let Err(e) = lock(&saving).save() {
                 tracing::error!(error = %e, "Cannot persist the alarm state; a restart may raise these alarms again");
             }
             if let Some((file, json)) = book {
-                if let Err(e) = crate::rules::engine::write_atomically(&file, &json, None) {
-                    tracing::error!(error = %e, "Cannot persist the open incidents; a restart may tell them again");
+                match crate::rules::engine::write_atomically(&file, &json, None) {
+                    Ok(()) => book_saved = true,
+                    Err(e) => {
+                        tracing::error!(error = %e, "Cannot persist the open incidents; a restart may tell them again")
+                    }
                 }
             }
         }
-        work
+        (work, book_saved)
     })
     .await;
     match done {
-        Ok(work) => *undelivered = work,
+        Ok((work, book_saved)) => {
+            *undelivered = work;
+            // Not written (an outbox refused, or the card): tried again with the next save.
+            if !book_saved {
+                incidents.book.mark_dirty();
+            }
+        }
         Err(_) => tracing::error!("Alarm persistence task failed"),
     }
     for (_, appended, _) in &delivery.outboxes {

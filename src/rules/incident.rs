@@ -245,6 +245,11 @@ impl IncidentBook {
         std::mem::take(&mut self.dirty)
     }
 
+    /// The last save did not reach the card: save again next time.
+    pub fn mark_dirty(&mut self) {
+        self.dirty = true;
+    }
+
     /// The open incidents as JSON, for the state file.
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(&Saved {
