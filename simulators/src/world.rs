@@ -254,6 +254,13 @@ impl World {
                 .collect(),
         )
     }
+
+    /// One engineering value of a polled device (`None`: no such device or register): what the
+    /// meters behind a device read from it many times a step, without building its whole map.
+    pub fn register_value(&self, device: &str, name: &str) -> Option<f64> {
+        let device = self.devices.iter().find(|d| d.id == device)?;
+        device.image.truth.get(name).copied()
+    }
 }
 
 #[cfg(test)]

@@ -56,9 +56,14 @@ pub fn water_use_shape(hour: f64) -> f64 {
         let d = (hour - centre + 12.0).rem_euclid(24.0) - 12.0;
         (-0.5 * (d / width).powi(2)).exp()
     }
-    let raw = |h: f64| peak(h, 7.5, 1.2) + 0.6 * peak(h, 12.0, 1.5) + 1.1 * peak(h, 20.0, 1.8);
-    // Mean of `raw` over a day, by the trapezoid rule on minutes.
-    let mean: f64 = (0..1440).map(|m| raw(f64::from(m) / 60.0)).sum::<f64>() / 1440.0;
+    fn raw(h: f64) -> f64 {
+        peak(h, 7.5, 1.2) + 0.6 * peak(h, 12.0, 1.5) + 1.1 * peak(h, 20.0, 1.8)
+    }
+    // Mean of `raw` over a day, by the trapezoid rule on minutes: worked out once (it was 4 320
+    // exponentials on every call, most of a replayed month's time).
+    static MEAN: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    let mean =
+        *MEAN.get_or_init(|| (0..1440).map(|m| raw(f64::from(m) / 60.0)).sum::<f64>() / 1440.0);
     0.12 + 0.88 * raw(hour) / mean
 }
 
