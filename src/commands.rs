@@ -60,7 +60,8 @@ pub fn report(config: &Path, month: &str, output: Option<&Path>) -> anyhow::Resu
     let report =
         crate::report::MonthReport::build(&store, month, &open, (&gateway.site, &gateway.id))?;
     let generated = crate::calendar::local_time(now, (params.utc_offset_h * 3600.0) as i64);
-    let page = crate::report::html::render(&report, &generated);
+    let notes = crate::report::notes::ReportNotes::of(&config);
+    let page = crate::report::html::render(&report, &notes, &generated);
     match output {
         Some(path) => std::fs::write(path, page)
             .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display())),

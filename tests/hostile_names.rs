@@ -68,6 +68,8 @@ fn mapping() -> MqttMapping {
         topic: "dtu/+/up".into(),
         format: PayloadFormat::Flat,
         measurement: "hostile_probe".into(),
+        label: None,
+        names: Default::default(),
         device_level: None,
         device_pointer: Some("/dev".into()),
         time_pointer: None,

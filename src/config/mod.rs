@@ -254,6 +254,13 @@ pub struct MqttMapping {
     pub format: PayloadFormat,
     /// The device kind the samples belong to (`gas_regulator`, `valve_well`, `room`).
     pub measurement: String,
+    /// What people call these devices (`调压箱`), in alarm messages: a device without an entry
+    /// in `names` is `调压箱 GRB-01`; default: its id alone.
+    #[serde(default)]
+    pub label: Option<String>,
+    /// Device id → what people call that device (`GRB-01 = "3号楼东侧调压箱"`).
+    #[serde(default)]
+    pub names: BTreeMap<String, String>,
     /// The device id is this topic level (0-based) …
     #[serde(default)]
     pub device_level: Option<usize>,

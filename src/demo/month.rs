@@ -21,6 +21,7 @@ use crate::config::load_config;
 use crate::kpi::ledger::{day_start_ns, KpiParams, Ledger};
 use crate::kpi::store::KpiStore;
 use crate::kpi::DayRecord;
+use crate::report::notes::ReportNotes;
 use crate::report::{html, month_days, MonthReport};
 use crate::rules::engine::RuleEngine;
 
@@ -203,7 +204,10 @@ pub fn run(options: &MonthOptions) -> anyhow::Result<MonthSummary> {
         (&config.gateway.gateway.site, &config.gateway.gateway.id),
     )?;
     let generated = format!("simulated month, {} samples", summary.samples);
-    std::fs::write(&options.output, html::render(&report, &generated))
-        .with_context(|| format!("writing {}", options.output.display()))?;
+    std::fs::write(
+        &options.output,
+        html::render(&report, &ReportNotes::of(&config), &generated),
+    )
+    .with_context(|| format!("writing {}", options.output.display()))?;
     Ok(summary)
 }

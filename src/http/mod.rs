@@ -165,7 +165,11 @@ async fn month_report(
         let report = crate::report::MonthReport::build(&observed.kpi.0, &month, &today, names)?;
         let now = unix_nanos(SystemTime::now());
         let generated = crate::calendar::local_time(now, (observed.kpi.1 * 3600.0) as i64);
-        Ok::<_, crate::report::ReportError>(crate::report::html::render(&report, &generated))
+        Ok::<_, crate::report::ReportError>(crate::report::html::render(
+            &report,
+            &observed.notes,
+            &generated,
+        ))
     })
     .await;
     match built {

@@ -13,6 +13,7 @@ use crate::health::Health;
 use crate::kpi::store::KpiStore;
 use crate::metrics::DeviceCounts;
 use crate::model::unix_nanos;
+use crate::report::notes::ReportNotes;
 use crate::selfmon::{Forwarding, Readings};
 use crate::sinks::influx::forwarder::{lock_log, ForwarderStatus, SharedLog};
 use crate::sources::modbus::status::{CommState, StatusBoard};
@@ -46,6 +47,8 @@ pub struct Observed {
     pub metrics: Option<PrometheusHandle>,
     /// The stored KPI days, and local time's offset (hours).
     pub kpi: (KpiStore, f64),
+    /// The config's rule titles and sources and device names, for the monthly report.
+    pub notes: ReportNotes,
 }
 
 impl Observed {
@@ -85,6 +88,7 @@ impl Observed {
                 KpiStore::new(&gateway.gateway.data_dir),
                 gateway.kpi.utc_offset_h,
             ),
+            notes: ReportNotes::of(config),
         }
     }
 

@@ -533,6 +533,72 @@ mod tests {
     use super::*;
     use crate::line_protocol;
 
+    fn demo() -> LoadedConfig {
+        crate::config::load_config(std::path::Path::new("config/demo.toml"))
+            .expect("the demo config loads")
+    }
+
+    #[tokio::test]
+    async fn open_incidents_the_card_refused_are_saved_by_the_next_persistence() {
+        let config = demo();
+        let dir = tempfile::tempdir().expect("temp dir");
+        // A file where the alarms directory should be: every write under it fails.
+        let blocked = dir.path().join("alarms");
+        std::fs::write(&blocked, b"not a directory").expect("blocker");
+        let file = blocked.join("incidents.json");
+        let engine = Arc::new(Mutex::new(RuleEngine::new(&config, None, 0)));
+        let mut incidents = Incidents::open(&config, file.clone());
+        let raised = AlarmEvent::pump_fault(1_764_150_000_000_000_000, "水泵故障");
+        incidents.book.observe(&raised);
+        let told = incidents.book.tick(raised.time_ns + 60_000_000_000);
+        assert_eq!(told.len(), 1, "the robots are told of the pump: {told:?}");
+        let delivery = Delivery {
+            outboxes: Vec::new(),
+            listener: None,
+        };
+        let mut undelivered = Vec::new();
+        persist_alarms(&engine, &mut incidents, &mut undelivered, &delivery).await;
+        assert!(!file.exists());
+
+        std::fs::remove_file(&blocked).expect("the card is writable again");
+        // Nothing new happened: the refused save alone must bring the file back.
+        persist_alarms(&engine, &mut incidents, &mut undelivered, &delivery).await;
+        let saved = std::fs::read(&file).expect("saved on the next persistence");
+        assert_eq!(saved, incidents.book.to_json());
+        assert!(!incidents.book.take_dirty(), "nothing left to save");
+
+        // A restart knows the open incident and tells the incident's clear; a book without it
+        // could only pass the bare alarm on.
+        let mut cleared = raised.clone();
+        cleared.firing = false;
+        cleared.time_ns += 120_000_000_000;
+        let mut restarted = Incidents::open(&config, file);
+        let told = restarted.book.observe(&cleared);
+        assert_eq!(told.len(), 1, "{told:?}");
+        assert!(!told[0].firing);
+        assert_ne!(told[0], cleared, "the incident's clear, not the alarm's");
+        assert_eq!(IncidentBook::of(&config).observe(&cleared), vec![cleared]);
+    }
+
+    #[test]
+    fn unreadable_incidents_start_an_empty_book_and_are_overwritten() {
+        let config = demo();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("incidents.json");
+        std::fs::write(&file, b"{\"open\": [tru").expect("a torn file");
+        let incidents = Incidents::open(&config, file.clone());
+        assert_eq!(
+            incidents.book.to_json(),
+            IncidentBook::of(&config).to_json()
+        );
+        std::fs::write(&file, [0xff, 0xfe, 0x00]).expect("a flipped file");
+        let incidents = Incidents::open(&config, file);
+        assert_eq!(
+            incidents.book.to_json(),
+            IncidentBook::of(&config).to_json()
+        );
+    }
+
     #[test]
     fn an_alarm_becomes_one_alarm_line_with_the_schema_of_design_md() {
         let event = AlarmEvent::pump_fault(1_764_150_000_000_000_000, "W13报警：水泵或变频器故障");

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 
 use crate::kpi::{Definition, DEFINITIONS};
 
+use super::notes::ReportNotes;
 use super::{Figure, MonthReport, TRUSTED_COMPLETENESS_PCT};
 
 /// KPIs shown in their own sections rather than in the summary.
@@ -79,10 +80,11 @@ fn label(definition: &Definition) -> String {
     )
 }
 
-fn scope(figure: &Figure) -> String {
+fn scope(figure: &Figure, notes: &ReportNotes) -> String {
+    let place = escape(notes.place(&figure.device));
     match &figure.subject {
-        Some(subject) => format!("{} · {}", escape(&figure.device), escape(subject)),
-        None => escape(&figure.device),
+        Some(subject) => format!("{place} · {}", escape(subject)),
+        None => place,
     }
 }
 
@@ -266,7 +268,7 @@ fn local_time(ns: i64) -> String {
 }
 
 /// The page.
-pub fn render(report: &MonthReport, generated: &str) -> String {
+pub fn render(report: &MonthReport, notes: &ReportNotes, generated: &str) -> String {
     let mut out = String::new();
     let title = format!(
         "{} {} 月度运行报告 Monthly report",
@@ -327,9 +329,12 @@ pub fn render(report: &MonthReport, generated: &str) -> String {
                 "<tr><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td></tr>",
                 label(definition),
                 if phases > 1 {
-                    format!("{}<br><small>最差相 worst of {phases}</small>", scope(figure))
+                    format!(
+                        "{}<br><small>最差相 worst of {phases}</small>",
+                        scope(figure, notes)
+                    )
                 } else {
-                    scope(figure)
+                    scope(figure, notes)
                 },
                 number(figure.value, definition.unit),
                 target(definition),
@@ -373,76 +378,7 @@ pub fn render(report: &MonthReport, generated: &str) -> String {
         ));
     }
 
-    // Alarms.
-    out.push_str("<h2>报警 <small>Alarms</small></h2><table><tr><th>规则 <small>Rule</small></th><th>级别 <small>Severity</small></th><th>次数 <small>Raised</small></th><th>设备 <small>Devices</small></th><th>平均恢复时间 <small>Mean time to clear</small></th></tr>");
-    let mut by_rule: BTreeMap<(String, String), RuleAlarms> = BTreeMap::new();
-    for figure in report.of("alarm_raises") {
-        let key = (
-            figure.subject.clone().unwrap_or_default(),
-            figure.severity.clone().unwrap_or_default(),
-        );
-        let entry = by_rule.entry(key).or_default();
-        entry.raises += figure.value;
-        entry.devices.push(figure.device.clone());
-    }
-    for figure in report.of("alarm_clear_time") {
-        let key = (
-            figure.subject.clone().unwrap_or_default(),
-            figure.severity.clone().unwrap_or_default(),
-        );
-        let entry = by_rule.entry(key).or_default();
-        entry.clear_s += figure.value * figure.basis;
-        entry.clears += figure.basis;
-    }
-    if by_rule.is_empty() {
-        out.push_str("<tr><td colspan=\"5\">本月无报警 No alarms this month</td></tr>");
-    }
-    let severity_rank = |s: &str| match s {
-        "crit" => 0,
-        "warn" => 1,
-        _ => 2,
-    };
-    let mut rules: Vec<_> = by_rule.into_iter().collect();
-    rules.sort_by_key(|((rule, severity), _)| (severity_rank(severity), rule.clone()));
-    for ((rule, severity), alarms) in rules {
-        let mean = if alarms.clears > 0.0 {
-            format_duration(alarms.clear_s / alarms.clears)
-        } else {
-            "—".into()
-        };
-        let (raises, devices) = (alarms.raises, alarms.devices);
-        let _ = write!(
-            out,
-            "<tr><td>{}</td><td>{}</td><td class=\"num\">{raises:.0}</td><td>{}</td><td class=\"num\">{mean}</td></tr>",
-            escape(&rule),
-            escape(&severity),
-            escape(&devices.join(", "))
-        );
-    }
-    out.push_str("</table>");
-    let mut notable = report.notable.clone();
-    notable.sort_by_key(|n| (severity_rank(&n.severity), n.raised_ns));
-    if !notable.is_empty() {
-        let _ = write!(out, "<h3>需要关注的报警 <small>The alarms that mattered (crit first; {} of {})</small></h3>", notable.len().min(NOTABLE_LISTED), notable.len());
-        out.push_str("<table><tr><th>发生 <small>Raised</small></th><th>设备 <small>Device</small></th><th>规则 <small>Rule</small></th><th>级别</th><th>持续 <small>Lasted</small></th><th>内容 <small>Message</small></th></tr>");
-        for n in notable.iter().take(NOTABLE_LISTED) {
-            let lasted = n
-                .cleared_ns
-                .map(|c| format_duration((c - n.raised_ns) as f64 / 1e9))
-                .unwrap_or_else(|| "未恢复 not cleared".into());
-            let _ = write!(
-                out,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
-                escape(&local_time(n.raised_ns)),
-                escape(&n.device),
-                escape(&n.rule),
-                escape(&n.severity),
-                escape(&lasted),
-                escape(&n.message)
-            );
-        }
-        out.push_str("</table>");
-    }
+    let alarm_rules = alarms(&mut out, report, notes);
 
     // Data.
     let _ = write!(out, "<h2>数据完整性 <small>Data completeness: how far to trust each figure (⚠ below {TRUSTED_COMPLETENESS_PCT:.0} %)</small></h2><table><tr><th>设备 <small>Device</small></th><th>数据完整率 <small>Completeness</small></th><th>在线率 <small>Availability</small></th></tr>");
@@ -454,7 +390,7 @@ pub fn render(report: &MonthReport, generated: &str) -> String {
         let _ = write!(
             out,
             "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
-            escape(&figure.device),
+            escape(notes.place(&figure.device)),
             trust(figure),
             availability
                 .get(figure.device.as_str())
@@ -488,8 +424,130 @@ pub fn render(report: &MonthReport, generated: &str) -> String {
             }
         );
     }
-    out.push_str("</dl><p class=\"note\">月度数值由每日计数汇总（比率为Σ合格/Σ总数），非每日比率的平均。Monthly figures are made from the days' counts (a rate is Σ inside / Σ total), not by averaging daily rates; a 95th percentile is the worst day's.</p></body></html>\n");
+    out.push_str("</dl>");
+    rule_sources(&mut out, &alarm_rules, notes);
+    out.push_str("<p class=\"note\">月度数值由每日计数汇总（比率为Σ合格/Σ总数），非每日比率的平均。Monthly figures are made from the days' counts (a rate is Σ inside / Σ total), not by averaging daily rates; a 95th percentile is the worst day's.</p></body></html>\n");
     out
+}
+
+/// The alarm section: per rule (its title, how often, on which devices, how long to clear),
+/// how many incidents the robots were told of, and the notable alarms. Returns the rules seen.
+fn alarms(out: &mut String, report: &MonthReport, notes: &ReportNotes) -> Vec<String> {
+    out.push_str("<h2>报警 <small>Alarms</small></h2>");
+    let raised: f64 = report.of("alarm_raises").map(|f| f.value).sum();
+    let incidents: f64 = report.of("incidents").map(|f| f.value).sum();
+    if raised > 0.0 {
+        let _ = write!(
+            out,
+            "<p>本月报警 {raised:.0} 次，归为 {incidents:.0} 起事件通知物业（同一上游设备引起的报警只通知一次）。<small>{raised:.0} alarms in {incidents:.0} incidents notified: alarms with one root count once.</small></p>"
+        );
+    }
+    out.push_str("<table><tr><th>规则 <small>Rule</small></th><th>级别 <small>Severity</small></th><th>次数 <small>Raised</small></th><th>设备 <small>Devices</small></th><th>平均恢复时间 <small>Mean time to clear</small></th></tr>");
+    let mut by_rule: BTreeMap<(String, String), RuleAlarms> = BTreeMap::new();
+    let key_of = |figure: &Figure| {
+        (
+            figure.subject.clone().unwrap_or_default(),
+            figure.severity.clone().unwrap_or_default(),
+        )
+    };
+    for figure in report.of("alarm_raises") {
+        let entry = by_rule.entry(key_of(figure)).or_default();
+        entry.raises += figure.value;
+        entry.devices.push(notes.place(&figure.device).to_string());
+    }
+    for figure in report.of("alarm_clear_time") {
+        let entry = by_rule.entry(key_of(figure)).or_default();
+        entry.clear_s += figure.value * figure.basis;
+        entry.clears += figure.basis;
+    }
+    if by_rule.is_empty() {
+        out.push_str("<tr><td colspan=\"5\">本月无报警 No alarms this month</td></tr>");
+    }
+    let mut seen: Vec<String> = by_rule.keys().map(|(rule, _)| rule.clone()).collect();
+    let mut rules: Vec<_> = by_rule.into_iter().collect();
+    rules.sort_by_key(|((rule, severity), _)| (severity_rank(severity), rule.clone()));
+    for ((rule, severity), alarms) in rules {
+        let mean = if alarms.clears > 0.0 {
+            format_duration(alarms.clear_s / alarms.clears)
+        } else {
+            "—".into()
+        };
+        let (raises, devices) = (alarms.raises, alarms.devices);
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td class=\"num\">{raises:.0}</td><td>{}</td><td class=\"num\">{mean}</td></tr>",
+            rule_cell(&rule, notes),
+            escape(&severity),
+            escape(&devices.join("、"))
+        );
+    }
+    out.push_str("</table>");
+    let mut notable = report.notable.clone();
+    notable.sort_by_key(|n| (severity_rank(&n.severity), n.raised_ns));
+    if !notable.is_empty() {
+        let _ = write!(out, "<h3>需要关注的报警 <small>The alarms that mattered (crit first; {} of {})</small></h3>", notable.len().min(NOTABLE_LISTED), notable.len());
+        out.push_str("<table><tr><th>发生 <small>Raised</small></th><th>设备 <small>Device</small></th><th>规则 <small>Rule</small></th><th>级别</th><th>持续 <small>Lasted</small></th><th>内容 <small>Message</small></th></tr>");
+        for n in notable.iter().take(NOTABLE_LISTED) {
+            let lasted = n
+                .cleared_ns
+                .map(|c| format_duration((c - n.raised_ns) as f64 / 1e9))
+                .unwrap_or_else(|| "未恢复 not cleared".into());
+            let _ = write!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
+                escape(&local_time(n.raised_ns)),
+                escape(notes.place(&n.device)),
+                escape(&n.rule),
+                escape(&n.severity),
+                escape(&lasted),
+                escape(&n.message)
+            );
+            seen.push(n.rule.clone());
+        }
+        out.push_str("</table>");
+    }
+    seen.sort();
+    seen.dedup();
+    seen
+}
+
+fn severity_rank(severity: &str) -> u8 {
+    match severity {
+        "crit" => 0,
+        "warn" => 1,
+        _ => 2,
+    }
+}
+
+/// `W20` with the rule's title beneath it.
+fn rule_cell(rule: &str, notes: &ReportNotes) -> String {
+    match notes.rule(rule) {
+        Some(note) => format!("{}<br><small>{}</small>", escape(rule), escape(&note.title)),
+        None => escape(rule),
+    }
+}
+
+/// The appendix: for each rule that raised this month, what the plan requires and where the
+/// number comes from.
+fn rule_sources(out: &mut String, rules: &[String], notes: &ReportNotes) {
+    let noted: Vec<(&String, &super::notes::RuleNote)> = rules
+        .iter()
+        .filter_map(|rule| Some((rule, notes.rule(rule)?)))
+        .collect();
+    if noted.is_empty() {
+        return;
+    }
+    out.push_str("<h2>附录：报警规则依据 <small>Appendix: what each rule that raised this month checks, and where its number comes from</small></h2><table><tr><th>规则 <small>Rule</small></th><th>要求 <small>Requirement</small></th><th>依据 <small>Source</small></th></tr>");
+    for (rule, note) in noted {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td class=\"note\">{}</td></tr>",
+            rule_cell(rule, notes),
+            escape(&note.requirement),
+            escape(&note.source)
+        );
+    }
+    out.push_str("</table>");
 }
 
 fn format_duration(seconds: f64) -> String {

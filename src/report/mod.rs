@@ -1,12 +1,14 @@
 //! The monthly community report: a month's closed days (and, for the running month, the open
 //! days so far) aggregated per KPI against its target, with the daily trend, the worst days,
 //! the alarms that mattered and the data completeness behind every figure. [`html`] renders it
-//! as one self-contained page (no external assets; prints to PDF from a browser).
+//! as one self-contained page (no external assets; prints to PDF from a browser), naming rules
+//! and devices as [`notes`] says.
 //!
 //! Monthly figures are made from the days' counts, not by averaging daily rates: a rate is
 //! Σ inside / Σ total over the month, a mean Σ sum / Σ count, a 95th percentile the worst day's.
 
 pub mod html;
+pub mod notes;
 
 use std::collections::BTreeMap;
 

@@ -1,6 +1,7 @@
 //! Monthly figures from stored days, by hand: rates from counts, the worst day, trust marks,
 //! and a page that carries everything in itself.
 
+use super::notes::ReportNotes;
 use super::*;
 use crate::kpi::KpiValue;
 
@@ -139,7 +140,7 @@ fn an_alarm_raised_before_the_month_and_still_raised_is_among_those_that_mattere
 fn the_page_holds_everything_itself_and_escapes_what_devices_say() {
     let (_dir, store) = stored_month();
     let report = MonthReport::build(&store, "2025-12", &[], ("幸福小区", "gw")).expect("report");
-    let page = html::render(&report, "2026-01-01 08:00");
+    let page = html::render(&report, &ReportNotes::default(), "2026-01-01 08:00");
     assert!(page.starts_with("<!doctype html>"));
     for external in ["http://", "https://", "<script", "<link", "src="] {
         assert!(!page.contains(external), "the page contains {external:?}");
@@ -171,5 +172,40 @@ fn an_open_day_joins_the_running_month_and_a_bad_month_is_refused() {
     assert!(matches!(month_days("2025-1"), Err(ReportError::Month(_))));
     assert_eq!(month_days("2024-02").expect("a month").1, 29);
     let empty = MonthReport::build(&store, "2026-01", &[], ("s", "gw")).expect("report");
-    assert!(html::render(&empty, "now").contains("No figures for this month"));
+    assert!(
+        html::render(&empty, &ReportNotes::default(), "now").contains("No figures for this month")
+    );
+}
+
+#[test]
+fn the_page_names_devices_and_rules_and_keeps_provenance_to_its_appendix() {
+    let (_dir, store) = stored_month();
+    let mut raises = value("alarm_raises", "prv-outlet", 2.0, None);
+    raises.subject = Some("W5".into());
+    raises.severity = Some("warn".into());
+    let mut incidents = value("incidents", "幸福小区", 1.0, None);
+    incidents.subject = None;
+    store
+        .append(&[day("2025-12-04", vec![raises, incidents])])
+        .expect("stored");
+    let config = crate::config::load_config(std::path::Path::new("config/demo.toml"))
+        .expect("the demo config loads");
+    let notes = ReportNotes::of(&config);
+    let report = MonthReport::build(&store, "2025-12", &[], ("幸福小区", "gw")).expect("report");
+    let page = html::render(&report, &notes, "2026-01-01 08:00");
+    let w5 = notes.rule("W5").expect("W5 is in the packs");
+    let place = notes.place("prv-outlet");
+    assert_ne!(place, "prv-outlet", "the demo names its PRV outlet");
+    let (alarms, appendix) = page
+        .split_once("附录：报警规则依据")
+        .expect("the page has the appendix");
+    let alarms = &alarms[alarms.find("<h2>报警").expect("the alarm section")..];
+    assert!(alarms.contains("本月报警 2 次，归为 1 起事件"), "{alarms}");
+    assert!(alarms.contains(&format!("W5<br><small>{}</small>", w5.title)));
+    assert!(alarms.contains(place), "the device by its name: {alarms}");
+    assert!(
+        !alarms.contains(&w5.source),
+        "no provenance in the alarm tables"
+    );
+    assert!(appendix.contains(&w5.source) && appendix.contains(&w5.requirement));
 }

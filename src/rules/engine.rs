@@ -4,7 +4,7 @@
 //! so a restart neither raises an alarm twice nor forgets one. An unreadable state file is
 //! reported and replaced; it never stops the gateway.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -181,6 +181,19 @@ struct Template {
     words: Arc<FieldWords>,
     interval_ns: i64,
     tags: Vec<(String, String)>,
+    /// What people call the devices, and device id → a device's own name.
+    label: Option<String>,
+    names: BTreeMap<String, String>,
+}
+
+impl Template {
+    /// What a person calls `device`: its own name, else the mapping's label with the id.
+    fn name_of(&self, device: &str) -> Option<String> {
+        self.names
+            .get(device)
+            .cloned()
+            .or_else(|| self.label.as_ref().map(|label| format!("{label} {device}")))
+    }
 }
 
 fn templates(config: &LoadedConfig) -> Vec<Template> {
@@ -194,6 +207,8 @@ fn templates(config: &LoadedConfig) -> Vec<Template> {
         words: Arc::default(),
         interval_ns: 60_000_000_000,
         tags: Vec::new(),
+        label: Some("网关".into()),
+        names: BTreeMap::new(),
     }];
     let Some(source) = &config.gateway.mqtt_source else {
         return templates;
@@ -216,6 +231,10 @@ fn templates(config: &LoadedConfig) -> Vec<Template> {
                 let merged = Arc::make_mut(&mut t.words);
                 merged.extend(words.iter().map(|(f, w)| (f.clone(), w.clone())));
                 t.interval_ns = t.interval_ns.min(interval_ns);
+                t.names.extend(mapping.names.clone());
+                if t.label.is_none() {
+                    t.label.clone_from(&mapping.label);
+                }
             }
             None => templates.push(Template {
                 measurement: Arc::from(mapping.measurement.as_str()),
@@ -227,6 +246,8 @@ fn templates(config: &LoadedConfig) -> Vec<Template> {
                     .iter()
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
+                label: mapping.label.clone(),
+                names: mapping.names.clone(),
             }),
         }
     }
@@ -411,7 +432,8 @@ impl RuleEngine {
         let mut tags = template.tags.clone();
         tags.push(("device".into(), device.to_string()));
         let rules = self.rules_for(device, measurement, &has, false, &tags);
-        let words = DeviceWords::new(device, None, &tags, Arc::clone(&template.words));
+        let name = template.name_of(device);
+        let words = DeviceWords::new(device, name.as_deref(), &tags, Arc::clone(&template.words));
         self.devices.insert(
             device.to_string(),
             DeviceContext {

@@ -39,31 +39,17 @@ pub struct DeviceWords {
 }
 
 impl DeviceWords {
-    /// `name` (or the id) with the building and zone of its tags: `加压泵房（9、10号楼，高区）`.
+    /// The device's [`place`], and its profile's or mapping's field words.
     pub fn new(
         id: &str,
         name: Option<&str>,
         tags: &[(String, String)],
         fields: Arc<FieldWords>,
     ) -> DeviceWords {
-        let tag = |key: &str| tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
-        let mut whereabouts = Vec::new();
-        if let Some(building) = tag("building") {
-            whereabouts.push(format!("{}号楼", building.replace(',', "、")));
+        DeviceWords {
+            place: place(id, name, tags),
+            fields,
         }
-        match tag("zone") {
-            Some("high") => whereabouts.push("高区".to_string()),
-            Some("low") => whereabouts.push("低区".to_string()),
-            Some(zone) => whereabouts.push(zone.to_string()),
-            None => {}
-        }
-        let name = name.unwrap_or(id);
-        let place = if whereabouts.is_empty() {
-            name.to_string()
-        } else {
-            format!("{name}（{}）", whereabouts.join("，"))
-        };
-        DeviceWords { place, fields }
     }
 
     /// A field's label and unit (the field's own name and no unit when the profile has none).
@@ -71,6 +57,27 @@ impl DeviceWords {
         self.fields
             .get(field)
             .map_or((field, ""), |(label, unit)| (label.as_str(), unit.as_str()))
+    }
+}
+
+/// `name` (or the id) with the building and zone of its tags: `加压泵房（9、10号楼，高区）`.
+pub fn place(id: &str, name: Option<&str>, tags: &[(String, String)]) -> String {
+    let tag = |key: &str| tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+    let mut whereabouts = Vec::new();
+    if let Some(building) = tag("building") {
+        whereabouts.push(format!("{}号楼", building.replace(',', "、")));
+    }
+    match tag("zone") {
+        Some("high") => whereabouts.push("高区".to_string()),
+        Some("low") => whereabouts.push("低区".to_string()),
+        Some(zone) => whereabouts.push(zone.to_string()),
+        None => {}
+    }
+    let name = name.unwrap_or(id);
+    if whereabouts.is_empty() {
+        name.to_string()
+    } else {
+        format!("{name}（{}）", whereabouts.join("，"))
     }
 }
 

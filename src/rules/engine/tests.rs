@@ -622,7 +622,8 @@ fn a_published_device_joins_at_its_first_sample_and_its_alarm_survives_a_restart
     let rules = "[[rule]]\nid = \"H1\"\nkind = \"threshold\"\nseverity = \"warn\"\ndescription = \"d\"\nsource = \"s\"\n\
                  measurement = \"room\"\nfield = \"t_c\"\nbelow = 18.0\nclear_margin = 0.5\nfor = \"1h\"\n";
     let source = "[mqtt_source]\nhost = \"127.0.0.1\"\n[[mqtt_source.mapping]]\ntopic = \"r/+\"\nformat = \"flat\"\n\
-                  measurement = \"room\"\ndevice_level = 1\nfield = [{ name = \"t_c\", from = \"/t_c\" }]\n";
+                  measurement = \"room\"\nlabel = \"室温采集器\"\nnames = { room_1 = \"11号楼2单元901室\" }\n\
+                  device_level = 1\nfield = [{ name = \"t_c\", from = \"/t_c\", unit = \"°C\", label = \"温度\" }]\n";
     let state_dir = tempfile::tempdir().expect("temp dir");
     let state = state_dir.path().join("state.json");
     let room = |t: i64, celsius: f64| {
@@ -640,6 +641,19 @@ fn a_published_device_joins_at_its_first_sample_and_its_alarm_survives_a_restart
     let raised = e.evaluate(&room(3600, 17.0));
     assert_eq!(raised.len(), 1);
     assert!(raised[0].firing);
+    assert_eq!(raised[0].words.place, "11号楼2单元901室", "its own name");
+    assert_eq!(raised[0].words.reading, "温度 17°C，低于 18°C");
+    let other = |t: i64| {
+        let mut s = room(t, 17.0);
+        s.device = Arc::from("room_2");
+        s
+    };
+    e.evaluate(&other(0));
+    let unnamed = e.evaluate(&other(3600));
+    assert_eq!(
+        unnamed[0].words.place, "室温采集器 room_2",
+        "the mapping's label"
+    );
     e.save().expect("saves");
 
     let (_dir, mut e) = engine_with(rules, "", "", Some(state.clone()), source);
@@ -650,6 +664,7 @@ fn a_published_device_joins_at_its_first_sample_and_its_alarm_survives_a_restart
     assert_eq!(cleared.len(), 1);
     assert!(!cleared[0].firing);
     assert_eq!(cleared[0].id, raised[0].id);
+    assert_eq!(cleared[0].words.place, "11号楼2单元901室");
 }
 
 #[test]

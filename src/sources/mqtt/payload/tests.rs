@@ -12,6 +12,8 @@ fn mapping(format: PayloadFormat, fields: &[(&str, &str, f64, f64)]) -> MqttMapp
         topic: "site/+/gas/+/telemetry".into(),
         format,
         measurement: "gas_regulator".into(),
+        label: None,
+        names: Default::default(),
         device_level: None,
         device_pointer: None,
         time_pointer: None,
