@@ -70,6 +70,8 @@ fn mapping() -> MqttMapping {
         measurement: "hostile_probe".into(),
         label: None,
         names: Default::default(),
+        devices: Vec::new(),
+        device_pattern: Some("*".into()),
         device_level: None,
         device_pointer: Some("/dev".into()),
         time_pointer: None,

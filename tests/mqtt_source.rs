@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use common::expect_event;
+use common::hostile::Expect;
 use common::mqtt::{host_port, publisher, unique, OwnBroker};
 use common::services::service_url;
 use retrofit_gateway::config::{
@@ -52,6 +53,8 @@ client_id = "{prefix}"
 topic = "{prefix}/gas/+/telemetry"
 format = "flat"
 measurement = "gas_regulator"
+device_pattern = "GRB-*"
+devices = ["probe"]
 device_pointer = "/dev"
 time_pointer = "/ts"
 field = [
@@ -67,6 +70,7 @@ field = [
 topic = "{prefix}/well/status/+"
 format = "flat"
 measurement = "valve_well"
+device_pattern = "well_*"
 device_level = 3
 time_pointer = "/ts"
 field = [
@@ -79,6 +83,7 @@ field = [
 topic = "{prefix}/room/+"
 format = "flat"
 measurement = "room"
+device_pattern = "room_*"
 device_pointer = "/device_id"
 time_pointer = "/ts"
 field = [{{ name = "t_c", from = "/t_c" }}, {{ name = "rh_pct", from = "/rh" }}]
@@ -87,6 +92,7 @@ field = [{{ name = "t_c", from = "/t_c" }}, {{ name = "rh_pct", from = "/rh" }}]
 topic = "{prefix}/neuron/+/modbus/+"
 format = "neuron"
 measurement = "dtu_meter"
+device_pattern = "*"
 tags = {{ source = "neuron" }}
 field = [{{ name = "supply_temp_c", from = "t_supply", scale = 0.1 }}]
 "#,
@@ -367,51 +373,129 @@ async fn published_devices_arrive_with_their_values_and_times_and_their_rules_fi
     run.pipeline.shutdown(Duration::from_secs(4)).await;
 }
 
+/// The hostile corpus (`common::hostile::cases`, over a hundred topics and payloads) through a
+/// real broker into the pipeline, one message at a time: each is dropped and counted, refused
+/// for its device id and counted, never delivered (a topic outside every filter), or arrives as
+/// exactly the sample it describes; no sample ever speaks for a polled device, and the
+/// connection is never dropped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_malformed_or_hostile_payload_is_counted_and_the_connection_survives() {
+async fn every_hostile_message_meets_its_expected_outcome_and_no_polled_device_is_spoken_for() {
     let Some(addr) = service_url("RGW_TEST_MQTT_ADDR") else {
         return;
     };
     let prefix = unique("hostile");
     let dir = tempfile::tempdir().expect("temp dir");
-    let config = config(dir.path(), &addr, &prefix, "");
+    // Two polled devices on a bus nobody answers: no sample of theirs can come from polling.
+    let polled = "[[bus]]\nid = \"pump-room\"\ntransport = \"tcp\"\naddress = \"127.0.0.1:9\"\n\
+                  [[device]]\nid = \"booster-1\"\nbus = \"pump-room\"\nunit = 1\nprofile = \"booster-pump-cdab\"\ninterval = \"1m\"\n\
+                  [[device]]\nid = \"prv-outlet\"\nbus = \"pump-room\"\nunit = 2\nprofile = \"pressure-transmitter\"\ninterval = \"1m\"\n";
+    let config = config(dir.path(), &addr, &prefix, polled);
     let mut run = start(&config).await;
     let stats: Arc<_> = run.ingest_stats();
     let (client, driver) = publisher(&addr).await;
     until_subscribed(&client, &prefix, &mut run).await;
-    let topic = format!("{prefix}/gas/bad/telemetry");
-    let corpus = common::hostile::payloads();
-    assert!(corpus.len() >= 30);
-    for (_, payload) in &corpus {
+    let cases = common::hostile::cases();
+    assert!(cases.len() >= 100, "{} cases", cases.len());
+    let marker_topic = format!("{prefix}/gas/marker/telemetry");
+    let mut outcomes = Vec::new();
+    for (n, case) in cases.iter().enumerate() {
+        let topic = format!("{prefix}/{}", case.topic);
+        let (errors, refused) = (stats.errors_on(&topic), stats.refused());
         client
-            .publish(topic.clone(), QoS::AtLeastOnce, false, payload.clone())
+            .publish(topic.clone(), QoS::AtLeastOnce, false, case.payload.clone())
             .await
             .expect("queued");
+        // One publisher, one subscriber: the broker hands them on in order, so once the
+        // marker is a sample, the case has been dealt with.
+        let marker = format!("GRB-marker-{n}");
+        client
+            .publish(
+                marker_topic.clone(),
+                QoS::AtLeastOnce,
+                false,
+                format!(r#"{{"dev":"{marker}","p_out_kpa":1}}"#),
+            )
+            .await
+            .expect("queued");
+        let mut before_marker = Vec::new();
+        loop {
+            let sample = sample_any(&mut run.samples).await;
+            if *sample.device == *marker {
+                break;
+            }
+            before_marker.push(sample);
+        }
+        assert!(
+            before_marker
+                .iter()
+                .all(|s| !["booster-1", "prv-outlet"].contains(&&*s.device)),
+            "{}: a sample speaks for a polled device",
+            case.what
+        );
+        let counted = stats.errors_on(&topic) - errors;
+        let refusals = stats.refused() - refused;
+        let outcome = match &case.expect {
+            Expect::Dropped => before_marker.is_empty() && counted == 1 && refusals == 0,
+            Expect::Refused => before_marker.is_empty() && counted == 1 && refusals == 1,
+            Expect::NotSubscribed => before_marker.is_empty() && counted == 0 && refusals == 0,
+            Expect::Sample {
+                device,
+                fields,
+                flagged,
+            } => {
+                let got: Vec<(&str, f64)> = before_marker
+                    .first()
+                    .map(|s| {
+                        s.fields
+                            .iter()
+                            .map(|f| (&*f.name, f.value.as_f64().unwrap_or(f64::NAN)))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                before_marker.len() == 1
+                    && *before_marker[0].device == **device
+                    && got == *fields
+                    && counted == u64::from(*flagged)
+                    && refusals == 0
+            }
+        };
+        println!(
+            "{:<40} {:<12} samples {} errors {counted} refused {refusals}",
+            case.what,
+            match case.expect {
+                Expect::Dropped => "dropped",
+                Expect::Refused => "refused",
+                Expect::NotSubscribed => "unsubscribed",
+                Expect::Sample { .. } => "sample",
+            },
+            before_marker.len()
+        );
+        outcomes.push((case.what.clone(), outcome, before_marker));
     }
-    // Messages on one topic arrive in order: once this one is a sample, the corpus is processed.
-    client
-        .publish(
-            topic.clone(),
-            QoS::AtLeastOnce,
-            false,
-            r#"{"dev":"after-the-corpus","p_out_kpa":2.4}"#,
-        )
-        .await
-        .expect("queued");
-    sample_of(&mut run.samples, "after-the-corpus").await;
-    assert_eq!(
-        stats.errors_on(&topic),
-        corpus.len() as u64,
-        "each payload counted once"
+    let wrong: Vec<_> = outcomes.iter().filter(|(_, ok, _)| !ok).collect();
+    assert!(
+        wrong.is_empty(),
+        "{} of {} not as expected: {wrong:#?}",
+        wrong.len(),
+        outcomes.len()
     );
     let (_, _, attempts, connections) = stats.totals();
     assert_eq!(
         (attempts, connections),
         (1, 1),
-        "no reconnect on any payload"
+        "no reconnect on any message"
     );
     driver.abort();
     run.pipeline.shutdown(Duration::from_secs(4)).await;
+}
+
+/// The next sample of any device, up to 15 s.
+async fn sample_any(samples: &mut mpsc::Receiver<Sample>) -> Sample {
+    match tokio::time::timeout(Duration::from_secs(15), samples.recv()).await {
+        Ok(Some(sample)) => sample,
+        Ok(None) => panic!("sample channel closed"),
+        Err(_) => panic!("no sample within 15 s"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

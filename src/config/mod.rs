@@ -178,8 +178,16 @@ pub struct MqttSourceConfig {
     /// gateway is away, so a restart loses nothing.
     #[serde(default)]
     pub clean_session: bool,
+    /// A publishing device silent this long is forgotten: its alarms are cleared and it gets
+    /// no more rules until it publishes again (a sensor taken away must not alarm forever).
+    #[serde(default = "default_forget_after")]
+    pub forget_after: ConfigDuration,
     #[serde(rename = "mapping")]
     pub mappings: Vec<MqttMapping>,
+}
+
+fn default_forget_after() -> ConfigDuration {
+    ConfigDuration::from_millis(7 * 86_400_000)
 }
 
 impl MqttSourceConfig {
@@ -261,6 +269,14 @@ pub struct MqttMapping {
     /// Device id → what people call that device (`GRB-01 = "3号楼东侧调压箱"`).
     #[serde(default)]
     pub names: BTreeMap<String, String>,
+    /// The device ids this mapping may produce, besides those `names` names: a message for any
+    /// other id (or a polled device's) is refused and counted. At least one of `devices`,
+    /// `device_pattern` and `names` is required.
+    #[serde(default)]
+    pub devices: Vec<String>,
+    /// … or ids matching this pattern (`*` any run of characters, `?` one): `GRB-*`.
+    #[serde(default)]
+    pub device_pattern: Option<String>,
     /// The device id is this topic level (0-based) …
     #[serde(default)]
     pub device_level: Option<usize>,

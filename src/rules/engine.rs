@@ -18,6 +18,7 @@ use super::condition::{evaluate, Evaluation, Subject};
 use super::frozen::{FrozenParams, FrozenState};
 use super::machine::{Condition, Machine, Timing, Transition};
 use super::night_flow::{Households, NightFlowParams, NightFlowState};
+use super::publishers::Publishers;
 use super::step::{StepParams, StepState};
 use super::words::{field_words, DeviceWords, FieldWords};
 use super::zone_flow::ZoneFlows;
@@ -158,6 +159,8 @@ pub struct RuleEngine {
     dirty: bool,
     /// Whether the limit of publishing devices has been reported.
     full_warned: bool,
+    /// How fast publishing devices are taken on, when their list is saved and forgotten.
+    publishers: Publishers,
     state_file: Option<PathBuf>,
     /// The heating season and local time's offset from UTC, s, for rules with a season.
     heating_season: Option<crate::calendar::Season>,
@@ -296,6 +299,13 @@ impl RuleEngine {
             frozen: HashMap::new(),
             dirty: false,
             full_warned: false,
+            publishers: Publishers::new(
+                config
+                    .gateway
+                    .mqtt_source
+                    .as_ref()
+                    .map(|s| nanos(s.forget_after)),
+            ),
             reserve: state_file
                 .as_ref()
                 .map(|_| crate::buffer::reserve::Reserve::shared(&config.gateway.gateway.data_dir)),
@@ -405,9 +415,10 @@ impl RuleEngine {
             .collect()
     }
 
-    /// Registers a device that publishes (MQTT) under the mapping for `measurement`; false
-    /// when no mapping writes that measurement.
-    fn adopt(&mut self, device: &str, measurement: &str) -> bool {
+    /// Registers a device that publishes (MQTT) under the mapping for `measurement`, from its
+    /// sample at `now` (within the budget for new devices) or from the saved list (`None`);
+    /// false when no mapping writes that measurement or the budget is spent.
+    fn adopt(&mut self, device: &str, measurement: &str, now: Option<i64>) -> bool {
         let published = self
             .devices
             .values()
@@ -428,6 +439,11 @@ impl RuleEngine {
         else {
             return false;
         };
+        if let Some(now) = now {
+            if !self.publishers.take(device, now) {
+                return false;
+            }
+        }
         let has = |field: &str| template.fields.iter().any(|f| f == field);
         let mut tags = template.tags.clone();
         tags.push(("device".into(), device.to_string()));
@@ -447,7 +463,6 @@ impl RuleEngine {
                 words: Arc::new(words),
             },
         );
-        self.dirty = true;
         true
     }
 
@@ -494,7 +509,7 @@ impl RuleEngine {
     /// Evaluates every rule of the sample's device.
     pub fn evaluate(&mut self, sample: &Sample) -> Vec<AlarmEvent> {
         if !self.devices.contains_key(&*sample.device)
-            && !self.adopt(&sample.device, &sample.measurement)
+            && !self.adopt(&sample.device, &sample.measurement, Some(sample.time_ns))
         {
             return Vec::new();
         }
@@ -684,6 +699,21 @@ impl RuleEngine {
 
     /// Evaluates the stale rules at `now_ns` (call every few seconds).
     pub fn tick(&mut self, now_ns: i64) -> Vec<AlarmEvent> {
+        self.dirty |= self.publishers.tick(now_ns);
+        let silent: Vec<Arc<str>> = self
+            .devices
+            .values()
+            .filter(|d| d.published.is_some())
+            .filter(|d| {
+                let heard = d.last_seen_ns.unwrap_or(self.started_ns);
+                self.publishers.forgotten(heard, now_ns)
+            })
+            .map(|d| Arc::clone(&d.id))
+            .collect();
+        let mut forgotten: Vec<AlarmEvent> = silent
+            .iter()
+            .flat_map(|device| self.forget(device, now_ns))
+            .collect();
         let mut due = Vec::new();
         for device in self.devices.values() {
             for &index in device.rules.iter() {
@@ -710,9 +740,62 @@ impl RuleEngine {
                 ));
             }
         }
-        due.into_iter()
-            .flat_map(|(device, index, evaluation)| self.step(&device, index, now_ns, evaluation))
-            .collect()
+        forgotten.extend(
+            due.into_iter().flat_map(|(device, index, evaluation)| {
+                self.step(&device, index, now_ns, evaluation)
+            }),
+        );
+        forgotten
+    }
+
+    /// Drops a publishing device silent beyond `forget_after` with everything kept about it;
+    /// its raised alarms are cleared, saying why.
+    fn forget(&mut self, device: &Arc<str>, now: i64) -> Vec<AlarmEvent> {
+        let Some(context) = self.devices.get(&**device) else {
+            return Vec::new();
+        };
+        let silent_s = (now - context.last_seen_ns.unwrap_or(self.started_ns)) as f64 / 1e9;
+        tracing::info!(%device, silent_s, "A publishing device has been silent too long; forgotten with its alarms");
+        let mut cleared = Vec::new();
+        for &index in context.rules.iter() {
+            let key = (Arc::clone(device), Arc::clone(&self.rules[index].key));
+            let Some(machine) = self.machines.get(&key) else {
+                continue;
+            };
+            let raised = match machine.phase {
+                super::machine::Phase::Firing { raised }
+                | super::machine::Phase::Resolving { raised, .. } => raised,
+                _ => continue,
+            };
+            let evaluation = Evaluation {
+                condition: Condition::Clear,
+                value: silent_s,
+                limit: silent_s,
+                subject: Subject::Computed,
+            };
+            let mut event = self.event(
+                device,
+                index,
+                &evaluation,
+                (false, raised, machine.flapping),
+                now,
+            );
+            event.words.reading = format!(
+                "已{}没有数据，不再监视此设备（重新上报后恢复）",
+                super::words::duration(silent_s)
+            );
+            event.message = format!("{}：{}", event.words.title, event.words.reading);
+            cleared.push(event);
+        }
+        let mine = |(d, _): &(Arc<str>, Arc<str>)| **d == **device;
+        self.machines.retain(|k, _| !mine(k));
+        self.nights.retain(|k, _| !mine(k));
+        self.balances.retain(|k, _| !mine(k));
+        self.steps.retain(|k, _| !mine(k));
+        self.frozen.retain(|k, _| !mine(k));
+        self.devices.remove(&**device);
+        self.dirty = true;
+        cleared
     }
 
     fn step(
@@ -733,11 +816,24 @@ impl RuleEngine {
             Transition::Cleared { raised } => (false, raised),
         };
         let flapping = machine.flapping;
+        Some(self.event(device, index, &evaluation, (firing, raised, flapping), now))
+    }
+
+    /// The event of a rule's transition: (firing, raised at, flapping).
+    fn event(
+        &self,
+        device: &Arc<str>,
+        index: usize,
+        evaluation: &Evaluation,
+        (firing, raised, flapping): (bool, i64, bool),
+        now: i64,
+    ) -> AlarmEvent {
+        let rule = &self.rules[index];
         let empty = DeviceWords::default();
         let device_words = self.devices.get(&**device).map_or(&empty, |d| &*d.words);
-        let words = super::words::words(&rule.config, &evaluation, device_words, firing, raised);
+        let words = super::words::words(&rule.config, evaluation, device_words, firing, raised);
         let message = format!("{}：{}", words.title, words.reading);
-        Some(AlarmEvent {
+        AlarmEvent {
             id: format!("{device}/{}/{raised}", rule.key),
             rule: Arc::clone(&rule.key),
             device: Arc::clone(device),
@@ -749,7 +845,7 @@ impl RuleEngine {
             message,
             time_ns: now,
             words,
-        })
+        }
     }
 
     /// Whether state changed that only a save keeps (then clears the flag).
@@ -832,7 +928,9 @@ impl RuleEngine {
                 self.nights = restored(state.nights);
                 self.balances = restored(state.balances);
                 for (device, measurement) in state.published {
-                    if !self.devices.contains_key(&device) && !self.adopt(&device, &measurement) {
+                    if !self.devices.contains_key(&device)
+                        && !self.adopt(&device, &measurement, None)
+                    {
                         tracing::info!(%device, %measurement, "No MQTT mapping writes this measurement any more; its alarms are forgotten");
                     }
                 }

@@ -9,6 +9,7 @@
 //! ([`frozen`]), minimum night flow ([`night_flow`]) and the water balance ([`balance`]); a
 //! zone's flow measured by another device ([`zone_flow`]). An alarm's words for a person
 //! ([`words`]), and the incidents that turn a storm of alarms into one message ([`incident`]).
+//! How devices that publish are taken on, saved and forgotten ([`publishers`]).
 //! Delivering alarms to people is `sinks::mqtt` and `sinks::webhook`.
 
 pub mod balance;
@@ -18,6 +19,7 @@ pub mod frozen;
 pub mod incident;
 pub mod machine;
 pub mod night_flow;
+pub mod publishers;
 pub mod step;
 pub mod words;
 pub mod zone_flow;

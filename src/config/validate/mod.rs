@@ -872,8 +872,40 @@ fn is_json_pointer(pointer: &str) -> bool {
     pointer.starts_with('/')
 }
 
+/// A mapping says which device ids it may produce, none of them a polled device's.
+fn device_ids(
+    issues: &mut Issues<'_>,
+    at: &dyn Fn(&str) -> String,
+    mapping: &super::MqttMapping,
+    config: &GatewayConfig,
+) {
+    if mapping.devices.is_empty() && mapping.names.is_empty() && mapping.device_pattern.is_none() {
+        issues.add(
+            at("devices"),
+            "missing (say which device ids this mapping may produce: devices = [\"GRB-01\", …], device_pattern = \"GRB-*\", or names = { \"GRB-01\" = \"…\" }; anyone holding the broker credential could otherwise speak for any device)",
+        );
+    }
+    if let Some(pattern) = &mapping.device_pattern {
+        if pattern.is_empty() || pattern.chars().any(|c| c.is_control() || "/+#".contains(c)) {
+            issues.add(
+                at("device_pattern"),
+                format!("{pattern:?} is not a device id pattern (expected characters of ids, '*' for any run and '?' for one, e.g. \"GRB-*\")"),
+            );
+        }
+    }
+    for id in mapping.devices.iter().chain(mapping.names.keys()) {
+        if config.device.iter().any(|d| d.id == *id) {
+            issues.add(
+                at("devices"),
+                format!("{id:?} is the id of a polled device (a publisher cannot speak for it)"),
+            );
+        }
+    }
+}
+
 fn mqtt_source(issues: &mut Issues<'_>, source: &super::MqttSourceConfig, config: &GatewayConfig) {
     issues.broker("mqtt_source", &source.broker(&config.gateway.id));
+    issues.positive("mqtt_source.forget_after".into(), source.forget_after);
     if source.mappings.is_empty() {
         issues.add(
             "mqtt_source.mapping".into(),
@@ -932,6 +964,7 @@ fn mqtt_source(issues: &mut Issues<'_>, source: &super::MqttSourceConfig, config
         }
         issues.positive(at("interval"), mapping.interval);
         issues.tags(&at("tags"), &mapping.tags);
+        device_ids(issues, &at, mapping, config);
         if mapping.fields.is_empty() {
             issues.add(
                 at("field"),

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::*;
 use crate::config::{load, EnvOverlay};
 use crate::model::{Field, Severity, Value};
+use crate::rules::publishers::ADOPTIONS_PER_MINUTE;
 
 const S: i64 = 1_000_000_000;
 const T0: i64 = 1_764_150_000 * S;
@@ -622,7 +623,7 @@ fn a_published_device_joins_at_its_first_sample_and_its_alarm_survives_a_restart
     let rules = "[[rule]]\nid = \"H1\"\nkind = \"threshold\"\nseverity = \"warn\"\ndescription = \"d\"\nsource = \"s\"\n\
                  measurement = \"room\"\nfield = \"t_c\"\nbelow = 18.0\nclear_margin = 0.5\nfor = \"1h\"\n";
     let source = "[mqtt_source]\nhost = \"127.0.0.1\"\n[[mqtt_source.mapping]]\ntopic = \"r/+\"\nformat = \"flat\"\n\
-                  measurement = \"room\"\nlabel = \"室温采集器\"\nnames = { room_1 = \"11号楼2单元901室\" }\n\
+                  measurement = \"room\"\nlabel = \"室温采集器\"\nnames = { room_1 = \"11号楼2单元901室\" }\ndevice_pattern = \"room_*\"\n\
                   device_level = 1\nfield = [{ name = \"t_c\", from = \"/t_c\", unit = \"°C\", label = \"温度\" }]\n";
     let state_dir = tempfile::tempdir().expect("temp dir");
     let state = state_dir.path().join("state.json");
@@ -668,24 +669,94 @@ fn a_published_device_joins_at_its_first_sample_and_its_alarm_survives_a_restart
 }
 
 #[test]
-fn publishers_inventing_device_ids_stop_at_the_limit() {
+fn publishers_inventing_device_ids_are_taken_on_slowly_and_stop_at_the_limit() {
     let rules = rule(
         "id = \"X1\"\nvariant = \"room\"\nkind = \"stale\"\nseverity = \"info\"\nafter = \"45m\"",
     )
     .replace("measurement = \"test\"", "measurement = \"room\"");
     let source = "[mqtt_source]\nhost = \"127.0.0.1\"\n[[mqtt_source.mapping]]\ntopic = \"r/+\"\nformat = \"flat\"\n\
-                  measurement = \"room\"\ndevice_level = 1\nfield = [{ name = \"t_c\", from = \"/t_c\" }]\n";
-    let (_dir, mut e) = engine_with(&rules, "", "", None, source);
-    for n in 0..=MAX_PUBLISHED_DEVICES {
-        let mut s = sample(0, &[("t_c", 20.0)]);
+                  measurement = \"room\"\ndevice_pattern = \"room_*\"\ndevice_level = 1\nfield = [{ name = \"t_c\", from = \"/t_c\" }]\n";
+    let state_dir = tempfile::tempdir().expect("temp dir");
+    let state = state_dir.path().join("state.json");
+    let (_dir, mut e) = engine_with(&rules, "", "", Some(state.clone()), source);
+    let room = |n: usize, t: i64| {
+        let mut s = sample(t, &[("t_c", 20.0)]);
         s.measurement = Arc::from("room");
         s.device = Arc::from(format!("room_{n}").as_str());
-        e.evaluate(&s);
+        s
+    };
+    e.tick(T0);
+    for n in 0..100 {
+        e.evaluate(&room(n, 0));
     }
-    assert_eq!(e.rules_of("room_0"), vec!["X1.room".to_string()]);
-    assert!(e
-        .rules_of(&format!("room_{MAX_PUBLISHED_DEVICES}"))
-        .is_empty());
+    let known = |e: &RuleEngine, n: usize| !e.rules_of(&format!("room_{n}")).is_empty();
+    assert!(known(&e, 59) && !known(&e, 60), "a burst of 60, then wait");
+    assert!(
+        !e.take_dirty(),
+        "taking a device on does not rewrite the state file"
+    );
+    // A minute later ten more; room_60 is taken on at its next message.
+    e.tick(T0 + 60 * S);
+    for n in 60..100 {
+        e.evaluate(&room(n, 60));
+    }
+    assert!(known(&e, 69) && !known(&e, 70));
+    assert!(!e.take_dirty());
+    e.tick(T0 + 600 * S);
+    assert!(
+        e.take_dirty(),
+        "the list is saved ten minutes after the first new device"
+    );
+
+    // Ten a minute up to the limit, and no further.
+    let mut n = 100;
+    let mut minute = 11;
+    while n < MAX_PUBLISHED_DEVICES + 100 {
+        e.tick(T0 + minute * 60 * S);
+        for _ in 0..ADOPTIONS_PER_MINUTE {
+            e.evaluate(&room(n, minute * 60));
+            n += 1;
+        }
+        minute += 1;
+    }
+    let published = (0..n).filter(|&k| known(&e, k)).count();
+    assert_eq!(published, MAX_PUBLISHED_DEVICES);
+}
+
+#[test]
+fn a_publisher_silent_for_a_week_is_forgotten_and_its_alarm_cleared() {
+    let rules = rule(
+        "id = \"X1\"\nvariant = \"room\"\nkind = \"stale\"\nseverity = \"info\"\nafter = \"45m\"",
+    )
+    .replace("measurement = \"test\"", "measurement = \"room\"");
+    let source = "[mqtt_source]\nhost = \"127.0.0.1\"\nforget_after = \"7d\"\n[[mqtt_source.mapping]]\ntopic = \"r/+\"\n\
+                  format = \"flat\"\nmeasurement = \"room\"\nlabel = \"室温采集器\"\ndevice_pattern = \"room_*\"\ndevice_level = 1\n\
+                  field = [{ name = \"t_c\", from = \"/t_c\" }]\n";
+    let (_dir, mut e) = engine_with(&rules, "", "", None, source);
+    let mut room = sample(0, &[("t_c", 20.0)]);
+    room.measurement = Arc::from("room");
+    room.device = Arc::from("room_9");
+    e.tick(T0);
+    e.evaluate(&room);
+    let raised = e.tick(T0 + 3600 * S);
+    assert_eq!(raised.len(), 1, "silent (X1) after 45 minutes: {raised:?}");
+    assert!(raised[0].firing);
+    assert!(e.tick(T0 + (7 * 86_400 - 1) * S).is_empty());
+    let cleared = e.tick(T0 + 7 * 86_400 * S);
+    assert_eq!(cleared.len(), 1, "{cleared:?}");
+    assert!(!cleared[0].firing);
+    assert_eq!(cleared[0].id, raised[0].id);
+    assert_eq!(
+        cleared[0].words.reading,
+        "已7天没有数据，不再监视此设备（重新上报后恢复）"
+    );
+    assert!(e.rules_of("room_9").is_empty(), "forgotten");
+    assert!(e.active().is_empty());
+    assert!(e.tick(T0 + 8 * 86_400 * S).is_empty(), "and stays quiet");
+    // It publishes again: taken on afresh.
+    room.time_ns = T0 + 9 * 86_400 * S;
+    e.evaluate(&room);
+    assert_eq!(e.rules_of("room_9"), vec!["X1.room".to_string()]);
 }
 
 /// W16 with the absolute test; the engine knows the 420 households of DOMAIN.md §3.1.

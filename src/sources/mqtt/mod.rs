@@ -13,8 +13,10 @@
 //! `clean_session = false` the broker also keeps what arrives while the gateway is away. Connection
 //! failures are retried with jittered exponential backoff (1 s → 60 s), counted in
 //! `rgw_mqtt_source_connection_attempts_total`. A message no mapping can use is counted per
-//! topic and logged at most once a minute per topic with an excerpt.
+//! topic and logged at most once a minute per topic with an excerpt; so is a message for a
+//! device id its mapping may not produce ([`identity`]), in `rgw_mqtt_source_refused_total`.
 
+pub mod identity;
 pub mod payload;
 pub mod topic;
 
@@ -31,6 +33,7 @@ use crate::health::Health;
 use crate::model::{unix_nanos, Receipt, Sample, Ticket};
 use crate::mqtt::BrokerError;
 use crate::mqtt::{connack, BROKER_TIMEOUT};
+use identity::{DeviceIds, Gate, Refusal};
 
 /// Largest packet accepted from the broker: above [`payload::MAX_PAYLOAD`], so that an
 /// oversized message is read, counted and dropped instead of breaking the connection.
@@ -52,6 +55,8 @@ struct Counts {
     samples: u64,
     /// Per topic: messages with a problem, and when one was last logged.
     errors: HashMap<String, (u64, Option<Instant>)>,
+    /// Messages whose device id the mapping may not produce.
+    refused: u64,
     connection_attempts: u64,
     connections: u64,
 }
@@ -74,9 +79,27 @@ impl IngestStats {
         (c.messages, c.samples, c.connection_attempts, c.connections)
     }
 
+    /// Messages refused for their device id.
+    pub fn refused(&self) -> u64 {
+        self.lock().refused
+    }
+
     /// Counts a problem on `topic`; true when it should be logged now.
     fn problem(&self, topic: &str) -> bool {
         metrics::counter!("rgw_mqtt_source_payload_errors_total").increment(1);
+        self.due(topic)
+    }
+
+    /// Counts a message refused for its device id; true when it should be logged now.
+    fn refusal(&self, topic: &str, refusal: Refusal) -> bool {
+        metrics::counter!("rgw_mqtt_source_refused_total", "reason" => refusal.reason())
+            .increment(1);
+        self.lock().refused += 1;
+        self.due(topic)
+    }
+
+    /// Counts a message with a problem on `topic`; true when it is time to log one again.
+    fn due(&self, topic: &str) -> bool {
         let mut c = self.lock();
         if !c.errors.contains_key(topic) && c.errors.len() >= MAX_COUNTED_TOPICS {
             // Counted in the metric only: a flood of topics must not grow memory.
@@ -96,11 +119,13 @@ impl IngestStats {
 struct Route {
     mapping: MqttMapping,
     tags: Vec<(String, String)>,
+    ids: DeviceIds,
 }
 
 pub struct MqttSource {
     options: MqttOptions,
     routes: Vec<Route>,
+    gate: Gate,
     samples: mpsc::Sender<Sample>,
     stats: Arc<IngestStats>,
     health: Arc<Health>,
@@ -135,6 +160,7 @@ impl MqttSource {
                 tags.push(("site".into(), gateway.site.clone()));
                 tags.push(("gateway".into(), gateway.id.clone()));
                 Route {
+                    ids: DeviceIds::of(mapping),
                     mapping: mapping.clone(),
                     tags,
                 }
@@ -143,6 +169,7 @@ impl MqttSource {
         Ok(MqttSource {
             options,
             routes,
+            gate: Gate::new(config.gateway.device.iter().map(|d| d.id.clone())),
             samples,
             stats,
             health: Arc::new(Health::default()),
@@ -292,6 +319,17 @@ impl MqttSource {
             arrival,
         ) {
             Ok(decoded) => {
+                if let Err(refusal) = self.gate.check(&route.ids, &decoded.sample.device) {
+                    if self.stats.refusal(topic, refusal) {
+                        tracing::warn!(
+                            topic,
+                            device = %payload::excerpt(decoded.sample.device.as_bytes(), 80),
+                            reason = refusal.reason(),
+                            "MQTT message refused: its mapping may not speak for this device (logged at most once a minute per topic)"
+                        );
+                    }
+                    return Ok(None);
+                }
                 if !decoded.problems.is_empty() && self.stats.problem(topic) {
                     tracing::warn!(
                         topic,

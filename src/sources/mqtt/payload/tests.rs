@@ -14,6 +14,8 @@ fn mapping(format: PayloadFormat, fields: &[(&str, &str, f64, f64)]) -> MqttMapp
         measurement: "gas_regulator".into(),
         label: None,
         names: Default::default(),
+        devices: Vec::new(),
+        device_pattern: Some("*".into()),
         device_level: None,
         device_pointer: None,
         time_pointer: None,
