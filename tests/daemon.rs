@@ -401,3 +401,140 @@ async fn systemd_hears_ready_then_watchdog_pings_then_stopping() {
     }
     assert_eq!(last, "STOPPING=1");
 }
+
+/// A free loopback port (bound and released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// One GET over a fresh connection: the status code, or why there was none.
+async fn get_status(port: u16, path: &str) -> Result<u16, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .map_err(|e| e.to_string())?;
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut head = [0u8; 12];
+    stream
+        .read_exact(&mut head)
+        .await
+        .map_err(|e| format!("no answer: {e}"))?;
+    std::str::from_utf8(&head[9..12])
+        .ok()
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| format!("not HTTP: {head:?}"))
+}
+
+/// The gateway runs with 256 file descriptors (its unit's limit is 4096; a small one shows the
+/// point sooner) while 2 000 idle connections and a client sending its header a byte a second
+/// sit on the status port: the endpoint holds at most 32 of them, so polling keeps its pace
+/// (every device goes on writing, a 1 s device at its interval) and `/health` answers a newcomer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_and_a_slow_header_leave_polling_and_health_alone() {
+    use tokio::io::AsyncWriteExt;
+    let site = example_site().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let output = dir.path().join("lines.txt");
+    let port = free_port();
+    let config = demo_config_for(
+        &site,
+        dir.path(),
+        &output,
+        &format!("\n[http]\nlisten = \"127.0.0.1:{port}\"\n"),
+    );
+    let log = dir.path().join("gateway.log");
+    let limit = ["--nofile=256:256", BINARY, "run", "-c"];
+    let mut child = common::spawn_gateway("prlimit", &limit, &config, &log);
+    let devices = site.device_ids();
+    until(
+        Duration::from_secs(20),
+        "every device written and /health answering",
+        || devices.iter().all(|d| lines_of(&output, d) > 0),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get_status(port, "/health").await.is_err() {
+        assert!(Instant::now() < deadline, "the endpoint answers");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The flood: idle sockets (most are closed by the gateway as others come), and one that
+    // sends a byte of its header a second.
+    let mut idle = Vec::new();
+    for _ in 0..2000 {
+        if let Ok(stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+            idle.push(stream);
+        }
+    }
+    let mut slow = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connects");
+    let dripping = tokio::spawn(async move {
+        for byte in b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            .iter()
+            .cycle()
+        {
+            if slow.write_all(&[*byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+    let flooded = std::time::SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0);
+    let before: Vec<usize> = devices.iter().map(|d| lines_of(&output, d)).collect();
+
+    // Polling goes on: every device writes again (the slowest are read every 30 s)…
+    let deadline = Instant::now() + Duration::from_secs(75);
+    loop {
+        let behind: Vec<(&String, usize)> = devices
+            .iter()
+            .zip(&before)
+            .filter(|(d, n)| lines_of(&output, d) <= **n)
+            .map(|(d, n)| (d, *n))
+            .collect();
+        if behind.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not polled during the flood: {behind:?}\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // … and /health answers a newcomer while the flood is held.
+    let answered = get_status(port, "/health").await;
+    assert!(
+        matches!(answered, Ok(200 | 503)),
+        "/health during the flood: {answered:?}"
+    );
+    // A 1 s device kept its pace: its gaps during the flood are its interval, not longer.
+    let during: Vec<i64> = times_of(&output, "booster-1")
+        .into_iter()
+        .filter(|t| *t >= flooded)
+        .collect();
+    let gap = median_gap_ms(&during);
+    assert!(
+        (900..=1100).contains(&gap),
+        "booster-1 polled every {gap} ms during the flood"
+    );
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        !text.contains("Too many open files"),
+        "the gateway ran out of file descriptors:\n{text}"
+    );
+    dripping.abort();
+    drop(idle);
+    terminate(&mut child, &log);
+}

@@ -3,7 +3,8 @@
 //! is back; `/metrics` is valid Prometheus text (checked by the prometheus-parse crate) with the
 //! device and alarm figures; `/api/status` has the documented schema and lists a raised alarm;
 //! the status page, its assets and the monthly report are served from the binary; today's KPIs
-//! can be asked for.
+//! can be asked for (with the write header, once in ten seconds), and neither a foreign page's
+//! simple POST nor a rebound host name gets through.
 
 mod common;
 
@@ -274,11 +275,40 @@ async fn metrics_parse_as_prometheus_text_and_the_status_api_has_its_schema() {
     // A month that is none is refused; today's KPIs are written on request.
     let (code, body) = running.get("/report/2025-13").await;
     assert_eq!(code, 400, "{body}");
+    let publish = format!("{}/api/kpi/publish", running.base);
     let response = http()
-        .post(format!("{}/api/kpi/publish", running.base))
+        .post(&publish)
+        .header("X-Retrofit-Gateway", "1")
         .send()
         .await
         .expect("served");
     assert_eq!(response.status().as_u16(), 202);
+    // Asked again at once: refused for a while, so a flood cannot keep the stage writing.
+    let again = http()
+        .post(&publish)
+        .header("X-Retrofit-Gateway", "1")
+        .send()
+        .await
+        .expect("served");
+    assert_eq!(again.status().as_u16(), 429);
+    assert_eq!(again.headers()["retry-after"], "10");
+    // What a foreign web page can send without a preflight: a text/plain POST, no custom header.
+    let simple = http()
+        .post(&publish)
+        .header("Origin", "http://evil.example")
+        .header("Content-Type", "text/plain")
+        .body("x")
+        .send()
+        .await
+        .expect("served");
+    assert_eq!(simple.status().as_u16(), 403);
+    // DNS rebinding: the attacker's name in Host, on a page that looks same-origin to the browser.
+    let rebound = http()
+        .get(format!("{}/api/status", running.base))
+        .header("Host", "evil.example")
+        .send()
+        .await
+        .expect("served");
+    assert_eq!(rebound.status().as_u16(), 421);
     running.stop().await;
 }

@@ -107,7 +107,7 @@ async fn publish(output: InfluxOutput, name: &str) -> Published {
         },
     )
     .await;
-    view.publish_kpi();
+    assert!(view.publish_kpi(), "the first request is taken");
     // Everything the stage wrote is in the log once the pipeline has stopped; started again,
     // the pipeline delivers what its last run left there.
     drop(input);

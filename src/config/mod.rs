@@ -134,6 +134,10 @@ pub struct HttpConfig {
     /// Loopback by default: the page has no authentication.
     #[serde(default = "default_http_listen")]
     pub listen: String,
+    /// Host names the page is opened by besides the gateway's addresses and `localhost`
+    /// (`gateway.local`); a request naming another host is refused (DNS rebinding).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for HttpConfig {
@@ -141,6 +145,7 @@ impl Default for HttpConfig {
         HttpConfig {
             enabled: true,
             listen: default_http_listen(),
+            allowed_hosts: Vec::new(),
         }
     }
 }

@@ -6,12 +6,20 @@
 //!
 //! Everything shown is read from the running pipeline's shared state ([`Observed`]) and the KPI
 //! files; the endpoint never blocks a stage. Nothing it does reaches a field device.
+//!
+//! The LAN is not trusted ([`guard`]: `Host` and `Origin` checks, a header on every write).
+//! At most [`MAX_CONNECTIONS`] connections are held at once ([`slots`]: a new one takes the
+//! slot of the oldest idle one), so that a flood of idle sockets cannot take the file
+//! descriptors the pollers, the log and the uplink need; a request's header must arrive within
+//! [`HEADER_READ_TIMEOUT`] and a connection lasts at most [`CONNECTION_LIFETIME`].
 
+pub mod guard;
 pub mod report;
+pub mod slots;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use axum::extract::Path;
 use axum::extract::State;
@@ -27,10 +35,19 @@ use crate::config::LoadedConfig;
 use crate::model::unix_nanos;
 use crate::pipeline::observed::Observed;
 
-/// Serves until `shutdown`.
+/// Connections served at once: a phone or two, Prometheus, an installer's laptop.
+pub const MAX_CONNECTIONS: usize = 32;
+/// A request's header must arrive within this (a slow-header client is cut off).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection is closed after this, busy or idle; the page simply reconnects.
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(120);
+
+/// Serves until `shutdown`, with `hosts` as the names the gateway answers to besides its
+/// addresses.
 pub async fn serve(
     listener: TcpListener,
     observed: Arc<Observed>,
+    hosts: guard::Hosts,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let app = Router::new()
@@ -44,12 +61,83 @@ pub async fn serve(
         .route("/api/kpi/publish", post(kpi_publish))
         .route("/report", get(this_month))
         .route("/report/{month}", get(month_report))
-        .with_state(observed);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.changed().await;
+        .with_state(observed)
+        .layer(axum::middleware::from_fn_with_state(hosts, guard::guard));
+    let slots = slots::Slots::new(MAX_CONNECTIONS);
+    let mut accept_failed_logged = false;
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors, most likely: wait instead of spinning.
+                    if !std::mem::replace(&mut accept_failed_logged, true) {
+                        tracing::warn!(error = %e, "Cannot accept an HTTP connection");
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return Ok(()),
+        };
+        accept_failed_logged = false;
+        let Some(slot) = slots.take() else {
+            metrics::counter!("rgw_http_connections_refused_total").increment(1);
+            drop(stream);
+            continue;
+        };
+        let service = Counted {
+            inner: hyper_util::service::TowerToHyperService::new(app.clone()),
+            busy: Arc::clone(&slot.busy),
+        };
+        let mut stopping = shutdown.clone();
+        tokio::spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT);
+            let connection =
+                builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                _ = slot.close.notified() => {}
+                _ = tokio::time::sleep(CONNECTION_LIFETIME) => {}
+                _ = stopping.changed() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(Duration::from_secs(1), connection).await;
+                }
+            }
+        });
+    }
+}
+
+/// A connection's service, counting the requests it is answering (an answering connection is
+/// never evicted for a newer one).
+struct Counted<S> {
+    inner: S,
+    busy: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl<S, R> hyper::service::Service<R> for Counted<S>
+where
+    S: hyper::service::Service<R>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn call(&self, request: R) -> Self::Future {
+        let serving = slots::Serving::new(&self.busy);
+        let answer = self.inner.call(request);
+        Box::pin(async move {
+            let answered = answer.await;
+            drop(serving);
+            answered
         })
-        .await
+    }
 }
 
 /// Binds `address` and serves in the background; a port that cannot be bound is logged and
@@ -57,6 +145,7 @@ pub async fn serve(
 pub async fn start(
     address: SocketAddr,
     observed: Arc<Observed>,
+    hosts: guard::Hosts,
     shutdown: watch::Receiver<bool>,
 ) -> Option<SocketAddr> {
     match TcpListener::bind(address).await {
@@ -64,7 +153,7 @@ pub async fn start(
             let bound = listener.local_addr().ok();
             tracing::info!(address = ?bound, "Status page and API listening");
             tokio::spawn(async move {
-                if let Err(e) = serve(listener, observed, shutdown).await {
+                if let Err(e) = serve(listener, observed, hosts, shutdown).await {
                     tracing::error!(error = %e, "The HTTP endpoint stopped");
                 }
             });
@@ -89,7 +178,8 @@ pub async fn start_for(
         return None;
     }
     let address: SocketAddr = http.listen.parse().ok()?;
-    start(address, observed, stopping).await
+    let hosts = guard::Hosts::new(&http.allowed_hosts);
+    start(address, observed, hosts, stopping).await
 }
 
 /// Computes on a blocking thread: the backlog figures read the log.
@@ -118,8 +208,42 @@ async fn health(State(observed): State<Arc<Observed>>) -> Response {
     json_response(code, &body)
 }
 
+/// How long one `/api/status` snapshot is served again.
+const STATUS_REUSED_FOR: Duration = Duration::from_secs(1);
+
 async fn status(State(observed): State<Arc<Observed>>) -> Response {
-    json_response(StatusCode::OK, &computed(observed, report::status).await)
+    let cached = |observed: &Observed| {
+        let cache = observed
+            .status_cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        cache
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < STATUS_REUSED_FOR)
+            .map(|(_, body)| Arc::clone(body))
+    };
+    let body = match cached(&observed) {
+        Some(body) => body,
+        None => {
+            let body: Arc<str> = Arc::from(
+                computed(Arc::clone(&observed), report::status)
+                    .await
+                    .to_string(),
+            );
+            *observed
+                .status_cache
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) =
+                Some((std::time::Instant::now(), Arc::clone(&body)));
+            body
+        }
+    };
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 async fn metrics(State(observed): State<Arc<Observed>>) -> Response {
@@ -143,8 +267,16 @@ async fn kpi_today(State(observed): State<Arc<Observed>>) -> Response {
 }
 
 async fn kpi_publish(State(observed): State<Arc<Observed>>) -> Response {
-    observed.view.publish_kpi();
-    json_response(StatusCode::ACCEPTED, &json!({ "requested": true }))
+    if observed.view.publish_kpi() {
+        return json_response(StatusCode::ACCEPTED, &json!({ "requested": true }));
+    }
+    let wait = crate::pipeline::rules_stage::PUBLISH_EVERY.as_secs();
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [(header::RETRY_AFTER, wait.to_string())],
+        format!("asked less than {wait} s ago\n"),
+    )
+        .into_response()
 }
 
 async fn this_month(State(observed): State<Arc<Observed>>) -> Response {

@@ -49,6 +49,9 @@ pub struct Observed {
     pub kpi: (KpiStore, f64),
     /// The config's rule titles and sources and device names, for the monthly report.
     pub notes: ReportNotes,
+    /// The last `/api/status` body and when it was made: requests within a second of it get
+    /// it again, so that polling it in a loop costs one snapshot a second.
+    pub status_cache: std::sync::Mutex<Option<(Instant, Arc<str>)>>,
 }
 
 impl Observed {
@@ -89,6 +92,7 @@ impl Observed {
                 gateway.kpi.utc_offset_h,
             ),
             notes: ReportNotes::of(config),
+            status_cache: std::sync::Mutex::default(),
         }
     }
 

@@ -38,6 +38,8 @@ pub struct StageView {
     kpi_today: Mutex<Vec<DayRecord>>,
     /// Asks the stage to write the open days' KPIs so far.
     kpi_publish: tokio::sync::Notify,
+    /// When that was last asked for.
+    kpi_published: Mutex<Option<std::time::Instant>>,
 }
 
 impl StageView {
@@ -57,9 +59,17 @@ impl StageView {
         lock(&self.kpi_today).clone()
     }
 
-    /// Asks the stage to write the open days' KPIs so far as `kpi` lines.
-    pub fn publish_kpi(&self) {
+    /// Asks the stage to write the open days' KPIs so far as `kpi` lines; false (nothing
+    /// asked) when it was asked less than [`PUBLISH_EVERY`] ago, so that a flood of requests
+    /// cannot keep the stage writing figures instead of evaluating samples.
+    pub fn publish_kpi(&self) -> bool {
+        let mut last = lock(&self.kpi_published);
+        if last.is_some_and(|at| at.elapsed() < PUBLISH_EVERY) {
+            return false;
+        }
+        *last = Some(std::time::Instant::now());
         self.kpi_publish.notify_one();
+        true
     }
 
     /// Whether the stage went round its loop within `within` (what the watchdog checks).
@@ -90,6 +100,8 @@ fn show_latest(view: &StageView, samples: &[Sample]) {
 
 /// How often stale (communication-lost) rules are checked.
 pub const TICK: Duration = Duration::from_secs(1);
+/// How often the open days' KPIs may be asked for (`POST /api/kpi/publish`).
+pub const PUBLISH_EVERY: Duration = Duration::from_secs(10);
 
 /// The `alarm` measurement's line for an event: tags `site`, `gateway`, `device`, `rule`,
 /// `severity`; fields `state` (1 raised, 0 cleared), `value`, `limit`, `message`, `id`,
