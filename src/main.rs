@@ -209,13 +209,13 @@ fn main() -> ExitCode {
         Command::Run(path) => {
             let config = match retrofit_gateway::config::load_config(&path) {
                 Ok(config) => config,
-                Err(e) => {
-                    eprintln!("{e}");
-                    return ExitCode::from(1);
-                }
+                Err(e) => return not_starting(&path, &e.to_string()),
             };
             let threads = config.gateway.gateway.worker_threads.get();
-            exit_with(daemon_runtime(threads).and_then(|rt| rt.block_on(commands::run(config))))
+            match daemon_runtime(threads).and_then(|rt| rt.block_on(commands::run(config))) {
+                Err(e) if unusable_config(&e) => not_starting(&path, &format!("{e:#}")),
+                result => exit_with(result),
+            }
         }
         #[cfg(feature = "demo")]
         Command::Demo(options) => {
@@ -262,6 +262,35 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?)
+}
+
+/// `run`'s exit status for a config it cannot run with (sysexits' EX_CONFIG): the unit's
+/// `RestartPreventExitStatus=` keeps systemd from restarting it every few seconds for ever.
+const EX_CONFIG: u8 = 78;
+
+/// Whether `run` failed on something the config names that cannot work as it is: a secret it
+/// cannot read, a broker's TLS files. A restart would fail the same way.
+fn unusable_config(e: &anyhow::Error) -> bool {
+    use retrofit_gateway::sinks::influx::write::EndpointError;
+    e.chain().any(|cause| {
+        cause.is::<retrofit_gateway::secret::SecretError>()
+            || cause.is::<retrofit_gateway::mqtt::BrokerError>()
+            || matches!(
+                cause.downcast_ref::<EndpointError>(),
+                Some(EndpointError::Secret(_))
+            )
+    })
+}
+
+/// One line that says what to do, then the problems; exits with [`EX_CONFIG`].
+fn not_starting(path: &std::path::Path, problems: &str) -> ExitCode {
+    eprintln!(
+        "retrofit-gateway: not starting: {} cannot be used as it is (see below); fix it, check it with `retrofit-gateway check-config -c {}`, then `systemctl restart retrofit-gateway`",
+        path.display(),
+        path.display()
+    );
+    eprintln!("{problems}");
+    ExitCode::from(EX_CONFIG)
 }
 
 fn exit_with(result: anyhow::Result<()>) -> ExitCode {

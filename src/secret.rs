@@ -1,7 +1,12 @@
 //! Secrets (InfluxDB tokens and passwords, webhook URLs and signing keys): read once from a file
 //! or an environment variable, never printed. Also the small encodings credentials need.
+//!
+//! A relative file name is a systemd credential: it is looked up in `$CREDENTIALS_DIRECTORY`,
+//! where `LoadCredential=` puts a copy readable by the service's (dynamic) user alone, so the
+//! file on disk can stay readable by root only.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
@@ -31,11 +36,17 @@ pub fn read_secret(
     file: &Option<std::path::PathBuf>,
     env: &Option<String>,
 ) -> Result<Option<Secret>, SecretError> {
-    if let Some(path) = file {
-        let text = std::fs::read_to_string(path).map_err(|e| SecretError {
+    if let Some(file) = file {
+        let credentials = std::env::var_os("CREDENTIALS_DIRECTORY");
+        let path = located(file, credentials.as_deref().map(Path::new));
+        let text = std::fs::read_to_string(&path).map_err(|e| SecretError {
             what,
             source_name: path.display().to_string(),
-            reason: e.to_string(),
+            reason: if file.is_relative() && credentials.is_none() {
+                format!("{e} (a relative name is a systemd credential, but $CREDENTIALS_DIRECTORY is not set: run under the unit, or give an absolute path)")
+            } else {
+                e.to_string()
+            },
         })?;
         let first = text.lines().next().unwrap_or("").trim().to_string();
         if first.is_empty() {
@@ -58,6 +69,14 @@ pub fn read_secret(
         };
     }
     Ok(None)
+}
+
+/// Where a secret file is: a relative name in the credentials directory, when there is one.
+fn located(file: &Path, credentials: Option<&Path>) -> PathBuf {
+    match credentials {
+        Some(dir) if file.is_relative() => dir.join(file),
+        _ => file.to_path_buf(),
+    }
 }
 
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -90,6 +109,26 @@ pub fn base64(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
+    #[test]
+    fn a_relative_name_is_a_credential_of_the_unit() {
+        let credentials = Some(Path::new("/run/credentials/retrofit-gateway.service"));
+        assert_eq!(
+            super::located(Path::new("secret_influx.token"), credentials),
+            Path::new("/run/credentials/retrofit-gateway.service/secret_influx.token")
+        );
+        assert_eq!(
+            super::located(Path::new("/etc/retrofit-gateway/influx.token"), credentials),
+            Path::new("/etc/retrofit-gateway/influx.token"),
+            "an absolute path is a path"
+        );
+        assert_eq!(
+            super::located(Path::new("influx.token"), None),
+            Path::new("influx.token")
+        );
+    }
+
     #[test]
     fn encodes_the_rfc_7617_example() {
         // RFC 7617 §2: "Aladdin:open sesame".

@@ -538,3 +538,46 @@ async fn idle_connections_and_a_slow_header_leave_polling_and_health_alone() {
     drop(idle);
     terminate(&mut child, &log);
 }
+
+/// A config `run` cannot work with ends it with status 78 (the unit's
+/// `RestartPreventExitStatus=`, so systemd does not restart it every 5 s for ever) and a first
+/// line that says what to do: a config that does not validate, and a secret it cannot read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_it_cannot_run_with_exits_78_with_one_line_saying_what_to_do() {
+    let site = example_site().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let output = dir.path().join("lines.txt");
+    let invalid = demo_config_for(
+        &site,
+        dir.path(),
+        &output,
+        "\n[http]\nlisten = \"nowhere\"\n",
+    );
+    let secretless = dir.path().join("secretless.toml");
+    std::fs::write(
+        &secretless,
+        std::fs::read_to_string(&invalid)
+            .expect("config")
+            .replace("listen = \"nowhere\"", "listen = \"127.0.0.1:0\"")
+            + "\n[outputs.influxdb]\nurl = \"http://127.0.0.1:9\"\napi = \"v2\"\norg = \"o\"\nbucket = \"b\"\ntoken_file = \"secret_influx.token\"\n",
+    )
+    .expect("written");
+    for config in [&invalid, &secretless] {
+        let ran = Command::new(BINARY)
+            .args(["run", "-c"])
+            .arg(config)
+            .env_remove("CREDENTIALS_DIRECTORY")
+            .output()
+            .expect("runs");
+        let stderr = String::from_utf8_lossy(&ran.stderr);
+        assert_eq!(ran.status.code(), Some(78), "{stderr}");
+        let said = stderr
+            .lines()
+            .find(|l| l.starts_with("retrofit-gateway: not starting"))
+            .unwrap_or_else(|| panic!("no line saying what to do:\n{stderr}"));
+        assert!(
+            said.contains("check-config") && said.contains("systemctl restart"),
+            "{said}"
+        );
+    }
+}

@@ -1,5 +1,6 @@
 //! What ships for installers and the central stack: the systemd unit passes `systemd-analyze
-//! verify` and its hardening keeps systemd's exposure score below 3 ("OK"); every Grafana
+//! verify`, its hardening keeps systemd's exposure score below 3 ("OK") and its system call
+//! filter (as `systemd-analyze syscall-filter` expands it) lets adjtimex through; every Grafana
 //! dashboard is valid JSON whose every query names a measurement and fields that the shipped
 //! profiles, MQTT mappings, rules and self-monitoring actually write.
 
@@ -67,9 +68,57 @@ fn the_systemd_unit_verifies_and_is_hardened() {
         "StateDirectory=",
         "SupplementaryGroups=dialout",
         "Restart=always",
+        "RestartPreventExitStatus=78",
+        "LimitNOFILE=",
+        "LoadCredential=secret:/etc/retrofit-gateway/secrets",
+        "DeviceAllow=char-ttyAMA rw",
+        "DeviceAllow=char-ttySC rw",
+        "DeviceAllow=char-ttyCH343USB rw",
     ] {
         assert!(unit.contains(setting), "{setting} missing");
     }
+
+    // The system calls the filter lets through, its groups expanded by systemd itself: the
+    // clock-sync check (S4) needs adjtimex, which @system-service leaves out.
+    let group = |name: &str| syscalls_of(&analyze, name);
+    let allowed: BTreeSet<String> = unit
+        .lines()
+        .filter_map(|l| l.strip_prefix("SystemCallFilter="))
+        .flat_map(str::split_whitespace)
+        .flat_map(|token| match token.strip_prefix('@') {
+            Some(_) => group(token),
+            None => vec![token.to_string()],
+        })
+        .collect();
+    let service = group("@system-service");
+    assert!(service.iter().any(|c| c == "openat"), "{service:?}");
+    assert!(
+        !service.iter().any(|c| c == "adjtimex"),
+        "@system-service alone would do"
+    );
+    assert!(
+        allowed.contains("adjtimex"),
+        "the filter blocks adjtimex: {allowed:?}"
+    );
+    assert!(!allowed.contains("settimeofday") && !allowed.contains("clock_settime"));
+}
+
+/// The system calls of a `systemd-analyze syscall-filter` group, its nested groups expanded.
+fn syscalls_of(analyze: &Path, group: &str) -> Vec<String> {
+    let listed = Command::new(analyze)
+        .args(["syscall-filter", group])
+        .output()
+        .expect("systemd-analyze runs");
+    String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .skip(1) // the group's own name
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .flat_map(|entry| match entry.starts_with('@') {
+            true => syscalls_of(analyze, entry),
+            false => vec![entry.to_string()],
+        })
+        .collect()
 }
 
 /// Every quoted value that follows `marker` in `query`.
