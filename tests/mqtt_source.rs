@@ -986,3 +986,60 @@ async fn a_broker_that_wants_a_password_gets_the_one_from_the_password_file() {
         run.pipeline.shutdown(Duration::from_secs(4)).await;
     }
 }
+
+/// A 10 MB message (QoS 1, the session kept) is larger than the gateway's client takes (2 MiB):
+/// the broker would hand it over again at every reconnect of the kept session, for ever. The
+/// gateway reconnects once with a clean session, which drops it (and whatever was queued behind
+/// it); it is counted, and ingestion goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ten_megabyte_message_does_not_stop_ingestion() {
+    let Some(addr) = service_url("RGW_TEST_MQTT_ADDR") else {
+        return;
+    };
+    let prefix = unique("huge");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = config(dir.path(), &addr, &prefix, "");
+    let mut run = start(&config).await;
+    let stats: Arc<_> = run.ingest_stats();
+    let (host, port) = host_port(&addr);
+    let mut options = rumqttc::MqttOptions::new(unique("big"), host, port);
+    options.set_max_packet_size(16 << 20, 16 << 20);
+    let (client, mut eventloop) = AsyncClient::new(options, 16);
+    let driver = tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+    until_subscribed(&client, &prefix, &mut run).await;
+    let mut huge = br#"{"dev":"GRB-01","p_out_kpa":2.4,"pad":""#.to_vec();
+    huge.resize(10 << 20, b'x');
+    huge.extend_from_slice(br#""}"#);
+    let topic = format!("{prefix}/gas/GRB-01/telemetry");
+    client
+        .publish(topic.clone(), QoS::AtLeastOnce, false, huge)
+        .await
+        .expect("queued");
+    // Counted, and the source connected again (with a clean session, which dropped it and
+    // anything queued behind it); then ingestion goes on.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while stats.oversized() == 0 || stats.totals().3 < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "not past the message: {:?}",
+            stats.totals()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    client
+        .publish(
+            topic.clone(),
+            QoS::AtLeastOnce,
+            false,
+            r#"{"dev":"GRB-77","p_out_kpa":2.4}"#,
+        )
+        .await
+        .expect("queued");
+    sample_of(&mut run.samples, "GRB-77").await;
+    let (_, _, attempts, connections) = stats.totals();
+    println!("after the 10 MB message: {attempts} connection attempts, {connections} connections");
+    assert_eq!(stats.oversized(), 1, "counted once, not handed over again");
+    assert_eq!(connections, 2, "one reconnect, with a clean session");
+    driver.abort();
+    run.pipeline.shutdown(Duration::from_secs(4)).await;
+}

@@ -96,13 +96,20 @@ impl Observed {
         }
     }
 
-    /// The telemetry log's size and backlog, or null without one.
+    /// The telemetry log's size and backlog, or null without one; `{"busy": true}` when the
+    /// log is taken (an append waiting for the card): the status page never waits for it.
     pub fn backlog(&self) -> Json {
         let Some((log, max_bytes)) = &self.log else {
             return Json::Null;
         };
         let now_ms = unix_nanos(SystemTime::now()) / 1_000_000;
-        let backlog = lock_log(log).backlog(now_ms);
+        let backlog = match log.try_lock() {
+            Ok(mut log) => log.backlog(now_ms),
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => {
+                poisoned.into_inner().backlog(now_ms)
+            }
+            Err(std::sync::TryLockError::WouldBlock) => return json!({ "busy": true }),
+        };
         json!({
             "bytes": backlog.bytes,
             "max_bytes": max_bytes,

@@ -74,7 +74,9 @@ function render(s) {
 
   const backlog = document.getElementById("backlog");
   const rows = [];
-  if (s.log) {
+  if (s.log && s.log.busy) {
+    rows.push(["本地缓存 Disk log", "正在写入，稍后刷新 — busy writing, shown at the next refresh"]);
+  } else if (s.log) {
     rows.push(["本地缓存 Disk log", `${bytes(s.log.bytes)} / ${bytes(s.log.max_bytes)}`]);
     rows.push(["待上传 Unsent readings", String(s.log.pending_records)]);
     rows.push(["最早未上传 Oldest unsent", duration(s.log.oldest_unsent_age_s)]);

@@ -57,6 +57,8 @@ struct Counts {
     errors: HashMap<String, (u64, Option<Instant>)>,
     /// Messages whose device id the mapping may not produce.
     refused: u64,
+    /// Messages larger than the client takes (each cost the broker's session once).
+    oversized: u64,
     connection_attempts: u64,
     connections: u64,
 }
@@ -82,6 +84,11 @@ impl IngestStats {
     /// Messages refused for their device id.
     pub fn refused(&self) -> u64 {
         self.lock().refused
+    }
+
+    /// Messages larger than the client takes.
+    pub fn oversized(&self) -> u64 {
+        self.lock().oversized
     }
 
     /// Counts a problem on `topic`; true when it should be logged now.
@@ -134,6 +141,8 @@ pub struct MqttSource {
 enum Stop {
     Reconnect,
     Shutdown,
+    /// The broker sent a packet of this many bytes, above [`MAX_INCOMING_PACKET`].
+    Oversized(usize),
 }
 
 impl MqttSource {
@@ -185,10 +194,15 @@ impl MqttSource {
     /// Connects, subscribes and ingests until `shutdown`.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+        let mut drop_session = false;
         loop {
             metrics::counter!("rgw_mqtt_source_connection_attempts_total").increment(1);
             self.stats.lock().connection_attempts += 1;
-            let (client, mut eventloop) = AsyncClient::new(self.options.clone(), 64);
+            let mut options = self.options.clone();
+            if std::mem::take(&mut drop_session) {
+                options.set_clean_session(true);
+            }
+            let (client, mut eventloop) = AsyncClient::new(options, 64);
             let connected = tokio::select! {
                 answer = tokio::time::timeout(BROKER_TIMEOUT, connack(&mut eventloop)) => answer,
                 _ = shutdown.changed() => return,
@@ -210,9 +224,26 @@ impl MqttSource {
                     Stop::Reconnect
                 }
             };
-            if matches!(stop, Stop::Shutdown) {
-                let _ = client.try_disconnect();
-                return;
+            match stop {
+                Stop::Shutdown => {
+                    let _ = client.try_disconnect();
+                    return;
+                }
+                Stop::Oversized(bytes) => {
+                    // The broker would hand the same message over at every reconnect of the
+                    // kept session, for ever: connect once with a clean session, which drops
+                    // it (with whatever else was queued for the gateway at that moment).
+                    metrics::counter!("rgw_mqtt_source_oversized_total").increment(1);
+                    self.stats.lock().oversized += 1;
+                    tracing::error!(
+                        bytes,
+                        limit = MAX_INCOMING_PACKET,
+                        "An MQTT message larger than the gateway takes; dropping the broker's session once to get past it (messages queued with it are lost; limit the size at the broker: mosquitto message_size_limit)"
+                    );
+                    drop_session = true;
+                    continue;
+                }
+                Stop::Reconnect => {}
             }
             self.health.set(
                 "mqtt_source",
@@ -282,6 +313,9 @@ impl MqttSource {
                     }
                 }
                 Ok(_) => {}
+                Err(rumqttc::ConnectionError::MqttState(rumqttc::StateError::Deserialization(
+                    rumqttc::Error::PayloadSizeLimitExceeded(bytes),
+                ))) => return Stop::Oversized(bytes),
                 Err(e) => {
                     tracing::warn!(error = %e, "MQTT source connection lost");
                     return Stop::Reconnect;
