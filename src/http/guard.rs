@@ -49,44 +49,49 @@ fn host_of(authority: &str) -> &str {
     }
 }
 
-/// Why a request is refused, if it is.
-pub fn refusal(method: &Method, headers: &HeaderMap, hosts: &Hosts) -> Option<&'static str> {
+/// Why a request is refused, if it is: 421 for a foreign `Host`, 403 otherwise.
+pub fn refusal(
+    method: &Method,
+    headers: &HeaderMap,
+    hosts: &Hosts,
+) -> Option<(StatusCode, &'static str)> {
     let host = headers
         .get(header::HOST)
         .map(|h| h.to_str().unwrap_or("\u{0}"));
     if let Some(host) = host {
         if !hosts.accepts(host) {
-            return Some("Host is not this gateway (add the name to [http] allowed_hosts)");
+            return Some((
+                StatusCode::MISDIRECTED_REQUEST,
+                "Host is not this gateway (add the name to [http] allowed_hosts)",
+            ));
         }
     }
     if matches!(*method, Method::GET | Method::HEAD) {
         return None;
     }
     if !headers.contains_key(WRITE_HEADER) {
-        return Some("a request that changes something needs the X-Retrofit-Gateway header");
+        return Some((
+            StatusCode::FORBIDDEN,
+            "a request that changes something needs the X-Retrofit-Gateway header",
+        ));
     }
     if let Some(origin) = headers.get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or("\u{0}");
         let authority = origin.split_once("://").map_or(origin, |(_, a)| a);
         let same = host.is_some_and(|h| h.eq_ignore_ascii_case(authority));
         if !same {
-            return Some("Origin is not this gateway");
+            return Some((StatusCode::FORBIDDEN, "Origin is not this gateway"));
         }
     }
     None
 }
 
-/// The middleware: refuses with 403 (421 for a foreign `Host`), else passes the request on.
+/// The middleware: refuses as [`refusal`] says, else passes the request on.
 pub async fn guard(State(hosts): State<Hosts>, request: Request, next: Next) -> Response {
     match refusal(request.method(), request.headers(), &hosts) {
         None => next.run(request).await,
-        Some(why) => {
+        Some((code, why)) => {
             metrics::counter!("rgw_http_refused_total").increment(1);
-            let code = if why.starts_with("Host") {
-                StatusCode::MISDIRECTED_REQUEST
-            } else {
-                StatusCode::FORBIDDEN
-            };
             (code, format!("{why}\n")).into_response()
         }
     }
@@ -147,7 +152,10 @@ mod tests {
         ]);
         assert!(refusal(&post, &foreign_origin, &hosts).is_some());
         let rebound = headers(&[("host", "evil.example:9850")]);
-        assert!(refusal(&Method::GET, &rebound, &hosts).is_some());
+        assert_eq!(
+            refusal(&Method::GET, &rebound, &hosts).map(|(code, _)| code),
+            Some(StatusCode::MISDIRECTED_REQUEST)
+        );
         // The gateway's own tools: curl with the header, the page's own origin.
         let curl = headers(&[("host", "127.0.0.1:9850"), (WRITE_HEADER, "1")]);
         assert_eq!(refusal(&post, &curl, &hosts), None);

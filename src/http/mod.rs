@@ -113,7 +113,8 @@ pub async fn serve(
 }
 
 /// A connection's service, counting the requests it is answering (an answering connection is
-/// never evicted for a newer one).
+/// never evicted for a newer one). A request counts until its response is made; the endpoint's
+/// bodies are whole strings of at most a few hundred KB, written at once on the LAN.
 struct Counted<S> {
     inner: S,
     busy: Arc<std::sync::atomic::AtomicUsize>,

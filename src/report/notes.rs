@@ -53,12 +53,12 @@ impl ReportNotes {
             })
             .collect();
         for mapping in config.gateway.mqtt_source.iter().flat_map(|s| &s.mappings) {
+            let tags: Vec<(String, String)> = mapping
+                .tags
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
             for (id, name) in &mapping.names {
-                let tags: Vec<(String, String)> = mapping
-                    .tags
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect();
                 places
                     .entry(id.clone())
                     .or_insert_with(|| words::place(id, Some(name), &tags));

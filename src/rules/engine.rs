@@ -762,10 +762,8 @@ impl RuleEngine {
             let Some(machine) = self.machines.get(&key) else {
                 continue;
             };
-            let raised = match machine.phase {
-                super::machine::Phase::Firing { raised }
-                | super::machine::Phase::Resolving { raised, .. } => raised,
-                _ => continue,
+            let Some(raised) = machine.raised_at() else {
+                continue;
             };
             let evaluation = Evaluation {
                 condition: Condition::Clear,
@@ -866,11 +864,7 @@ impl RuleEngine {
                     .find(|r| *r.key == **rule)?
                     .config
                     .severity;
-                let raised_ns = match machine.phase {
-                    super::machine::Phase::Firing { raised }
-                    | super::machine::Phase::Resolving { raised, .. } => raised,
-                    _ => 0,
-                };
+                let raised_ns = machine.raised_at().unwrap_or(0);
                 Some(ActiveAlarm {
                     device: device.to_string(),
                     rule: rule.to_string(),

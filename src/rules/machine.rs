@@ -100,7 +100,15 @@ impl Machine {
 
     /// Whether the alarm is raised (firing or resolving).
     pub fn is_raised(&self) -> bool {
-        matches!(self.phase, Phase::Firing { .. } | Phase::Resolving { .. })
+        self.raised_at().is_some()
+    }
+
+    /// When the alarm was raised, while it is (firing or resolving).
+    pub fn raised_at(&self) -> Option<i64> {
+        match self.phase {
+            Phase::Firing { raised } | Phase::Resolving { raised, .. } => Some(raised),
+            _ => None,
+        }
     }
 
     fn fire_if_held(&mut self, now: i64, since: i64, timing: &Timing) -> Option<Transition> {
