@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rumqttc::{Event, EventLoop, Incoming, MqttOptions, TlsConfiguration, Transport};
+use rumqttc::{Broker, Event, EventLoop, Incoming, MqttOptions, TlsConfiguration, Transport};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -32,8 +32,13 @@ pub const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Client options for `broker`, its password read from its file or variable, its TLS
 /// certificates from their files.
 pub fn options(broker: &BrokerSettings<'_>) -> Result<MqttOptions, BrokerError> {
-    let mut options = MqttOptions::new(broker.client_id.clone(), broker.host, broker.port);
-    options.set_keep_alive(broker.keep_alive.get());
+    let mut options = MqttOptions::new(
+        broker.client_id.clone(),
+        Broker::tcp(broker.host, broker.port),
+    );
+    // Validation keeps keep_alive within MQTT's 16-bit count of seconds.
+    let keep_alive = broker.keep_alive.get().as_secs();
+    options.set_keep_alive(u16::try_from(keep_alive).unwrap_or(u16::MAX));
     if let Some(user) = broker.username {
         let password = read_secret(
             "the MQTT password",
@@ -85,6 +90,19 @@ fn client_config(tls: &MqttTls) -> Result<rustls::ClientConfig, BrokerError> {
                 .map_err(|e| tls_error(cert_file, e))
         }
         _ => Ok(builder.with_no_client_auth()),
+    }
+}
+
+/// The broker's host name, for log lines.
+pub fn host(options: &MqttOptions) -> &str {
+    options.broker().tcp_address().map_or("?", |(host, _)| host)
+}
+
+/// The broker's `host:port`, for status lines.
+pub fn address(options: &MqttOptions) -> String {
+    match options.broker().tcp_address() {
+        Some((host, port)) => format!("{host}:{port}"),
+        None => "?".into(),
     }
 }
 

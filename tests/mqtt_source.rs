@@ -23,7 +23,7 @@ use retrofit_gateway::config::{
 use retrofit_gateway::model::{unix_nanos, Sample, Severity};
 use retrofit_gateway::pipeline::{Options, Pipeline};
 use retrofit_gateway::sources::mqtt::IngestStats;
-use rumqttc::{AsyncClient, QoS};
+use rumqttc::{AsyncClient, PublishOptions};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -176,9 +176,8 @@ async fn until_subscribed(client: &AsyncClient, prefix: &str, run: &mut Running)
         client
             .publish(
                 format!("{prefix}/gas/probe/telemetry"),
-                QoS::AtLeastOnce,
-                false,
                 r#"{"dev":"probe","p_out_kpa":2.4}"#,
+                PublishOptions::at_least_once(),
             )
             .await
             .expect("queued");
@@ -210,7 +209,7 @@ async fn published_devices_arrive_with_their_values_and_times_and_their_rules_fi
         let client = client.clone();
         async move {
             client
-                .publish(topic, QoS::AtLeastOnce, false, payload)
+                .publish(topic, payload, PublishOptions::at_least_once())
                 .await
                 .expect("queued")
         }
@@ -402,7 +401,11 @@ async fn every_hostile_message_meets_its_expected_outcome_and_no_polled_device_i
         let topic = format!("{prefix}/{}", case.topic);
         let (errors, refused) = (stats.errors_on(&topic), stats.refused());
         client
-            .publish(topic.clone(), QoS::AtLeastOnce, false, case.payload.clone())
+            .publish(
+                topic.clone(),
+                case.payload.clone(),
+                PublishOptions::at_least_once(),
+            )
             .await
             .expect("queued");
         // One publisher, one subscriber: the broker hands them on in order, so once the
@@ -411,9 +414,8 @@ async fn every_hostile_message_meets_its_expected_outcome_and_no_polled_device_i
         client
             .publish(
                 marker_topic.clone(),
-                QoS::AtLeastOnce,
-                false,
                 format!(r#"{{"dev":"{marker}","p_out_kpa":1}}"#),
+                PublishOptions::at_least_once(),
             )
             .await
             .expect("queued");
@@ -673,7 +675,7 @@ fn tls_publisher(addr: &str, ca: &Path) -> (AsyncClient, tokio::task::JoinHandle
         tls: Some(&tls),
     })
     .expect("TLS options");
-    let (client, mut eventloop) = AsyncClient::new(options, 64);
+    let (client, mut eventloop) = AsyncClient::builder(options).capacity(64).build();
     let task = tokio::spawn(async move {
         loop {
             if let Err(e) = eventloop.poll().await {
@@ -862,12 +864,11 @@ async fn messages_sent_while_the_gateway_is_away_arrive_when_it_comes_back() {
         client
             .publish(
                 format!("{prefix}/gas/GRB-09/telemetry"),
-                QoS::AtLeastOnce,
-                false,
                 format!(
                     r#"{{"ts": {}, "dev": "GRB-09", "p_out_kpa": 2.4{k}}}"#,
                     t0 + k
                 ),
+                PublishOptions::at_least_once(),
             )
             .await
             .expect("queued");
@@ -900,7 +901,7 @@ async fn a_message_is_acknowledged_only_once_its_sample_is_stored() {
         async move {
             let body = format!(r#"{{"ts": {}, "dev": "GRB-77", "p_out_kpa": 2.5}}"#, t0 + k);
             client
-                .publish(topic, QoS::AtLeastOnce, false, body)
+                .publish(topic, body, PublishOptions::at_least_once())
                 .await
                 .expect("queued");
         }
@@ -1002,9 +1003,9 @@ async fn a_ten_megabyte_message_does_not_stop_ingestion() {
     let mut run = start(&config).await;
     let stats: Arc<_> = run.ingest_stats();
     let (host, port) = host_port(&addr);
-    let mut options = rumqttc::MqttOptions::new(unique("big"), host, port);
+    let mut options = rumqttc::MqttOptions::new(unique("big"), rumqttc::Broker::tcp(host, port));
     options.set_max_packet_size(16 << 20, 16 << 20);
-    let (client, mut eventloop) = AsyncClient::new(options, 16);
+    let (client, mut eventloop) = AsyncClient::builder(options).capacity(16).build();
     let driver = tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
     until_subscribed(&client, &prefix, &mut run).await;
     let mut huge = br#"{"dev":"GRB-01","p_out_kpa":2.4,"pad":""#.to_vec();
@@ -1012,7 +1013,7 @@ async fn a_ten_megabyte_message_does_not_stop_ingestion() {
     huge.extend_from_slice(br#""}"#);
     let topic = format!("{prefix}/gas/GRB-01/telemetry");
     client
-        .publish(topic.clone(), QoS::AtLeastOnce, false, huge)
+        .publish(topic.clone(), huge, PublishOptions::at_least_once())
         .await
         .expect("queued");
     // Counted, and the source connected again (with a clean session, which dropped it and
@@ -1029,9 +1030,8 @@ async fn a_ten_megabyte_message_does_not_stop_ingestion() {
     client
         .publish(
             topic.clone(),
-            QoS::AtLeastOnce,
-            false,
             r#"{"dev":"GRB-77","p_out_kpa":2.4}"#,
+            PublishOptions::at_least_once(),
         )
         .await
         .expect("queued");

@@ -220,11 +220,10 @@ impl Community {
         let sent = Arc::new(Mutex::new(Vec::new()));
         let mut mqtt = rumqttc::MqttOptions::new(
             format!("retrofit-sim-{}", std::process::id()),
-            options.host.clone(),
-            options.port,
+            rumqttc::Broker::tcp(options.host.clone(), options.port),
         );
-        mqtt.set_keep_alive(Duration::from_secs(30));
-        let (client, mut eventloop) = rumqttc::AsyncClient::new(mqtt, 256);
+        mqtt.set_keep_alive(30);
+        let (client, mut eventloop) = rumqttc::AsyncClient::builder(mqtt).capacity(256).build();
         self.tasks.push(tokio::spawn(async move {
             loop {
                 if let Err(e) = eventloop.poll().await {
@@ -244,9 +243,8 @@ impl Community {
                     let queued = client
                         .publish(
                             message.topic.clone(),
-                            rumqttc::QoS::AtLeastOnce,
-                            false,
                             message.payload.clone(),
+                            rumqttc::PublishOptions::at_least_once(),
                         )
                         .await;
                     if queued.is_err() {

@@ -267,7 +267,11 @@ async fn print(
     loop {
         tokio::select! {
             sample = receiver.recv() => {
-                let Some(sample) = sample else { break };
+                let Some(mut sample) = sample else { break };
+                // Without InfluxDB the printer is the demo's only output: a printed reading
+                // has arrived (else keeping the last one per device would drop a receipt
+                // unsettled, and the MQTT source would reconnect to have it sent again).
+                sample.receipt.settle(true);
                 count += 1;
                 if lines {
                     let mut line = String::new();

@@ -24,7 +24,12 @@ pub fn host_port(addr: &str) -> (String, u16) {
 /// Subscribes to `filter` and collects (topic, payload, retain flag) until dropped.
 pub async fn subscribe(addr: &str, filter: &str) -> (Received, tokio::task::JoinHandle<()>) {
     let (host, port) = host_port(addr);
-    let (client, mut eventloop) = AsyncClient::new(MqttOptions::new(unique("sub"), host, port), 16);
+    let (client, mut eventloop) = AsyncClient::builder(MqttOptions::new(
+        unique("sub"),
+        rumqttc::Broker::tcp(host, port),
+    ))
+    .capacity(16)
+    .build();
     client
         .subscribe(filter, QoS::AtLeastOnce)
         .await
@@ -45,9 +50,11 @@ pub async fn subscribe(addr: &str, filter: &str) -> (Received, tokio::task::Join
         while let Ok(event) = eventloop.poll().await {
             if let Event::Incoming(Incoming::Publish(p)) = event {
                 let json = serde_json::from_slice(&p.payload).unwrap_or(serde_json::Value::Null);
-                sink.lock()
-                    .expect("lock")
-                    .push((p.topic.clone(), json, p.retain));
+                sink.lock().expect("lock").push((
+                    String::from_utf8_lossy(&p.topic).into_owned(),
+                    json,
+                    p.retain,
+                ));
             }
         }
     });
@@ -57,9 +64,9 @@ pub async fn subscribe(addr: &str, filter: &str) -> (Received, tokio::task::Join
 /// A client that publishes (QoS 1); its event loop runs until the client is dropped.
 pub async fn publisher(addr: &str) -> (AsyncClient, tokio::task::JoinHandle<()>) {
     let (host, port) = host_port(addr);
-    let mut options = MqttOptions::new(unique("pub"), host, port);
+    let mut options = MqttOptions::new(unique("pub"), rumqttc::Broker::tcp(host, port));
     options.set_max_packet_size(4 << 20, 4 << 20);
-    let (client, mut eventloop) = AsyncClient::new(options, 256);
+    let (client, mut eventloop) = AsyncClient::builder(options).capacity(256).build();
     let task = tokio::spawn(async move {
         loop {
             if let Err(e) = eventloop.poll().await {

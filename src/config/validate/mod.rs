@@ -88,10 +88,16 @@ impl<'a> Issues<'a> {
                 "set together with password_file (expected one of them)",
             );
         }
-        if broker.keep_alive.get() < std::time::Duration::from_secs(5) {
+        let keep_alive = broker.keep_alive.get();
+        if keep_alive < std::time::Duration::from_secs(5)
+            || keep_alive.as_secs() > u64::from(u16::MAX)
+        {
             self.add(
                 format!("{prefix}.keep_alive"),
-                format!("{} (expected at least 5s)", broker.keep_alive),
+                format!(
+                    "{} (expected 5s to 65535s, MQTT's limit)",
+                    broker.keep_alive
+                ),
             );
         }
         self.text(format!("{prefix}.client_id"), &broker.client_id);

@@ -13,7 +13,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, EventLoop, Incoming, MqttOptions, Outgoing, QoS};
+use rumqttc::{
+    AsyncClient, Event, EventLoop, Incoming, MqttOptions, Outgoing, PublishOptions, QoS,
+};
 use serde_json::json;
 use tokio::sync::{watch, Notify};
 
@@ -107,11 +109,13 @@ impl MqttAlarms {
         let mut backoff = Backoff::new(min_backoff, Duration::from_secs(60));
         loop {
             metrics::counter!("rgw_mqtt_connection_attempts_total").increment(1);
-            let (client, mut eventloop) = AsyncClient::new(self.options.clone(), 16);
+            let (client, mut eventloop) = AsyncClient::builder(self.options.clone())
+                .capacity(16)
+                .build();
             let stop = match tokio::time::timeout(BROKER_TIMEOUT, connack(&mut eventloop)).await {
                 Ok(Ok(())) => {
                     backoff.reset();
-                    tracing::info!(broker = %self.options.broker_address().0, "MQTT connected");
+                    tracing::info!(broker = %crate::mqtt::host(&self.options), "MQTT connected");
                     self.deliver(&client, &mut eventloop, &outbox, &appended, &mut shutdown)
                         .await
                 }
@@ -172,10 +176,14 @@ impl MqttAlarms {
                 let payload = self.payload(&event);
                 let queued = async {
                     client
-                        .publish(state_topic, QoS::AtLeastOnce, true, payload.clone())
+                        .publish(
+                            state_topic,
+                            payload.clone(),
+                            PublishOptions::new(QoS::AtLeastOnce).retain(true),
+                        )
                         .await?;
                     client
-                        .publish(events_topic, QoS::AtLeastOnce, false, payload)
+                        .publish(events_topic, payload, PublishOptions::new(QoS::AtLeastOnce))
                         .await
                 };
                 if queued.await.is_err() {

@@ -175,7 +175,7 @@ impl DevicePlan {
             .points
             .iter()
             .map(|p| p.every)
-            .filter(|every| cycle % u64::from(*every) == 0)
+            .filter(|every| cycle.is_multiple_of(u64::from(*every)))
             .collect();
         due.sort_unstable();
         due.dedup();

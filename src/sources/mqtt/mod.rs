@@ -24,7 +24,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rumqttc::{AsyncClient, Event, EventLoop, Incoming, MqttOptions, Publish, QoS};
+use rumqttc::{
+    AckMode, AsyncClient, Event, EventLoop, Incoming, ManualAck, MqttOptions, Publish, QoS,
+};
 use tokio::sync::{mpsc, watch, Notify};
 
 use crate::backoff::Backoff;
@@ -155,7 +157,7 @@ impl MqttSource {
         let gateway = &config.gateway.gateway;
         let mut options = crate::mqtt::options(&source.broker(&gateway.id))?;
         options.set_clean_session(source.clean_session);
-        options.set_manual_acks(true);
+        options.set_ack_mode(AckMode::Manual);
         options.set_max_packet_size(MAX_INCOMING_PACKET, 256 << 10);
         let routes = source
             .mappings
@@ -202,7 +204,7 @@ impl MqttSource {
             if std::mem::take(&mut drop_session) {
                 options.set_clean_session(true);
             }
-            let (client, mut eventloop) = AsyncClient::new(options, 64);
+            let (client, mut eventloop) = AsyncClient::builder(options).capacity(64).build();
             let connected = tokio::select! {
                 answer = tokio::time::timeout(BROKER_TIMEOUT, connack(&mut eventloop)) => answer,
                 _ = shutdown.changed() => return,
@@ -212,7 +214,7 @@ impl MqttSource {
                     backoff.reset();
                     self.stats.lock().connections += 1;
                     self.health.clear("mqtt_source");
-                    tracing::info!(broker = %self.options.broker_address().0, "MQTT source connected");
+                    tracing::info!(broker = %crate::mqtt::host(&self.options), "MQTT source connected");
                     self.ingest(&client, &mut eventloop, &mut shutdown).await
                 }
                 Ok(Err(e)) => {
@@ -248,9 +250,8 @@ impl MqttSource {
             self.health.set(
                 "mqtt_source",
                 format!(
-                    "MQTT broker {}:{} out of reach; devices that publish are not heard",
-                    self.options.broker_address().0,
-                    self.options.broker_address().1
+                    "MQTT broker {} out of reach; devices that publish are not heard",
+                    crate::mqtt::address(&self.options)
                 ),
             );
             let delay = backoff.next_delay();
@@ -296,7 +297,9 @@ impl MqttSource {
                     let Ok(ticket) = accepted else {
                         return farewell(client, eventloop, &mut unacked).await;
                     };
-                    unacked.queue.push_back((ticket, publish));
+                    unacked
+                        .queue
+                        .push_back((ticket, client.prepare_ack(&publish)));
                     if let Err(stop) = unacked.acknowledge(client) {
                         return stop;
                     }
@@ -334,7 +337,13 @@ impl MqttSource {
         let arrival = unix_nanos(std::time::SystemTime::now());
         self.stats.lock().messages += 1;
         metrics::counter!("rgw_mqtt_source_messages_total").increment(1);
-        let topic = publish.topic.as_str();
+        let Ok(topic) = std::str::from_utf8(&publish.topic) else {
+            let topic = String::from_utf8_lossy(&publish.topic);
+            if self.stats.problem(&topic) {
+                tracing::warn!(%topic, "MQTT message on a topic that is not UTF-8");
+            }
+            return Ok(None);
+        };
         let Some(route) = self
             .routes
             .iter()
@@ -422,7 +431,7 @@ async fn farewell(client: &AsyncClient, eventloop: &mut EventLoop, unacked: &mut
 /// sample (none for a message that gave no sample: acknowledged in its turn).
 #[derive(Default)]
 struct Unacked {
-    queue: VecDeque<(Option<Arc<Ticket>>, Publish)>,
+    queue: VecDeque<(Option<Arc<Ticket>>, Option<ManualAck>)>,
 }
 
 impl Unacked {
@@ -441,8 +450,8 @@ impl Unacked {
                     return Err(Stop::Reconnect);
                 }
             }
-            if let Some((_, publish)) = self.queue.pop_front() {
-                if let Err(e) = client.try_ack(&publish) {
+            if let Some((_, Some(ack))) = self.queue.pop_front() {
+                if let Err(e) = client.try_manual_ack(ack) {
                     tracing::warn!(error = %e, "Cannot queue an MQTT acknowledgement; the broker will send the message again");
                 }
             }
