@@ -4,8 +4,18 @@
 # are started here on loopback, on free ports, with their data in a temporary directory; the
 # tests find them through RGW_TEST_* variables and fail (never skip) when those are missing.
 # Everything started here is stopped again by PID on exit.
+#
+# Needs: a Rust toolchain (rust-version in Cargo.toml or newer), python3 and, when a service is
+# missing, root (it is installed with apt-get).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+repo=$(pwd)
+for tool in cargo python3; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    echo "scripts/test.sh needs $tool on PATH" >&2
+    exit 1
+  fi
+done
 
 work=$(mktemp -d)
 pids=()
@@ -28,6 +38,10 @@ need() {
     shift 2
   done
   if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+      echo "scripts/test.sh needs root to install ${missing[*]} (or install them first)" >&2
+      exit 1
+    fi
     echo "== installing ${missing[*]}"
     apt-get update -q
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
@@ -125,3 +139,10 @@ cargo clippy --no-default-features -- -D warnings
 
 echo "== cargo test"
 cargo test --workspace
+
+echo "== demo from a directory outside the repository (its config is built in)"
+(cd "$work" && "$repo/target/debug/retrofit-gateway" demo --duration 5s --no-faults >"$work/demo.out" 2>"$work/demo.err") || {
+  cat "$work/demo.out" "$work/demo.err" >&2
+  exit 1
+}
+grep -q "Device summary" "$work/demo.out"

@@ -1,123 +1,138 @@
-//! `retrofit-gateway`: parses the command line and calls into the library.
+//! `retrofit-gateway`: parses the command line (clap; its help is written in Chinese for the
+//! installers and operators who read it) and calls into the library.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
+use clap::{FromArgMatches, Parser, Subcommand};
 use retrofit_gateway::commands;
-#[cfg(feature = "demo")]
-use retrofit_gateway::config::parse_duration;
-#[cfg(feature = "demo")]
-use retrofit_gateway::demo::{self, month::MonthOptions, DemoOptions};
 
-const USAGE: &str = "usage:
-  retrofit-gateway run -c FILE           poll the configured devices until SIGTERM/SIGINT
-  retrofit-gateway check-config -c FILE  validate a config; print every problem
-  retrofit-gateway plan -c FILE          print the Modbus requests of each poll cycle
-  retrofit-gateway demo [-c FILE] [--duration 2m] [--lines] [--no-faults]
-                                         the simulated community and the gateway in one process
-  retrofit-gateway report --month YYYY-MM [-o FILE] [-c FILE]
-                                         the month's KPI report as one HTML page (default config
-                                         /etc/retrofit-gateway/gateway.toml, output stdout)
-  retrofit-gateway demo-month [--month YYYY-MM] [-o FILE] [--data-dir DIR] [-c FILE] [--no-faults]
-                                         replay the demo community through a month (a leak, a
-                                         voltage sag, a cold week; --no-faults: none) and write
-                                         its report";
+/// The config the package installs, which `report` reads when none is given.
+const INSTALLED_CONFIG: &str = "/etc/retrofit-gateway/gateway.toml";
 
-enum Command {
-    Run(PathBuf),
-    CheckConfig(PathBuf),
-    Plan(PathBuf),
-    #[cfg(feature = "demo")]
-    Demo(DemoOptions),
-    Report {
-        config: PathBuf,
-        month: String,
-        output: Option<PathBuf>,
-    },
-    #[cfg(feature = "demo")]
-    DemoMonth(MonthOptions),
+const EXIT_CODES: &str = "退出码：
+  0   成功
+  1   失败：check-config 发现配置问题，或命令运行出错（原因见标准错误输出）
+  2   命令行用法错误
+  78  run：配置无法使用（无效、缺少密钥或证书），不启动；systemd 不会反复重启它";
+
+/// 老旧小区改造的边缘网关：轮询二次供水泵房、减压阀、配电室、换热站和燃气调压箱的设备，按改造方案把每个读数检查一遍，报警推送给物业，数据转发到中心 InfluxDB。
+#[derive(Parser)]
+#[command(name = "retrofit-gateway", version, after_help = EXIT_CODES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
 }
 
-fn parse(args: Vec<String>) -> Result<Command, String> {
-    let mut args = args.into_iter();
-    let command = args.next().ok_or_else(String::new)?;
-    let mut config: Option<PathBuf> = None;
-    let mut month: Option<String> = None;
-    let mut output: Option<PathBuf> = None;
-    #[cfg(feature = "demo")]
-    let mut data_dir: Option<PathBuf> = None;
-    #[cfg(feature = "demo")]
-    let mut demo = DemoOptions {
-        config: PathBuf::from("config/demo.toml"),
-        duration: None,
-        print_lines: false,
-        faults: true,
-    };
-    while let Some(flag) = args.next() {
-        match flag.as_str() {
-            "-c" | "--config" => {
-                config = Some(args.next().ok_or("-c needs a file")?.into());
-            }
-            #[cfg(feature = "demo")]
-            "--duration" if command == "demo" => {
-                let text = args.next().ok_or("--duration needs a value such as 2m")?;
-                demo.duration =
-                    Some(parse_duration(&text).map_err(|e| format!("--duration: {e}"))?);
-            }
-            #[cfg(feature = "demo")]
-            "--lines" if command == "demo" => demo.print_lines = true,
-            #[cfg(feature = "demo")]
-            "--no-faults" if command == "demo" || command == "demo-month" => demo.faults = false,
-            "--month" if command == "report" || command == "demo-month" => {
-                month = Some(args.next().ok_or("--month needs YYYY-MM")?);
-            }
-            "-o" | "--output" if command == "report" || command == "demo-month" => {
-                output = Some(args.next().ok_or("-o needs a file")?.into());
-            }
-            #[cfg(feature = "demo")]
-            "--data-dir" if command == "demo-month" => {
-                data_dir = Some(args.next().ok_or("--data-dir needs a directory")?.into());
-            }
-            "-h" | "--help" => return Err(String::new()),
-            other => return Err(format!("unknown argument {other:?}")),
-        }
+#[derive(Subcommand)]
+enum Command {
+    /// 运行网关：轮询设备、检查报警、转发数据，直到收到 SIGTERM/SIGINT（systemd 用它启动）
+    Run {
+        /// 配置文件
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// 检查配置文件，逐条列出所有问题（文件: 键路径: 问题（应为…））
+    CheckConfig {
+        /// 配置文件
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// 列出每条总线每个轮询周期的 Modbus 请求（站号、功能码、起始地址、数量、对应的点）和预计占用总线的时间
+    Plan {
+        /// 配置文件
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// 演示：模拟小区和网关在同一进程里运行，不需要任何外部服务；打印读数、注入的故障和报警
+    Demo {
+        /// 配置文件（默认用程序内置的演示配置）
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// 运行多久后退出，如 30s、2m（默认一直运行到 Ctrl-C）
+        #[arg(long, value_name = "DURATION", value_parser = duration)]
+        duration: Option<Duration>,
+        /// 逐行打印每个读数（InfluxDB 行协议），不打印摘要
+        #[arg(long)]
+        lines: bool,
+        /// 不注入故障
+        #[arg(long)]
+        no_faults: bool,
+    },
+    /// 生成某月的达标月报（一个 HTML 页面）
+    Report {
+        /// 月份，如 2025-12
+        #[arg(long, value_name = "YYYY-MM")]
+        month: String,
+        /// 输出文件（默认写到标准输出）
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// 配置文件
+        #[arg(short, long, value_name = "FILE", default_value = INSTALLED_CONFIG)]
+        config: PathBuf,
+    },
+    /// 用模拟小区回放一整个月（含一次爆管、一次电压暂降、一周寒潮），并生成该月月报
+    DemoMonth {
+        /// 月份
+        #[arg(long, value_name = "YYYY-MM", default_value = "2025-12")]
+        month: String,
+        /// 月报文件（默认 report-YYYY-MM.html）
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// 存放达标统计的目录（默认在系统临时目录下）
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// 配置文件（默认用程序内置的演示配置）
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// 不回放故障：只有改造后小区的平常日子
+        #[arg(long)]
+        no_faults: bool,
+    },
+}
+
+/// The parser with its headings and its own flags in Chinese, like the rest of the help.
+fn command_line() -> clap::Command {
+    use clap::{Arg, ArgAction, CommandFactory};
+    fn localized(command: clap::Command) -> clap::Command {
+        command
+            .help_template("{about}\n\n用法：{usage}\n\n{all-args}{after-help}")
+            .subcommand_help_heading("命令")
+            .mut_args(|arg| {
+                let heading = if arg.is_positional() {
+                    "参数"
+                } else {
+                    "选项"
+                };
+                arg.help_heading(heading)
+            })
+            .disable_help_flag(true)
+            .arg(
+                Arg::new("help")
+                    .short('h')
+                    .long("help")
+                    .action(ArgAction::Help)
+                    .help("显示帮助")
+                    .help_heading("选项"),
+            )
+            .mut_subcommands(localized)
     }
-    let required = |config: Option<PathBuf>| config.ok_or(format!("{command} needs -c FILE"));
-    match command.as_str() {
-        "run" => Ok(Command::Run(required(config)?)),
-        "check-config" => Ok(Command::CheckConfig(required(config)?)),
-        "plan" => Ok(Command::Plan(required(config)?)),
-        #[cfg(feature = "demo")]
-        "demo" => {
-            if let Some(config) = config {
-                demo.config = config;
-            }
-            Ok(Command::Demo(demo))
-        }
-        "report" => Ok(Command::Report {
-            config: config.unwrap_or_else(|| PathBuf::from("/etc/retrofit-gateway/gateway.toml")),
-            month: month.ok_or("report needs --month YYYY-MM")?,
-            output,
-        }),
-        #[cfg(feature = "demo")]
-        "demo-month" => {
-            let month = month.unwrap_or_else(|| "2025-12".into());
-            Ok(Command::DemoMonth(MonthOptions {
-                config: config.unwrap_or_else(|| PathBuf::from("config/demo.toml")),
-                output: output.unwrap_or_else(|| PathBuf::from(format!("report-{month}.html"))),
-                data_dir: data_dir
-                    .unwrap_or_else(|| std::env::temp_dir().join("retrofit-gateway-demo-month")),
-                month,
-                faults: demo.faults,
-            }))
-        }
-        #[cfg(not(feature = "demo"))]
-        "demo" | "demo-month" => Err(format!(
-            "{command}: this is a field build, without the demo (built with --no-default-features)"
-        )),
-        "-h" | "--help" => Err(String::new()),
-        other => Err(format!("unknown command {other:?}")),
-    }
+    localized(Cli::command())
+        .disable_help_subcommand(true)
+        .disable_version_flag(true)
+        .arg(
+            Arg::new("version")
+                .short('V')
+                .long("version")
+                .action(ArgAction::Version)
+                .help("显示版本")
+                .help_heading("选项"),
+        )
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    retrofit_gateway::config::parse_duration(text)
 }
 
 /// Logs to standard error at `info`, or as `RUST_LOG` says: a level and `target=level`
@@ -174,19 +189,11 @@ fn tune_malloc() {
 
 fn main() -> ExitCode {
     tune_malloc();
-    let command = match parse(std::env::args().skip(1).collect()) {
-        Ok(command) => command,
-        Err(e) => {
-            if !e.is_empty() {
-                eprintln!("retrofit-gateway: {e}");
-            }
-            eprintln!("{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
+    let matches = command_line().get_matches();
+    let Cli { command } = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     init_logging();
     match command {
-        Command::CheckConfig(path) => match commands::check_config(&path) {
+        Command::CheckConfig { config } => match commands::check_config(&config) {
             Ok(summary) => {
                 println!("{summary}");
                 ExitCode::SUCCESS
@@ -196,7 +203,7 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
-        Command::Plan(path) => match retrofit_gateway::config::load_config(&path) {
+        Command::Plan { config } => match retrofit_gateway::config::load_config(&config) {
             Ok(config) => {
                 print!("{}", commands::plan_report(&config));
                 ExitCode::SUCCESS
@@ -206,7 +213,7 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
-        Command::Run(path) => {
+        Command::Run { config: path } => {
             let config = match retrofit_gateway::config::load_config(&path) {
                 Ok(config) => config,
                 Err(e) => return not_starting(&path, &e.to_string()),
@@ -217,30 +224,64 @@ fn main() -> ExitCode {
                 result => exit_with(result),
             }
         }
-        #[cfg(feature = "demo")]
-        Command::Demo(options) => {
-            exit_with(runtime().and_then(|rt| rt.block_on(demo::run(options))))
-        }
         Command::Report {
             config,
             month,
             output,
         } => exit_with(commands::report(&config, &month, output.as_deref())),
         #[cfg(feature = "demo")]
-        Command::DemoMonth(options) => exit_with(demo::month::run(&options).map(|summary| {
-            println!(
-                "{}: {} days, {} samples, {} alarms raised in {} incidents; report in {}",
-                options.month,
-                summary.days,
-                summary.samples,
-                summary.alarms_raised,
-                summary.incidents,
-                options.output.display()
+        Command::Demo {
+            config,
+            duration,
+            lines,
+            no_faults,
+        } => {
+            let options = retrofit_gateway::demo::DemoOptions {
+                config,
+                duration,
+                print_lines: lines,
+                faults: !no_faults,
+            };
+            exit_with(runtime().and_then(|rt| rt.block_on(retrofit_gateway::demo::run(options))))
+        }
+        #[cfg(feature = "demo")]
+        Command::DemoMonth {
+            month,
+            output,
+            data_dir,
+            config,
+            no_faults,
+        } => {
+            let options = retrofit_gateway::demo::month::MonthOptions {
+                config,
+                output: output.unwrap_or_else(|| PathBuf::from(format!("report-{month}.html"))),
+                data_dir: data_dir
+                    .unwrap_or_else(|| std::env::temp_dir().join("retrofit-gateway-demo-month")),
+                month,
+                faults: !no_faults,
+            };
+            exit_with(retrofit_gateway::demo::month::run(&options).map(|summary| {
+                println!(
+                    "{}: {} days, {} samples, {} alarms raised in {} incidents; report in {}",
+                    options.month,
+                    summary.days,
+                    summary.samples,
+                    summary.alarms_raised,
+                    summary.incidents,
+                    options.output.display()
+                );
+                for (rule, raises) in &summary.raised_by_rule {
+                    println!("  {rule}: {raises}");
+                }
+            }))
+        }
+        #[cfg(not(feature = "demo"))]
+        Command::Demo { .. } | Command::DemoMonth { .. } => {
+            eprintln!(
+                "retrofit-gateway: 这是现场版本，不含演示（构建时用了 --no-default-features）"
             );
-            for (rule, raises) in &summary.raised_by_rule {
-                println!("  {rule}: {raises}");
-            }
-        })),
+            ExitCode::from(2)
+        }
     }
 }
 

@@ -4,7 +4,6 @@
 //! The other half of `fault_notifications.rs`: every rule that catches its fault there must stay
 //! quiet through a month of ordinary days, winter heating and night use included.
 
-use std::path::Path;
 
 use retrofit_gateway::demo::month::{run, MonthOptions};
 
@@ -12,7 +11,7 @@ use retrofit_gateway::demo::month::{run, MonthOptions};
 fn a_month_of_the_renovated_community_raises_no_alarm() {
     let dir = tempfile::tempdir().expect("temp dir");
     let options = MonthOptions {
-        config: Path::new(env!("CARGO_MANIFEST_DIR")).join("config/demo.toml"),
+        config: None,
         month: "2025-12".into(),
         data_dir: dir.path().join("data"),
         output: dir.path().join("report.html"),

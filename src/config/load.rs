@@ -103,6 +103,18 @@ pub fn load_config(path: &Path) -> Result<LoadedConfig, ConfigError> {
 
 /// Loads and validates a gateway config file and the profiles it uses.
 pub fn load(path: &Path, env: EnvOverlay) -> Result<LoadedConfig, ConfigError> {
+    load_with(path, env, &|file| std::fs::read_to_string(file))
+}
+
+/// Reads a config, profile or rule pack file by its path.
+pub type ReadFile<'a> = &'a dyn Fn(&Path) -> std::io::Result<String>;
+
+/// [`load`] with the files read by `read` (the demo's built-in files, or the disk).
+pub fn load_with(
+    path: &Path,
+    env: EnvOverlay,
+    read: ReadFile<'_>,
+) -> Result<LoadedConfig, ConfigError> {
     let file_label = path.display().to_string();
     let fail = |path: String, problem: String| ConfigError {
         issues: vec![ConfigIssue {
@@ -111,8 +123,8 @@ pub fn load(path: &Path, env: EnvOverlay) -> Result<LoadedConfig, ConfigError> {
             problem,
         }],
     };
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| fail(String::new(), format!("cannot read the file ({e})")))?;
+    let text =
+        read(path).map_err(|e| fail(String::new(), format!("cannot read the file ({e})")))?;
 
     let mut builder = Config::builder().add_source(File::from_str(&text, FileFormat::Toml));
     let environment = || {
@@ -148,7 +160,7 @@ pub fn load(path: &Path, env: EnvOverlay) -> Result<LoadedConfig, ConfigError> {
             continue;
         }
         let profile_path = profile_dir.join(format!("{}.toml", device.profile));
-        match load_toml::<Profile>(&profile_path) {
+        match load_toml::<Profile>(&profile_path, read) {
             Ok(profile) => {
                 profiles.insert(device.profile.clone(), Arc::new(profile));
             }
@@ -168,7 +180,7 @@ pub fn load(path: &Path, env: EnvOverlay) -> Result<LoadedConfig, ConfigError> {
     let mut rule_keys = std::collections::HashSet::new();
     for (i, pack) in gateway.alarms.rule_packs.iter().enumerate() {
         let pack_path = base.join(pack);
-        match load_toml::<crate::config::rule_pack::RulePack>(&pack_path) {
+        match load_toml::<crate::config::rule_pack::RulePack>(&pack_path, read) {
             Ok(pack) => {
                 let label = pack_path.display().to_string();
                 issues.extend(validate::rules(
@@ -215,9 +227,9 @@ enum TomlLoadError {
 }
 
 /// Loads a profile or rule pack file.
-fn load_toml<T: DeserializeOwned>(path: &Path) -> Result<T, TomlLoadError> {
+fn load_toml<T: DeserializeOwned>(path: &Path, read: ReadFile<'_>) -> Result<T, TomlLoadError> {
     let label = path.display().to_string();
-    let text = match std::fs::read_to_string(path) {
+    let text = match read(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(TomlLoadError::Missing),
         Err(e) => {

@@ -20,7 +20,9 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 pub use duration::{parse_duration, ConfigDuration};
-pub use load::{load, load_config, ConfigError, ConfigIssue, EnvOverlay, LoadedConfig};
+pub use load::{
+    load, load_config, load_with, ConfigError, ConfigIssue, EnvOverlay, LoadedConfig, ReadFile,
+};
 pub(crate) use named::deserialize_by_name;
 pub use profile::{
     Function, MeterAddress, MeterItem, MeterType, PointConfig, PointType, Profile, Ratio,

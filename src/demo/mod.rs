@@ -12,6 +12,7 @@
 //! (`--no-default-features`) links neither the simulator nor the broker.
 
 pub mod broker;
+pub mod builtin;
 pub mod month;
 pub mod replay;
 
@@ -28,7 +29,7 @@ use retrofit_sim::{Community, SimOptions};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
-use crate::config::{load_config, LoadedConfig};
+use crate::config::LoadedConfig;
 use crate::daemon::termination_signal;
 use crate::line_protocol;
 use crate::model::{AlarmEvent, Sample};
@@ -38,7 +39,8 @@ use crate::sources::modbus::status::StatusBoard;
 /// What `demo` does.
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
-    pub config: PathBuf,
+    /// The built-in demo config when `None`.
+    pub config: Option<PathBuf>,
     /// Stop after this long; run until Ctrl-C when `None`.
     pub duration: Option<Duration>,
     /// Print every sample as line protocol instead of the digest.
@@ -130,7 +132,7 @@ pub fn attach_to(config: &mut LoadedConfig, community: &Community) -> anyhow::Re
 
 /// Runs the demo.
 pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
-    let mut config = load_config(&options.config)?;
+    let mut config = builtin::load(options.config.as_deref())?;
     shorten_holds(&mut config, DEMO_HOLD_DIVISOR);
     // Without InfluxDB nothing needs to outlive the run: alarm state starts fresh each time (a
     // state left by an earlier run would show its alarms, flapping from run to run).
@@ -147,7 +149,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     attach_to(&mut config, &community)?;
     let mqtt = attach_mqtt(&mut config, &mut community)?;
     if config.gateway.device.is_empty() {
-        bail!("{} has no devices", options.config.display());
+        bail!("{} has no devices", config.path.display());
     }
     println!(
         "{} alarm rules; hold times shortened {DEMO_HOLD_DIVISOR}× for the demo (1 h → 30 s)",

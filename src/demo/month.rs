@@ -17,7 +17,6 @@ use retrofit_sim::faults::{Fault, FaultKind};
 
 use super::replay::Replay;
 use super::DEMO_MQTT_PREFIX;
-use crate::config::load_config;
 use crate::kpi::ledger::{day_start_ns, KpiParams, Ledger};
 use crate::kpi::store::KpiStore;
 use crate::kpi::DayRecord;
@@ -33,7 +32,8 @@ const WARM_UP_DAYS: i64 = 14;
 /// What `demo-month` does.
 #[derive(Debug, Clone)]
 pub struct MonthOptions {
-    pub config: PathBuf,
+    /// The built-in demo config when `None`.
+    pub config: Option<PathBuf>,
     /// `YYYY-MM`.
     pub month: String,
     /// Where the KPI files go (`<data_dir>/kpi/`); the month's file is written afresh.
@@ -89,8 +89,14 @@ fn episodes() -> Vec<Episode> {
 
 /// Replays the month and writes its report.
 pub fn run(options: &MonthOptions) -> anyhow::Result<MonthSummary> {
-    let mut config = load_config(&options.config)
-        .with_context(|| format!("loading {}", options.config.display()))?;
+    let mut config = super::builtin::load(options.config.as_deref()).with_context(|| {
+        let name = options.config.as_deref();
+        format!(
+            "loading {}",
+            name.unwrap_or(super::builtin::DEMO_CONFIG.as_ref())
+                .display()
+        )
+    })?;
     config.gateway.gateway.data_dir = options.data_dir.clone();
     // Every device is read once a step: that is the interval its completeness is judged by.
     let step = crate::config::ConfigDuration::from_millis(STEP_S as u64 * 1000);
