@@ -143,3 +143,81 @@ async fn exceptions_and_slow_replies_are_told_apart_from_link_failures() {
     assert_eq!(slow.state, CommState::Online);
     assert!(counts.get("break-tank").copied().unwrap_or(0) >= 1);
 }
+
+/// A device whose register map has holes (exception 2 on registers 0x0C–0x0F, between its
+/// points, and on 0x22–0x23, which hold `runtime_pump2_h`) behind a bus whose `max_gap` reads
+/// across both: from the first poll every other point arrives, at the device's rate and at the
+/// simulator's values; the refused point is skipped; once learned, no read is refused again,
+/// and the status says what the plan avoids.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_with_holes_in_its_register_map_keeps_reporting_every_other_point() {
+    use retrofit_sim::registers::Table;
+    let site = example_site().await;
+    site.community.set_frozen(true);
+    site.community
+        .unmap("booster-1", Table::Holding, 0x0C..0x10);
+    site.community
+        .unmap("booster-1", Table::Holding, 0x22..0x24);
+    let (gateway, mut rx) = start_gateway(&site.config);
+    let first = common::until_each_device_reported(&mut rx, &["booster-1"], WARM_UP_BOUND).await;
+    let learned = gateway.status.snapshot()["booster-1"].clone();
+    let window = collect_for(&mut rx, WINDOW).await;
+    let after = gateway.status.snapshot()["booster-1"].clone();
+    gateway.stop(Duration::from_secs(4)).await;
+
+    let device = site
+        .config
+        .gateway
+        .device
+        .iter()
+        .find(|d| d.id == "booster-1")
+        .expect("configured");
+    let profile = site.config.profile_of(device).expect("profile");
+    let truth = site.community.truth("booster-1").expect("simulated");
+    let expected: BTreeSet<String> = profile
+        .field_names()
+        .filter(|name| *name != "runtime_pump2_h")
+        .map(String::from)
+        .collect();
+    let booster: Vec<_> = first
+        .iter()
+        .chain(&window)
+        .filter(|s| &*s.device == "booster-1")
+        .collect();
+    // Points read at the device's own interval are in every sample; the slower counters
+    // (runtime hours, energy) in the polls they are due in, the first among them.
+    let every_poll: BTreeSet<String> = profile
+        .points
+        .iter()
+        .filter(|p| p.interval.is_none())
+        .map(|p| p.name.clone())
+        .collect();
+    let mut seen = BTreeSet::new();
+    for sample in &booster {
+        let names: BTreeSet<String> = sample.fields.iter().map(|f| f.name.to_string()).collect();
+        assert!(names.is_subset(&expected), "{names:?}");
+        assert!(names.is_superset(&every_poll), "{names:?}");
+        seen.extend(names);
+        for field in &sample.fields {
+            let value = field.value.as_f64().expect("numeric");
+            assert!(same_value(value, truth[&*field.name]), "{}", field.name);
+        }
+    }
+    assert_eq!(seen, expected, "every point but the refused one");
+    let in_window = booster.len() - 1;
+    let range = expected_range(Duration::from_secs(1), WINDOW);
+    assert!(
+        range.contains(&in_window),
+        "{in_window} polls in {WINDOW:?}"
+    );
+    // Learned in the first poll, which cost a few refused reads; none after it.
+    assert!(learned.exceptions > 0, "{learned:?}");
+    assert_eq!(after.exceptions, learned.exceptions, "{after:?}");
+    assert_eq!(after.state, CommState::Online);
+    let adapted = after.adapted.expect("the status says what the plan avoids");
+    assert!(adapted.contains("12–15"), "{adapted}");
+    assert!(
+        adapted.contains("runtime_pump2_h（寄存器 34）"),
+        "{adapted}"
+    );
+}

@@ -202,6 +202,8 @@ async fn metrics_parse_as_prometheus_text_and_the_status_api_has_its_schema() {
         ] {
             assert!(counters[key].is_u64(), "{key} in {device}");
         }
+        // What adaptive reads avoid: null while the device refused nothing.
+        assert!(device["adapted"].is_null(), "{device}");
         assert!(
             device["values"].as_object().is_some_and(|v| !v.is_empty()),
             "{device}"

@@ -4,7 +4,6 @@
 //! The other half of `fault_notifications.rs`: every rule that catches its fault there must stay
 //! quiet through a month of ordinary days, winter heating and night use included.
 
-
 use retrofit_gateway::demo::month::{run, MonthOptions};
 
 #[test]

@@ -190,6 +190,15 @@ impl Community {
         lock(&self.world).clear(fault);
     }
 
+    /// Makes `device` refuse reads that touch `registers` of `table` with exception 2, as a
+    /// device whose register map has a hole there does.
+    pub fn unmap(&self, device: &str, table: registers::Table, registers: std::ops::Range<u16>) {
+        let mut world = lock(&self.world);
+        if let Some(sim) = world.devices.iter_mut().find(|d| d.id == device) {
+            sim.unmapped.push((table, registers));
+        }
+    }
+
     /// Stops (or restarts) the physics so that values hold still.
     pub fn set_frozen(&self, frozen: bool) {
         lock(&self.world).frozen = frozen;

@@ -63,6 +63,16 @@ impl BusService {
             Duration::ZERO
         };
         let reply = match &request.request {
+            Request::ReadHoldingRegisters(start, count)
+                if device.touches_unmapped(Table::Holding, *start, *count) =>
+            {
+                Err(ExceptionCode::IllegalDataAddress)
+            }
+            Request::ReadInputRegisters(start, count)
+                if device.touches_unmapped(Table::Input, *start, *count) =>
+            {
+                Err(ExceptionCode::IllegalDataAddress)
+            }
             Request::ReadHoldingRegisters(start, count) => device
                 .image
                 .read(Table::Holding, *start, *count)

@@ -10,7 +10,7 @@ use crate::faults::{Fault, FaultKind};
 use crate::layout::Layout;
 use crate::meters::SimMeter;
 use crate::noise::Noise;
-use crate::registers::{Reg, RegisterImage};
+use crate::registers::{Reg, RegisterImage, Table};
 
 /// Household water use of the 420-household site at the daily mean, m³/h.
 const MEAN_HOUSEHOLD_USE_M3H: f64 = 5.9;
@@ -25,9 +25,20 @@ pub struct SimDevice {
     pub image: RegisterImage,
     /// Reads this device has answered (with data or an exception).
     pub reads: u64,
+    /// Registers its firmware does not map: a read touching one is refused with exception 2
+    /// (illegal data address), as a real device with a hole in its map answers.
+    pub unmapped: Vec<(Table, std::ops::Range<u16>)>,
 }
 
 impl SimDevice {
+    /// Whether a read of `count` registers from `start` touches an unmapped register.
+    pub fn touches_unmapped(&self, table: Table, start: u16, count: u16) -> bool {
+        let end = u32::from(start) + u32::from(count);
+        self.unmapped.iter().any(|(t, hole)| {
+            *t == table && u32::from(start) < u32::from(hole.end) && end > u32::from(hole.start)
+        })
+    }
+
     /// Counts one answered read, in the poll counter if the device has one (not while the world
     /// is frozen, so that frozen values stay comparable).
     pub fn answered(&mut self, frozen: bool) {
@@ -109,6 +120,7 @@ impl World {
                 values: Values::new(),
                 image: RegisterImage::default(),
                 reads: 0,
+                unmapped: Vec::new(),
             })
             .collect();
         let mut world = World {

@@ -96,6 +96,7 @@ pub fn status(observed: &Observed) -> Json {
                     "samples": s.samples,
                     "skipped_polls": s.skipped_polls,
                 },
+                "adapted": s.adapted,
                 "values": values(&d.id),
             })
         })
@@ -110,6 +111,7 @@ pub fn status(observed: &Observed) -> Json {
                 "state": "published",
                 "last_sample_age_s": age(sample.time_ns),
                 "counters": Json::Null,
+                "adapted": Json::Null,
                 "values": values(id),
             }));
         }

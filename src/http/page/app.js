@@ -68,7 +68,8 @@ function render(s) {
   devices.replaceChildren(...s.devices.map((d) => el("tr", {},
     el("td", {}, d.id, el("div", { class: "quiet" }, d.measurement + (d.bus ? ` · ${d.bus}` : " · MQTT")),
       el("div", { class: "values values-inline" }, values(d.values))),
-    el("td", { class: `state-${d.state}` }, STATE_LABELS[d.state] || d.state),
+    el("td", { class: `state-${d.state}` }, STATE_LABELS[d.state] || d.state,
+      ...(d.adapted ? [el("div", { class: "quiet" }, `自适应读取：${d.adapted}`)] : [])),
     el("td", {}, duration(d.last_sample_age_s)),
     el("td", { class: "values" }, values(d.values)))));
 

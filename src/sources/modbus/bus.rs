@@ -1,16 +1,19 @@
 //! Modbus on the bus scheduler ([`crate::sources::scheduler`]): a poll issues the device plan's
 //! reads for its cycle, one transaction at a time, and decodes each reply's points. Exceptions
-//! ("the device said no") are counted and the poll goes on; the first link failure ends it and
-//! drops the connection.
+//! ("the device said no") are counted and the poll goes on; a read refused with exception 2 is
+//! split until the refused registers are isolated ([`super::adapt`]). The first link failure
+//! ends a poll and drops the connection.
 
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
+use tokio_modbus::ExceptionCode;
 
 use crate::config::{BusConfig, DeviceConfig, LoadedConfig, Profile};
 use crate::model::{Field, Sample, Value};
 use crate::sources::scheduler::{ConnectGate, LinkFailure, PollOutcome, Protocol, Scheduler};
 
+use super::adapt;
 use super::decode::DecodeError;
 use super::link::{Link, LinkError, Reply};
 use super::plan::{DevicePlan, PlanLimits, ReadRequest, SharedPoints};
@@ -26,6 +29,8 @@ pub struct ModbusDevice {
 pub struct ModbusBus {
     link: Link,
     gate: ConnectGate,
+    /// Where what a device's plan learned is shown.
+    status: Arc<StatusBoard>,
 }
 
 /// The task that polls a Modbus bus.
@@ -38,6 +43,7 @@ pub fn scheduler(
     let protocol = ModbusBus {
         link: Link::new(bus),
         gate: ConnectGate::new(&bus.id, bus.max_backoff.get()),
+        status: Arc::clone(&status),
     };
     let mut shared = SharedPoints::default();
     let plan = |device: &DeviceConfig, profile: &Profile| {
@@ -53,6 +59,10 @@ impl Protocol for ModbusBus {
     type Plan = ModbusDevice;
 
     async fn poll(&mut self, device: &mut ModbusDevice, id: &str, cycle: u64) -> PollOutcome {
+        if device.plan.lessons.expire(tokio::time::Instant::now()) {
+            device.plan.replan();
+            self.status.update(id, |s| s.adapted = None);
+        }
         let requests = device.plan.requests(cycle);
         let mut outcome = PollOutcome::default();
         // One allocation for the sample's fields, not one per doubling.
@@ -65,6 +75,14 @@ impl Protocol for ModbusBus {
                     outcome.answered();
                     outcome.decode_errors +=
                         decode(&device.plan, id, request, &reply, &mut outcome.fields);
+                }
+                Ok(Err(ExceptionCode::IllegalDataAddress)) => {
+                    outcome.refusals += 1;
+                    outcome.answered();
+                    if let Err(failure) = self.isolate(device, id, request, &mut outcome).await {
+                        outcome.link_failure = Some(failure);
+                        break;
+                    }
                 }
                 Ok(Err(code)) => {
                     outcome.refusals += 1;
@@ -79,10 +97,7 @@ impl Protocol for ModbusBus {
                     );
                 }
                 Err(e) => {
-                    outcome.link_failure = Some(LinkFailure {
-                        timeout: matches!(e, LinkError::Timeout(_)),
-                        reason: e.to_string(),
-                    });
+                    outcome.link_failure = Some(link_failure(&e));
                     break;
                 }
             }
@@ -91,13 +106,71 @@ impl Protocol for ModbusBus {
     }
 }
 
+fn link_failure(e: &LinkError) -> LinkFailure {
+    LinkFailure {
+        timeout: matches!(e, LinkError::Timeout(_)),
+        reason: e.to_string(),
+    }
+}
+
 impl ModbusBus {
+    /// Splits a read the device refused with exception 2 until each part is answered or is a
+    /// point refused on its own; decodes what is answered into `outcome`, and replans the
+    /// device with what was learned, reporting it once.
+    async fn isolate(
+        &mut self,
+        device: &mut ModbusDevice,
+        id: &str,
+        refused: &ReadRequest,
+        outcome: &mut PollOutcome,
+    ) -> Result<(), LinkFailure> {
+        let mut refused_reads = vec![refused.clone()];
+        while let Some(read) = refused_reads.pop() {
+            let Some((left, right)) = adapt::split(&device.plan.points, &read) else {
+                device.plan.lessons.refuse(&read);
+                continue;
+            };
+            let mut both_answered = true;
+            for half in [&left, &right] {
+                match self.transact(device.unit, half).await {
+                    Ok(Ok(reply)) => {
+                        outcome.transactions += 1;
+                        outcome.decode_errors +=
+                            decode(&device.plan, id, half, &reply, &mut outcome.fields);
+                    }
+                    Ok(Err(code)) => {
+                        outcome.refusals += 1;
+                        both_answered = false;
+                        if code == ExceptionCode::IllegalDataAddress {
+                            refused_reads.push(half.clone());
+                        }
+                    }
+                    Err(e) => return Err(link_failure(&e)),
+                }
+            }
+            if both_answered {
+                device.plan.lessons.bar_between(&left, &right);
+            }
+        }
+        device.plan.replan();
+        if let Some(news) = device.plan.lessons.news(&device.plan.points) {
+            tracing::warn!(
+                device = %id,
+                learned = %news,
+                "The device refuses part of its register map (exception 2); reads now avoid it (re-probed every 6 hours)"
+            );
+        }
+        let summary = device.plan.lessons.summary(&device.plan.points);
+        self.status.update(id, |s| s.adapted = summary);
+        Ok(())
+    }
+
     /// One transaction, honouring the bus-wide reconnect backoff.
     async fn transact(
         &mut self,
         unit: u8,
         request: &ReadRequest,
-    ) -> Result<Result<Reply, tokio_modbus::ExceptionCode>, LinkError> {
+    ) -> Result<Result<Reply, ExceptionCode>, LinkError> {
         if !self.link.is_connected() {
             if let Some(reason) = self.gate.closed() {
                 return Err(LinkError::Connect(reason.into()));

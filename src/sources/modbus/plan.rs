@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use crate::config::{BusConfig, DeviceConfig, Function, Profile};
 
+use super::adapt::{Barrier, Lessons};
 use super::decode::PointDecoder;
 
 /// A point as the poller sees it.
@@ -80,6 +81,8 @@ pub struct DevicePlan {
     cache: HashMap<Vec<u32>, Arc<[ReadRequest]>>,
     /// The requests of each cycle of the period, once planned (periods up to [`MAX_PHASES`]).
     by_phase: Vec<Option<Arc<[ReadRequest]>>>,
+    /// What the device's refusals taught: registers to avoid, points to skip.
+    pub lessons: Lessons,
 }
 
 /// The longest period whose cycles [`DevicePlan::requests`] remembers one by one (a slot each
@@ -166,7 +169,14 @@ impl DevicePlan {
             limits,
             cache: HashMap::new(),
             by_phase: Vec::new(),
+            lessons: Lessons::default(),
         }
+    }
+
+    /// Plans afresh from the next cycle on, after the lessons changed.
+    pub fn replan(&mut self) {
+        self.cache.clear();
+        self.by_phase.clear();
     }
 
     /// The distinct `every` values due in cycle `cycle`, ascending.
@@ -208,8 +218,11 @@ impl DevicePlan {
         }
         let due: Vec<usize> = (0..self.points.len())
             .filter(|i| pattern.contains(&self.points[*i].every))
+            .filter(|i| !self.lessons.refused.contains(i))
             .collect();
-        let planned: Arc<[ReadRequest]> = coalesce(&self.points, &due, self.limits).into();
+        let barriers: Vec<Barrier> = self.lessons.barriers.iter().copied().collect();
+        let planned: Arc<[ReadRequest]> =
+            coalesce(&self.points, &due, self.limits, &barriers).into();
         self.cache.insert(pattern, Arc::clone(&planned));
         planned
     }
@@ -241,8 +254,13 @@ impl DevicePlan {
     }
 }
 
-/// Greedy coalescing of the due points into reads.
-pub fn coalesce(points: &[PlannedPoint], due: &[usize], limits: PlanLimits) -> Vec<ReadRequest> {
+/// Greedy coalescing of the due points into reads; no read that joins points spans a barrier.
+pub fn coalesce(
+    points: &[PlannedPoint],
+    due: &[usize],
+    limits: PlanLimits,
+    barriers: &[Barrier],
+) -> Vec<ReadRequest> {
     let mut by_function: BTreeMap<Function, Vec<usize>> = BTreeMap::new();
     for &i in due {
         by_function.entry(points[i].function).or_default().push(i);
@@ -257,7 +275,11 @@ pub fn coalesce(points: &[PlannedPoint], due: &[usize], limits: PlanLimits) -> V
             let end = start + u32::from(points[i].width);
             current = match current.take() {
                 Some((req_start, req_end, mut served))
-                    if start <= req_end + max_gap && end.max(req_end) - req_start <= max_count =>
+                    if start <= req_end + max_gap
+                        && end.max(req_end) - req_start <= max_count
+                        && !barriers
+                            .iter()
+                            .any(|b| b.blocks(function, req_start, end.max(req_end))) =>
                 {
                     served.push(i);
                     Some((req_start, end.max(req_end), served))

@@ -50,6 +50,8 @@ pub struct DeviceStatus {
     pub samples: u64,
     /// Polls that started later than a whole interval after they were due, skipped.
     pub skipped_polls: u64,
+    /// What the read plan avoids because the device refused it (adaptive reads), in Chinese.
+    pub adapted: Option<String>,
 }
 
 /// All devices' status by device id (hashed: every poll updates one; a snapshot is sorted).

@@ -252,7 +252,7 @@ mod properties {
             let due: Vec<usize> = (0..points.len())
                 .filter(|i| cycle % u64::from(points[*i].every) == 0)
                 .collect();
-            let requests = coalesce(&points, &due, limits);
+            let requests = coalesce(&points, &due, limits, &[]);
             let mut served: Vec<usize> = requests.iter().flat_map(|r| r.points.clone()).collect();
             served.sort_unstable();
             prop_assert_eq!(&served, &due);
@@ -281,4 +281,111 @@ mod properties {
             let _ = point.decoder.decode_bits(&bits, at);
         }
     }
+}
+
+#[test]
+fn a_refused_read_splits_at_its_widest_gap_and_bit_points_stay_together() {
+    let mut plan = DevicePlan::new(&device(1000), &profile(GAPPY), LIMITS);
+    let first = plan.requests(0);
+    let read = first
+        .iter()
+        .find(|r| r.function.code() == 3 && r.start == 0)
+        .expect("the read of a..slow_near");
+    let (left, right) = crate::sources::modbus::adapt::split(&plan.points, read).expect("splits");
+    // The widest gap is 4..10, between b and c.
+    assert_eq!(
+        shape(&plan, &[left.clone(), right.clone()]),
+        vec![
+            (3, 0, 4, names(&["a", "b"])),
+            (3, 10, 3, names(&["c", "run_bit0", "run_bit3", "slow_near"])),
+        ]
+    );
+    // Two bits of one register cannot be split from each other; a single point neither.
+    let bits = ReadRequest {
+        function: right.function,
+        start: 11,
+        count: 1,
+        points: right.points[1..3].to_vec(),
+    };
+    assert!(crate::sources::modbus::adapt::split(&plan.points, &bits).is_none());
+    let (_, touching) = crate::sources::modbus::adapt::split(&plan.points, &right).expect("splits");
+    assert!(crate::sources::modbus::adapt::split(&plan.points, &touching).is_some());
+}
+
+#[test]
+fn what_a_device_refused_keeps_later_plans_off_it() {
+    let mut plan = DevicePlan::new(&device(1000), &profile(GAPPY), LIMITS);
+    let first = plan.requests(0);
+    let read = first
+        .iter()
+        .find(|r| r.function.code() == 3 && r.start == 0)
+        .expect("the read of a..slow_near")
+        .clone();
+    let (left, right) = crate::sources::modbus::adapt::split(&plan.points, &read).expect("splits");
+    plan.lessons.bar_between(&left, &right);
+    let slow_far = first
+        .iter()
+        .find(|r| r.start == 40)
+        .expect("slow_far's read")
+        .clone();
+    plan.lessons.refuse(&slow_far);
+    plan.replan();
+    let replanned = plan.requests(0);
+    assert_eq!(
+        shape(&plan, &replanned),
+        vec![
+            (1, 5, 96, names(&["coil_low", "coil_high"])),
+            (3, 0, 4, names(&["a", "b"])),
+            (3, 10, 3, names(&["c", "run_bit0", "run_bit3", "slow_near"])),
+            (4, 0, 1, names(&["input"])),
+        ]
+    );
+    let summary = plan
+        .lessons
+        .summary(&plan.points)
+        .expect("something avoided");
+    assert!(summary.contains("读取避开寄存器 4–9"), "{summary}");
+    assert!(summary.contains("slow_far（寄存器 40）"), "{summary}");
+    // Reported once: the same lessons learned again (after a re-probe) are not news.
+    assert!(plan.lessons.news(&plan.points).is_some());
+    plan.lessons.refuse(&slow_far);
+    assert!(plan.lessons.news(&plan.points).is_none());
+}
+
+#[test]
+fn a_boundary_barrier_only_stops_reads_that_span_it() {
+    use crate::sources::modbus::adapt::Barrier;
+    let boundary = Barrier {
+        function: Function::ReadHoldingRegisters,
+        start: 10,
+        end: 10,
+    };
+    assert!(boundary.blocks(Function::ReadHoldingRegisters, 8, 12));
+    assert!(!boundary.blocks(Function::ReadHoldingRegisters, 8, 10));
+    assert!(!boundary.blocks(Function::ReadHoldingRegisters, 10, 12));
+    assert!(!boundary.blocks(Function::ReadInputRegisters, 8, 12));
+    let hole = Barrier {
+        end: 12,
+        ..boundary
+    };
+    assert!(hole.blocks(Function::ReadHoldingRegisters, 11, 13));
+    assert!(!hole.blocks(Function::ReadHoldingRegisters, 12, 14));
+}
+
+#[tokio::test(start_paused = true)]
+async fn lessons_are_forgotten_after_the_reprobe_time() {
+    use crate::sources::modbus::adapt::REPROBE_AFTER;
+    let mut plan = DevicePlan::new(&device(1000), &profile(GAPPY), LIMITS);
+    let slow_far = plan
+        .requests(0)
+        .iter()
+        .find(|r| r.start == 40)
+        .expect("slow_far's read")
+        .clone();
+    plan.lessons.refuse(&slow_far);
+    tokio::time::advance(REPROBE_AFTER - std::time::Duration::from_secs(1)).await;
+    assert!(!plan.lessons.expire(tokio::time::Instant::now()));
+    tokio::time::advance(std::time::Duration::from_secs(1)).await;
+    assert!(plan.lessons.expire(tokio::time::Instant::now()));
+    assert!(plan.lessons.is_empty());
 }
