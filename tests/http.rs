@@ -216,6 +216,21 @@ async fn metrics_parse_as_prometheus_text_and_the_status_api_has_its_schema() {
     assert_eq!(alarm["device"], "booster-1");
     assert_eq!(alarm["severity"], "crit");
     assert!(alarm["since_ns"].is_i64() && alarm["flapping"].is_boolean());
+    // For the person reading the page: the place, the rule's title and what the plan requires.
+    assert!(
+        alarm["place"]
+            .as_str()
+            .is_some_and(|p| p.contains("高区加压泵房")),
+        "{alarm}"
+    );
+    assert!(
+        alarm["title"].as_str().is_some_and(|t| !t.is_empty()),
+        "{alarm}"
+    );
+    assert!(
+        alarm["requirement"].as_str().is_some_and(|t| !t.is_empty()),
+        "{alarm}"
+    );
     let log = &status["log"];
     assert_eq!(log["max_bytes"], 1024u64 << 20);
     assert!(log["bytes"].is_u64() && log["pending_records"].is_u64());

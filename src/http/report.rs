@@ -142,9 +142,13 @@ pub fn status(observed: &Observed) -> Json {
         .active()
         .iter()
         .map(|a| {
+            let rule = observed.notes.rule(&a.rule);
             json!({
                 "device": a.device,
+                "place": observed.notes.place(&a.device),
                 "rule": a.rule,
+                "title": rule.map(|r| r.title.as_str()),
+                "requirement": rule.map(|r| r.requirement.as_str()),
                 "severity": a.severity,
                 "since_ns": a.raised_ns,
                 "flapping": a.flapping,

@@ -155,7 +155,7 @@ pub const DEFINITIONS: &[Definition] = &[
     },
     Definition {
         name: "room_hours_at_18",
-        zh: "室温达标小时率（≥18℃）",
+        zh: "室温达标小时率（≥18 °C）",
         en: "Sample-flat hours at ≥ 18 °C",
         unit: "%",
         target: Some(Target::AtLeast(100.0)),

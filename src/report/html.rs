@@ -22,7 +22,7 @@ const OWN_SECTIONS: [&str; 5] = [
 const NOTABLE_LISTED: usize = 40;
 
 const STYLE: &str = r#"
-body { font-family: "WenQuanYi Micro Hei", "Noto Sans CJK SC", "Microsoft YaHei", sans-serif; margin: 24px auto; max-width: 1000px; color: #1d2733; font-size: 13px; }
+body { font-family: "WenQuanYi Micro Hei", "Noto Sans CJK SC", "Microsoft YaHei", "DejaVu Sans", sans-serif; margin: 24px auto; max-width: 1000px; color: #1d2733; font-size: 13px; }
 h1 { font-size: 22px; margin: 0 0 4px; } h1 small, h2 small, th small { font-weight: normal; color: #5b6b7c; }
 h2 { font-size: 16px; border-bottom: 2px solid #1f6fb2; padding-bottom: 3px; margin-top: 28px; }
 .meta { color: #5b6b7c; margin: 0 0 12px; }
@@ -134,7 +134,7 @@ fn chart(
     target: Option<f64>,
     days: usize,
 ) -> String {
-    let (w, h, left, bottom) = (460.0, 150.0, 44.0, 20.0);
+    let (w, h, bottom) = (460.0, 150.0, 20.0);
     let values = series
         .iter()
         .flat_map(|(_, _, points)| points.iter().map(|(_, v)| *v))
@@ -150,6 +150,14 @@ fn chart(
         high += 1.0;
     }
     let pad = (high - low) * 0.1;
+    // The axis labels are numbers only (the unit is in the title); the plot starts right of
+    // the longest, at about 6 px a character of the 10 px font.
+    let labels = [
+        number(low, unit_of_axis(unit)),
+        number(high, unit_of_axis(unit)),
+    ];
+    let widest = labels.iter().map(|l| l.chars().count()).max().unwrap_or(1);
+    let left = 8.0 + 6.0 * widest as f64;
     let (low, high) = (low - pad, high + pad);
     let x = |day: usize| left + (w - left - 6.0) * (day as f64 - 1.0) / (days.max(2) as f64 - 1.0);
     let y = |v: f64| (h - bottom) - (h - bottom - 6.0) * (v - low) / (high - low);
@@ -171,7 +179,7 @@ fn chart(
             "<text x=\"{}\" y=\"{:.1}\" font-size=\"10\" text-anchor=\"end\" fill=\"#5b6b7c\">{}</text>",
             left - 4.0,
             y(v) + 3.0,
-            escape(&number(v, unit))
+            escape(&number(v, unit_of_axis(unit)))
         );
     }
     for day in [1, days.div_ceil(2), days] {
@@ -213,6 +221,15 @@ fn chart(
     }
     svg.push_str("</svg></div>");
     svg
+}
+
+/// What an axis label carries of `unit`: a percent sign, nothing else (the title has it).
+fn unit_of_axis(unit: &str) -> &str {
+    if unit == "%" {
+        unit
+    } else {
+        ""
+    }
 }
 
 fn day_of_month(date: &str) -> Option<usize> {
@@ -558,5 +575,52 @@ fn format_duration(seconds: f64) -> String {
         format!("{} min", s / 60)
     } else {
         format!("{s} s")
+    }
+}
+
+#[cfg(test)]
+mod chart_tests {
+    use super::*;
+
+    /// Each y-axis label (right-aligned at its x) and its characters at ~6 px each.
+    fn axis_labels(svg: &str) -> Vec<(f64, String)> {
+        svg.split("<text ")
+            .skip(1)
+            .filter(|t| t.contains("text-anchor=\"end\""))
+            .map(|t| {
+                let x = t
+                    .split("x=\"")
+                    .nth(1)
+                    .and_then(|r| r.split('"').next())
+                    .and_then(|x| x.parse().ok())
+                    .expect("an x");
+                let text = t
+                    .split('>')
+                    .nth(1)
+                    .and_then(|r| r.split('<').next())
+                    .expect("a label");
+                (x, text.to_string())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn axis_labels_fit_left_of_the_plot_whatever_their_length() {
+        for (unit, values) in [
+            ("m³/h", vec![(1, 12.345), (2, 1234.5)]),
+            ("%", vec![(1, 99.5), (2, 100.0)]),
+            ("MPa", vec![(1, 0.28), (2, 0.305)]),
+        ] {
+            let svg = chart("t", unit, &[("worst", "#000", values)], None, 31);
+            let labels = axis_labels(&svg);
+            assert_eq!(labels.len(), 2, "{svg}");
+            for (x, text) in labels {
+                assert!(!text.contains("m³") && !text.contains("MPa"), "{text}");
+                assert!(
+                    x >= 6.0 * text.chars().count() as f64,
+                    "{text:?} right-aligned at {x} is cut off"
+                );
+            }
+        }
     }
 }

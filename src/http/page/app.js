@@ -47,9 +47,17 @@ function render(s) {
   document.getElementById("gateway").textContent = `${s.gateway.id} (v${s.gateway.version})`;
   document.getElementById("uptime").textContent = `运行 up ${duration(s.gateway.uptime_s)}`;
   document.getElementById("clock").hidden = s.gateway.clock_synchronised !== false;
+  // The badge says the worst of what is wrong: the gateway itself, then alarms by severity.
+  const count = (severity) => s.alarms.filter((a) => a.severity === severity).length;
+  const [crit, warn, info] = [count("crit"), count("warn"), count("info")];
   const badge = document.getElementById("health");
-  badge.textContent = s.healthy ? "正常 OK" : "故障 PROBLEM";
-  badge.className = "badge " + (s.healthy ? "ok" : "bad");
+  const words = [];
+  if (!s.healthy) words.push("网关故障 PROBLEM");
+  if (crit) words.push(`严重报警 ${crit}`);
+  if (warn) words.push(`警告 ${warn}`);
+  if (info && !words.length) words.push(`提示 ${info}`);
+  badge.textContent = words.length ? words.join(" · ") : "正常 OK";
+  badge.className = "badge " + (!s.healthy || crit ? "bad" : warn ? "warn" : "ok");
 
   const problems = document.getElementById("problems");
   problems.replaceChildren(...s.problems.map((p) => el("li", {}, `${p.part}: ${p.problem}`)));
@@ -58,8 +66,9 @@ function render(s) {
   const alarms = document.getElementById("alarms");
   alarms.replaceChildren(...s.alarms.map((a) => el("tr", {},
     el("td", {}, el("span", { class: `sev-${a.severity}` }, SEVERITY_LABELS[a.severity] || a.severity)),
-    el("td", {}, a.device),
-    el("td", {}, a.rule + (a.flapping ? " (flapping)" : "")),
+    el("td", {}, a.place || a.device, el("div", { class: "quiet" }, a.device)),
+    el("td", {}, (a.title || a.rule) + (a.flapping ? "（反复 flapping）" : ""),
+      el("div", { class: "quiet" }, a.requirement ? `${a.rule} · ${a.requirement}` : a.rule)),
     el("td", {}, localTime(a.since_ns)))));
   document.getElementById("no-alarms").hidden = s.alarms.length > 0;
   document.getElementById("alarm-count").textContent = s.alarms.length ? `(${s.alarms.length})` : "";
