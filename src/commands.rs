@@ -206,10 +206,7 @@ pub async fn run(mut config: LoadedConfig) -> anyhow::Result<()> {
         tracing::warn!(key = %warning.path, "{}", warning.problem);
     }
     let notifier = std::sync::Arc::new(crate::systemd::Notifier::from_env());
-    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .install_recorder()
-        .map_err(|e| tracing::error!(error = %e, "No metrics recorder; /metrics will be empty"))
-        .ok();
+    let metrics = crate::metrics::install();
     let options = Options {
         self_monitoring: Some(SELF_MONITORING_EVERY),
         metrics,

@@ -168,3 +168,98 @@ pub fn publish_devices<'a>(
 pub fn record_retry_delay(delay: Duration) {
     histogram!("rgw_influx_retry_delay_seconds").record(delay.as_secs_f64());
 }
+
+/// Every metric the gateway publishes, with its `# HELP` text (Chinese first, for the operators
+/// reading Grafana; English after).
+pub const DESCRIPTIONS: &[(&str, &str)] = &[
+    ("rgw_build_info", "网关版本（值恒为 1）/ version, architecture and build of this gateway (always 1)"),
+    ("rgw_telemetry_received_samples_total", "进入本地日志环节的读数 / samples that reached the log stage"),
+    ("rgw_telemetry_skipped_fields_total", "未写入的非有限值字段 / NaN or infinite fields never written"),
+    ("rgw_log_appended_records_total", "写入本地日志的读数 / readings accepted into the disk log"),
+    ("rgw_log_dropped_records_total", "本地日志丢弃的记录（按原因）/ records dropped from the disk log, by reason"),
+    ("rgw_log_corrupted_records_total", "恢复时发现的损坏记录 / damaged records found on recovery or read"),
+    ("rgw_log_torn_bytes_total", "断电截断的字节 / bytes of records torn by a power cut"),
+    ("rgw_log_quarantined_segments_total", "隔离的日志段 / log segments set aside as unreadable"),
+    ("rgw_log_cursor_resets_total", "上传游标重置次数 / times the upload cursor was reset"),
+    ("rgw_log_bytes", "本地日志大小（字节）/ size of the disk log in bytes"),
+    ("rgw_log_pending_records", "待上传的读数 / readings not yet confirmed by InfluxDB"),
+    ("rgw_log_oldest_unsent_age_seconds", "最早未上传读数的时长（秒）/ age of the oldest unsent reading"),
+    ("rgw_influx_sent_lines_total", "InfluxDB 已确认的行 / lines InfluxDB acknowledged"),
+    ("rgw_influx_requests_total", "写入请求（按结果）/ write requests by answer class"),
+    ("rgw_influx_retries_total", "重试前的等待次数 / waits before a retry"),
+    ("rgw_influx_retry_delay_seconds", "重试前的等待时长 / length of the waits before retries"),
+    ("rgw_influx_dead_lettered_lines_total", "InfluxDB 拒收并另存的行 / lines InfluxDB refused, kept in the dead-letter file"),
+    ("rgw_influx_unauthorized", "InfluxDB 拒绝凭据（0/1）/ InfluxDB refuses the credentials now (0/1)"),
+    ("rgw_influx_not_acknowledged", "地址有应答但不是 InfluxDB 的确认（0/1）/ the address answers without acknowledging (0/1)"),
+    ("rgw_device_online", "设备在线（0/1）/ device answering (0/1)"),
+    ("rgw_device_samples_total", "设备产生的读数 / samples per device"),
+    ("rgw_device_exceptions_total", "设备答异常的请求 / requests the device refused (Modbus exceptions)"),
+    ("rgw_device_timeouts_total", "设备超时未答 / requests the device did not answer in time"),
+    ("rgw_alarms_active", "当前报警（按级别）/ active alarms by severity"),
+    ("rgw_mqtt_source_messages_total", "收到的 MQTT 消息 / MQTT messages received"),
+    ("rgw_mqtt_source_payload_errors_total", "有问题的 MQTT 消息 / MQTT messages with a problem"),
+    ("rgw_mqtt_source_refused_total", "拒收的 MQTT 消息（设备编号不在许可内）/ MQTT messages refused for their device id, by reason"),
+    ("rgw_mqtt_source_oversized_total", "超大 MQTT 消息 / MQTT messages over the size limit"),
+    ("rgw_mqtt_source_connection_attempts_total", "MQTT 数据源连接尝试 / connection attempts of the MQTT source"),
+    ("rgw_mqtt_connection_attempts_total", "MQTT 报警发布连接尝试 / connection attempts of the MQTT alarm publisher"),
+    ("rgw_http_refused_total", "本地端口拒绝的请求 / requests the local HTTP port refused"),
+    ("rgw_http_connections_refused_total", "连接数满时拒绝的连接 / connections closed unserved at the connection cap"),
+    ("rgw_http_connections_evicted_total", "为新连接让位的空闲连接 / idle connections closed for a newcomer at the cap"),
+];
+
+/// Installs the Prometheus recorder behind `/metrics`, with every metric described and
+/// `rgw_build_info` set; `None` (logged) when a recorder is already installed.
+pub fn install() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| tracing::error!(error = %e, "No metrics recorder; /metrics will be empty"))
+        .ok()?;
+    for (name, help) in DESCRIPTIONS {
+        metrics::describe_counter!(*name, *help);
+    }
+    gauge!(
+        "rgw_build_info",
+        "version" => env!("CARGO_PKG_VERSION"),
+        "arch" => std::env::consts::ARCH,
+        "build" => if cfg!(feature = "demo") { "demo" } else { "field" },
+    )
+    .set(1.0);
+    Some(handle)
+}
+
+#[cfg(test)]
+mod description_tests {
+    use super::DESCRIPTIONS;
+
+    /// Every `"rgw_…"` name in the sources, found by reading them.
+    fn names_in(dir: &std::path::Path, found: &mut std::collections::BTreeSet<String>) {
+        for entry in std::fs::read_dir(dir).expect("a source directory") {
+            let path = entry.expect("an entry").path();
+            if path.is_dir() {
+                names_in(&path, found);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).expect("a source file");
+                for piece in text.split("\"rgw_").skip(1) {
+                    let name: String = piece
+                        .chars()
+                        .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+                        .collect();
+                    if !name.is_empty() && piece[name.len()..].starts_with('"') {
+                        found.insert(format!("rgw_{name}"));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_published_metric_is_described_and_nothing_else() {
+        let mut used = std::collections::BTreeSet::new();
+        names_in(std::path::Path::new("src"), &mut used);
+        let described: std::collections::BTreeSet<String> = DESCRIPTIONS
+            .iter()
+            .map(|(name, _)| name.to_string())
+            .collect();
+        assert_eq!(used, described);
+    }
+}

@@ -141,9 +141,9 @@ async fn health_is_503_with_the_reason_while_influxdb_fails_and_200_when_it_is_b
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_parse_as_prometheus_text_and_the_status_api_has_its_schema() {
-    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .install_recorder()
-        .expect("the only recorder in this test binary");
+    // As `run` installs it: every metric described, the build info set.
+    let recorder =
+        retrofit_gateway::metrics::install().expect("the only recorder in this test binary");
     let influx = ScriptedServer::start(|_, _| status(204)).await;
     let running = start(&influx.url(), Some(recorder)).await;
     let devices = running.site.device_ids();
@@ -266,6 +266,22 @@ async fn metrics_parse_as_prometheus_text_and_the_status_api_has_its_schema() {
         sample("rgw_device_samples_total", Some(("device", "booster-1"))).is_some_and(|v| v > 0.0)
     );
     assert!(sample("rgw_log_bytes", None).is_some());
+    assert_eq!(
+        sample(
+            "rgw_build_info",
+            Some(("version", env!("CARGO_PKG_VERSION")))
+        ),
+        Some(1.0)
+    );
+    // Every metric has its # HELP line (histograms under their base name).
+    for metric in scrape.samples.iter().map(|s| s.metric.as_str()) {
+        let base = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| metric.strip_suffix(suffix))
+            .filter(|base| scrape.docs.contains_key(*base))
+            .unwrap_or(metric);
+        assert!(scrape.docs.contains_key(base), "no HELP for {metric}");
+    }
     assert!(sample("rgw_influx_sent_lines_total", None).is_some_and(|v| v > 0.0));
 
     // The page and its assets come from the binary.

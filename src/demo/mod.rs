@@ -191,9 +191,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
             );
         }
     });
-    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .install_recorder()
-        .ok();
+    let metrics = crate::metrics::install();
     let pipeline = Pipeline::start(
         &config,
         Options {
