@@ -98,3 +98,79 @@ async fn an_alarm_raised_while_the_broker_is_down_arrives_when_it_comes_up() {
     task.abort();
     alarms.shutdown(Duration::from_secs(2)).await;
 }
+
+/// The `state` field of the last message on `topic`, if any came.
+fn last_state(received: &common::mqtt::Received, topic: &str) -> Option<String> {
+    received
+        .lock()
+        .expect("lock")
+        .iter()
+        .rev()
+        .find(|(t, ..)| t == topic)
+        .and_then(|(_, json, _)| json["state"].as_str().map(String::from))
+}
+
+async fn until_state(received: &common::mqtt::Received, topic: &str, state: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while last_state(received, topic).as_deref() != Some(state) {
+        assert!(
+            Instant::now() < deadline,
+            "{topic}: no {state:?}, last {:?}",
+            last_state(received, topic)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The centre learns that a gateway is gone: `<prefix>/<gateway>/status` says online while it
+/// runs, offline when it stops, and offline again, as the broker publishes the last will, when
+/// the process is killed without a word; a subscriber that comes later gets it retained.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateways_state_is_retained_online_then_offline_when_it_stops_or_dies() {
+    let Some(addr) = service_url("RGW_TEST_MQTT_ADDR") else {
+        return;
+    };
+    let prefix = unique("status");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lines = dir.path().join("lines.txt");
+    let extra = format!(
+        "{}[outputs.line_protocol]\npath = {lines:?}\n",
+        mqtt_section(&addr, &prefix)
+    );
+    config(dir.path(), &extra);
+    let topic = format!("{prefix}/shuocheng-xingfu-01/status");
+    let (received, task) = subscribe(&addr, &topic).await;
+    let start = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_retrofit-gateway"))
+            .args(["run", "-c"])
+            .arg(dir.path().join("gateway.toml"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("the gateway starts")
+    };
+
+    let mut gateway = start();
+    until_state(&received, &topic, "online").await;
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &gateway.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(term.success());
+    until_state(&received, &topic, "offline").await;
+    let _ = gateway.wait();
+
+    let mut gateway = start();
+    until_state(&received, &topic, "online").await;
+    gateway.kill().expect("SIGKILL");
+    let _ = gateway.wait();
+    until_state(&received, &topic, "offline").await;
+    task.abort();
+
+    let (late, late_task) = subscribe(&addr, &topic).await;
+    until_state(&late, &topic, "offline").await;
+    let (_, state, retained) = late.lock().expect("lock")[0].clone();
+    assert!(retained);
+    assert_eq!(state["gateway"], "shuocheng-xingfu-01");
+    late_task.abort();
+}

@@ -8,13 +8,18 @@
 //! connection; a new one is made with jittered backoff (rumqttc has none), and the event is
 //! published again (QoS 1 allows duplicates). The event loop is polled while idle, so keep-alive
 //! pings go out.
+//!
+//! The gateway's own state is retained at `<prefix>/<gateway>/status`: `{"state":"online",…}`
+//! once connected, `{"state":"offline",…}` when it stops, and the same as the connection's last
+//! will, which the broker publishes when the gateway vanishes (power cut, crash, lost 4G) once
+//! 1.5 keep-alive intervals pass without a word from it.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rumqttc::{
-    AsyncClient, Event, EventLoop, Incoming, MqttOptions, Outgoing, PublishOptions, QoS,
+    AsyncClient, Event, EventLoop, Incoming, LastWill, MqttOptions, Outgoing, PublishOptions, QoS,
 };
 use serde_json::json;
 use tokio::sync::{watch, Notify};
@@ -55,13 +60,53 @@ impl MqttAlarms {
     ) -> Result<MqttAlarms, BrokerError> {
         let mut options = crate::mqtt::options(&config.broker(gateway))?;
         options.set_clean_session(true);
-        Ok(MqttAlarms {
+        let mut alarms = MqttAlarms {
             options,
             prefix: config.topic_prefix.clone(),
             site: site.to_string(),
             gateway: gateway.to_string(),
             min_severity: config.min_severity,
+        };
+        let will = LastWill::new(
+            alarms.status_topic(),
+            alarms.status("offline"),
+            QoS::AtLeastOnce,
+            true,
+        );
+        alarms.options.set_last_will(will);
+        Ok(alarms)
+    }
+
+    /// Where the gateway's own state is retained.
+    pub fn status_topic(&self) -> String {
+        format!("{}/{}/status", self.prefix, level(&self.gateway))
+    }
+
+    fn status(&self, state: &str) -> Vec<u8> {
+        json!({
+            "state": state,
+            "gateway": self.gateway,
+            "site": self.site,
+            "version": env!("CARGO_PKG_VERSION"),
         })
+        .to_string()
+        .into_bytes()
+    }
+
+    /// Publishes the gateway's state, retained, and waits for its PUBACK.
+    async fn announce(&self, client: &AsyncClient, eventloop: &mut EventLoop, state: &str) -> bool {
+        let options = PublishOptions::new(QoS::AtLeastOnce).retained();
+        if client
+            .publish(self.status_topic(), self.status(state), options)
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        matches!(
+            tokio::time::timeout(BROKER_TIMEOUT, acknowledged(eventloop, 1)).await,
+            Ok(Ok(()))
+        )
     }
 
     /// The retained-state topic of an alarm and the events topic.
@@ -116,8 +161,13 @@ impl MqttAlarms {
                 Ok(Ok(())) => {
                     backoff.reset();
                     tracing::info!(broker = %crate::mqtt::host(&self.options), "MQTT connected");
-                    self.deliver(&client, &mut eventloop, &outbox, &appended, &mut shutdown)
-                        .await
+                    if self.announce(&client, &mut eventloop, "online").await {
+                        self.deliver(&client, &mut eventloop, &outbox, &appended, &mut shutdown)
+                            .await
+                    } else {
+                        tracing::warn!("The MQTT broker did not take the gateway's online state");
+                        Stop::Reconnect
+                    }
                 }
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "MQTT broker unreachable");
@@ -129,7 +179,18 @@ impl MqttAlarms {
                 }
             };
             if matches!(stop, Stop::Shutdown) {
-                let _ = client.try_disconnect();
+                // Said before leaving: a clean DISCONNECT makes the broker drop the last will.
+                let leaving = async {
+                    self.announce(&client, &mut eventloop, "offline").await;
+                    if client.try_disconnect().is_ok() {
+                        while let Ok(event) = eventloop.poll().await {
+                            if matches!(event, Event::Outgoing(Outgoing::Disconnect)) {
+                                break;
+                            }
+                        }
+                    }
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(2), leaving).await;
                 return;
             }
             let delay = backoff.next_delay();
