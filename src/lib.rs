@@ -21,7 +21,8 @@
 //! [`pipeline::observed`]: [`http`] (status page, API, `/metrics`) and [`report`] (the monthly
 //! report).
 //!
-//! The commands: [`commands`] (`run`, `check-config`, `plan`, `report`), [`daemon`] (`run` as a
+//! The commands: [`commands`] (`run`, `check-config`, `plan`, `report`), [`commission`] (`read`:
+//! one device asked now, for the installer), [`daemon`] (`run` as a
 //! service: signals, reload, watchdog, with [`systemd`]'s notify protocol, and the start-up-only
 //! code handed back to the kernel once the pipeline runs), and `demo` (feature
 //! `demo`, on by default: the simulated community, `demo-month`, the replay, the embedded broker).
@@ -36,6 +37,7 @@ pub mod backoff;
 pub mod buffer;
 pub mod calendar;
 pub mod commands;
+pub mod commission;
 pub mod config;
 pub mod daemon;
 #[cfg(feature = "demo")]

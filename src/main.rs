@@ -13,7 +13,7 @@ const INSTALLED_CONFIG: &str = "/etc/retrofit-gateway/gateway.toml";
 
 const EXIT_CODES: &str = "退出码：
   0   成功
-  1   失败：check-config 发现配置问题，或命令运行出错（原因见标准错误输出）
+  1   失败：check-config 发现配置问题，read 有点未读到，或命令运行出错（原因见标准错误输出）
   2   命令行用法错误
   78  run：配置无法使用（无效、缺少密钥或证书），不启动；systemd 不会反复重启它";
 
@@ -44,6 +44,17 @@ enum Command {
         /// 配置文件
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
+    },
+    /// 调试：立即读一台设备一次，列出每个点的值、单位和原始寄存器，每次请求的用时和设备答的异常
+    Read {
+        /// 配置文件
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+        /// 设备编号（配置里的 id）
+        device: String,
+        /// 同时列出每次 Modbus 回复的全部寄存器
+        #[arg(long)]
+        raw: bool,
     },
     /// 演示：模拟小区和网关在同一进程里运行，不需要任何外部服务；打印读数、注入的故障和报警
     Demo {
@@ -222,6 +233,33 @@ fn main() -> ExitCode {
             match daemon_runtime(threads).and_then(|rt| rt.block_on(commands::run(config))) {
                 Err(e) if unusable_config(&e) => not_starting(&path, &format!("{e:#}")),
                 result => exit_with(result),
+            }
+        }
+        Command::Read {
+            config,
+            device,
+            raw,
+        } => {
+            let config = match retrofit_gateway::config::load_config(&config) {
+                Ok(config) => config,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(1);
+                }
+            };
+            let reading = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| {
+                    rt.block_on(retrofit_gateway::commission::read(&config, &device, raw))
+                });
+            match reading {
+                Ok(reading) => {
+                    print!("{}", reading.text);
+                    ExitCode::from(if reading.complete { 0 } else { 1 })
+                }
+                Err(e) => exit_with(Err(e)),
             }
         }
         Command::Report {

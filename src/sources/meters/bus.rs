@@ -122,29 +122,37 @@ pub fn scheduler(
     samples: mpsc::Sender<Sample>,
     status: Arc<StatusBoard>,
 ) -> Scheduler<MeterBus> {
-    let meters = MeterBus {
-        transport: bus.transport,
-        address: bus.address.clone(),
-        serial: wire::serial_port(bus, DEFAULT_BAUD),
-        line: None,
-        gate: ConnectGate::new(&bus.id, bus.max_backoff.get()),
-        timeout: bus.timeout.get(),
-        gap: inter_frame_gap(bus),
-        quiet_since: None,
-        ser: 0,
-    };
-    let plan = |device: &DeviceConfig, profile: &Profile| {
-        let address = profile
-            .protocol
-            .meter_address(device.meter_address.as_deref()?)
-            .ok()?;
-        Some(MeterPlan::new(
-            address,
-            profile.meter_type,
-            &profile.readings,
-        ))
-    };
-    Scheduler::new(config, bus, meters, plan, (samples, status))
+    Scheduler::new(config, bus, MeterBus::new(bus), plan, (samples, status))
+}
+
+/// What to ask a validated meter for; `None` without a usable meter address.
+pub fn plan(device: &DeviceConfig, profile: &Profile) -> Option<MeterPlan> {
+    let address = profile
+        .protocol
+        .meter_address(device.meter_address.as_deref()?)
+        .ok()?;
+    Some(MeterPlan::new(
+        address,
+        profile.meter_type,
+        &profile.readings,
+    ))
+}
+
+impl MeterBus {
+    /// The meter side of `bus`, not connected yet.
+    pub fn new(bus: &BusConfig) -> MeterBus {
+        MeterBus {
+            transport: bus.transport,
+            address: bus.address.clone(),
+            serial: wire::serial_port(bus, DEFAULT_BAUD),
+            line: None,
+            gate: ConnectGate::new(&bus.id, bus.max_backoff.get()),
+            timeout: bus.timeout.get(),
+            gap: inter_frame_gap(bus),
+            quiet_since: None,
+            ser: 0,
+        }
+    }
 }
 
 /// Why a transaction gave no usable frame.

@@ -1,0 +1,271 @@
+//! Commissioning: what an installer asks a device at the cabinet, before trusting the config.
+//!
+//! `read` polls one configured device once, as the gateway would, and prints every point with
+//! its value, unit and (Modbus) the raw registers it came from, with the time each request took
+//! and any refusal by name: a wrong word order, a 1-based register map or a wrong unit id shows
+//! here at once, which is what Modbus Poll or `telegraf --test` are otherwise used for. The text
+//! is in Chinese, for the installer.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_modbus::ExceptionCode;
+
+use crate::config::{BusConfig, DeviceConfig, LoadedConfig, Profile, WireProtocol};
+use crate::model::Value;
+use crate::sources::meters::bus::MeterBus;
+use crate::sources::modbus::link::{Link, Reply};
+use crate::sources::modbus::plan::{DevicePlan, PlanLimits};
+use crate::sources::scheduler::Protocol as _;
+
+/// What `read` found: the text to print, and whether every point was read.
+pub struct Reading {
+    pub text: String,
+    pub complete: bool,
+}
+
+/// Modbus exception codes by name, as a device manual names them.
+pub fn exception_name(code: ExceptionCode) -> String {
+    let number = u8::from(code);
+    let name = match number {
+        0x01 => "非法功能 Illegal function",
+        0x02 => "非法数据地址 Illegal data address",
+        0x03 => "非法数据值 Illegal data value",
+        0x04 => "从站设备故障 Server device failure",
+        0x05 => "已确认 Acknowledge",
+        0x06 => "从站设备忙 Server device busy",
+        0x08 => "存储奇偶错 Memory parity error",
+        0x0A => "网关路径不可用 Gateway path unavailable",
+        0x0B => "网关目标设备无响应 Gateway target device failed to respond",
+        _ => "未定义 Undefined",
+    };
+    format!("异常 {number:02X}（{name}）")
+}
+
+fn value_text(value: &Value) -> String {
+    match value {
+        Value::Float(v) => format!("{v}"),
+        Value::Int(v) => v.to_string(),
+        Value::UInt(v) => v.to_string(),
+        Value::Bool(v) => v.to_string(),
+        Value::Text(v) => format!("{v:?}"),
+    }
+}
+
+fn millis(elapsed: Duration) -> String {
+    format!("{:.0} ms", elapsed.as_secs_f64() * 1000.0)
+}
+
+/// Polls `device` of `config` once and describes what it answered; `raw` adds each Modbus
+/// reply's registers in full.
+pub async fn read(config: &LoadedConfig, device: &str, raw: bool) -> anyhow::Result<Reading> {
+    let Some(device) = config.gateway.device.iter().find(|d| d.id == device) else {
+        let known: Vec<&str> = config
+            .gateway
+            .device
+            .iter()
+            .map(|d| d.id.as_str())
+            .collect();
+        anyhow::bail!("没有设备 {device:?}（配置里的设备：{}）", known.join(", "));
+    };
+    let bus = config
+        .gateway
+        .bus
+        .iter()
+        .find(|b| b.id == device.bus)
+        .ok_or_else(|| anyhow::anyhow!("{}: 没有总线 {:?}", device.id, device.bus))?;
+    let profile = config
+        .profile_of(device)
+        .ok_or_else(|| anyhow::anyhow!("{}: 没有型号 {:?}", device.id, device.profile))?;
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "设备 {}{} · 总线 {}（{} {}）· 型号 {}",
+        device.id,
+        device
+            .name
+            .as_deref()
+            .map(|n| format!("（{n}）"))
+            .unwrap_or_default(),
+        bus.id,
+        bus.transport.name(),
+        bus.address
+            .clone()
+            .or_else(|| bus.device.as_ref().map(|d| d.display().to_string()))
+            .unwrap_or_default(),
+        device.profile,
+    );
+    let started = Instant::now();
+    let complete = if profile.protocol == WireProtocol::Modbus {
+        read_modbus(bus, device, profile, raw, &mut text).await
+    } else {
+        read_meter(bus, device, profile, &mut text).await
+    };
+    let _ = writeln!(text, "总用时 {}", millis(started.elapsed()));
+    Ok(Reading { text, complete })
+}
+
+/// Every point of a Modbus device, read by the plan's requests of its first cycle.
+async fn read_modbus(
+    bus: &BusConfig,
+    device: &DeviceConfig,
+    profile: &Profile,
+    raw: bool,
+    text: &mut String,
+) -> bool {
+    let Some(unit) = device.unit.and_then(|u| u8::try_from(u).ok()) else {
+        let _ = writeln!(text, "没有站号（unit）");
+        return false;
+    };
+    let unit_of = |name: &str| {
+        profile
+            .points
+            .iter()
+            .find(|p| p.name == name)
+            .and_then(|p| p.unit.clone())
+            .unwrap_or_default()
+    };
+    let mut plan = DevicePlan::new(device, profile, PlanLimits::of(bus));
+    let mut link = Link::new(bus);
+    let mut complete = true;
+    for request in plan.requests(0).iter() {
+        let asked = Instant::now();
+        let answer = link.read(unit, request).await;
+        let _ = writeln!(
+            text,
+            "\n站号 {unit} 功能码 {} 起始 {} 数量 {}：{}",
+            request.function.code(),
+            request.start,
+            request.count,
+            millis(asked.elapsed())
+        );
+        let reply = match answer {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(code)) => {
+                complete = false;
+                let names: Vec<&str> = request
+                    .points
+                    .iter()
+                    .map(|&p| &*plan.points[p].name)
+                    .collect();
+                let _ = writeln!(
+                    text,
+                    "  {}；未读到：{}",
+                    exception_name(code),
+                    names.join("、")
+                );
+                continue;
+            }
+            Err(e) => {
+                let _ = writeln!(text, "  通信失败：{e}（检查接线、波特率、站号和地址）");
+                return false;
+            }
+        };
+        if raw {
+            let _ = writeln!(text, "  原始回复：{}", reply_text(&reply));
+        }
+        for &p in &request.points {
+            let point = &plan.points[p];
+            let at = usize::from(point.address - request.start);
+            let (value, registers) = match &reply {
+                Reply::Words(words) => (
+                    point.decoder.decode_words(words, at),
+                    words
+                        .get(at..at + usize::from(point.width))
+                        .map(|w| {
+                            w.iter()
+                                .map(|w| format!("{w:04X}"))
+                                .collect::<Vec<_>>()
+                                .join(" ")
+                        })
+                        .unwrap_or_default(),
+                ),
+                Reply::Bits(bits) => (
+                    point.decoder.decode_bits(bits, at),
+                    bits.get(at)
+                        .map(|b| u8::from(*b).to_string())
+                        .unwrap_or_default(),
+                ),
+            };
+            let shown = match value {
+                Ok(v) => format!("{} {}", value_text(&v), unit_of(&point.name)),
+                Err(e) => {
+                    complete = false;
+                    format!("无法解码：{e}")
+                }
+            };
+            let _ = writeln!(
+                text,
+                "  {:<24} {:<20} 寄存器 {} [{}]",
+                point.name,
+                shown.trim_end(),
+                point.address,
+                registers
+            );
+        }
+    }
+    complete
+}
+
+/// Every reading of a meter, asked as one poll asks it.
+async fn read_meter(
+    bus: &BusConfig,
+    device: &DeviceConfig,
+    profile: &Profile,
+    text: &mut String,
+) -> bool {
+    let Some(mut plan) = crate::sources::meters::bus::plan(device, profile) else {
+        let _ = writeln!(text, "没有可用的表地址（meter_address）");
+        return false;
+    };
+    let mut meters = MeterBus::new(bus);
+    let outcome = meters.poll(&mut plan, &device.id, 0).await;
+    let _ = writeln!(
+        text,
+        "\n表地址 {}：应答 {} 帧，拒绝 {} 次",
+        device.meter_address.as_deref().unwrap_or("?"),
+        outcome.transactions,
+        outcome.refusals
+    );
+    let fields: Vec<(Arc<str>, Value)> = outcome
+        .fields
+        .into_iter()
+        .map(|f| (f.name, f.value))
+        .collect();
+    for reading in &profile.readings {
+        let shown = fields
+            .iter()
+            .find(|(name, _)| **name == *reading.name)
+            .map(|(_, v)| {
+                format!(
+                    "{} {}",
+                    value_text(v),
+                    reading.unit.as_deref().unwrap_or("")
+                )
+            })
+            .unwrap_or_else(|| "未读到".into());
+        let _ = writeln!(text, "  {:<24} {}", reading.name, shown.trim_end());
+    }
+    if let Some(failure) = &outcome.link_failure {
+        let _ = writeln!(
+            text,
+            "  通信失败：{}（检查接线、波特率和表地址）",
+            failure.reason
+        );
+    }
+    outcome.link_failure.is_none()
+        && outcome.refusals == 0
+        && fields.len() == profile.readings.len()
+}
+
+fn reply_text(reply: &Reply) -> String {
+    match reply {
+        Reply::Words(words) => words
+            .iter()
+            .map(|w| format!("{w:04X}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+        Reply::Bits(bits) => bits.iter().map(|b| if *b { '1' } else { '0' }).collect(),
+    }
+}

@@ -1,0 +1,124 @@
+//! Commissioning against the simulated community on loopback: `read` asks one device now and
+//! shows each point's value (the simulator's own), unit and raw registers; refusals by name;
+//! meters read as a poll reads them; a silent device and an unknown id said plainly.
+
+mod common;
+
+use common::{example_site, same_value};
+use retrofit_gateway::commission::read;
+use retrofit_sim::faults::{Fault, FaultKind};
+use retrofit_sim::registers::Table;
+
+/// The value shown on the line of `point`, parsed back.
+fn shown(text: &str, point: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.trim_start().starts_with(&format!("{point} ")))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_shows_every_point_with_its_value_unit_and_registers() {
+    let site = example_site().await;
+    site.community.set_frozen(true);
+    let truth = site.community.truth("booster-1").expect("simulated");
+    let reading = read(&site.config, "booster-1", true).await.expect("reads");
+    let text = &reading.text;
+    assert!(reading.complete, "{text}");
+    assert!(text.contains("站号 1 功能码 3 起始 0"), "{text}");
+    assert!(text.contains("原始回复："), "{text}");
+    let profile = site
+        .config
+        .profile_of(&site.config.gateway.device[0])
+        .expect("profile");
+    for point in &profile.points {
+        let value = shown(text, &point.name).unwrap_or_else(|| {
+            // Booleans print as true/false.
+            let line = text
+                .lines()
+                .find(|l| l.trim_start().starts_with(&format!("{} ", point.name)))
+                .unwrap_or_else(|| panic!("no line for {}: {text}", point.name));
+            f64::from(u8::from(line.contains("true")))
+        });
+        assert!(
+            same_value(value, truth[&point.name]),
+            "{}: shown {value}, simulator serves {}",
+            point.name,
+            truth[&point.name]
+        );
+    }
+    // The unit and the registers a float came from (CDAB: low word first).
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("outlet_pressure_mpa "))
+        .expect("outlet pressure");
+    assert!(line.contains(" MPa"), "{line}");
+    assert!(line.contains("寄存器 0 ["), "{line}");
+    assert_eq!(
+        line.split('[')
+            .nth(1)
+            .map(|r| r.trim_end_matches(']').split(' ').count()),
+        Some(2),
+        "{line}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_names_a_refusal_and_a_silent_device_and_does_not_call_them_complete() {
+    let site = example_site().await;
+    site.community
+        .unmap("booster-1", Table::Holding, 0x0C..0x10);
+    let refused = read(&site.config, "booster-1", false).await.expect("reads");
+    assert!(!refused.complete);
+    assert!(
+        refused.text.contains("异常 02（非法数据地址"),
+        "{}",
+        refused.text
+    );
+    assert!(
+        refused.text.contains("未读到：outlet_pressure_mpa"),
+        "{}",
+        refused.text
+    );
+
+    site.community
+        .inject(Fault::on(FaultKind::Silent, "prv-outlet"));
+    let silent = read(&site.config, "prv-outlet", false)
+        .await
+        .expect("reads");
+    assert!(!silent.complete);
+    assert!(silent.text.contains("通信失败"), "{}", silent.text);
+
+    let unknown = read(&site.config, "booster-9", false).await;
+    let message = unknown.err().expect("an unknown device").to_string();
+    assert!(message.contains("booster-1"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_asks_a_meter_as_a_poll_does() {
+    let site = example_site().await;
+    site.community.set_frozen(true);
+    for meter in ["meter-01", "heat-01", "water-01", "heat-primary"] {
+        let truth = site.community.truth(meter).expect("simulated");
+        let reading = read(&site.config, meter, false).await.expect("reads");
+        assert!(reading.complete, "{meter}: {}", reading.text);
+        let device = site
+            .config
+            .gateway
+            .device
+            .iter()
+            .find(|d| d.id == meter)
+            .expect("configured");
+        let profile = site.config.profile_of(device).expect("profile");
+        for item in &profile.readings {
+            let value = shown(&reading.text, &item.name)
+                .unwrap_or_else(|| panic!("{meter}.{}: {}", item.name, reading.text));
+            assert!(
+                same_value(value, truth[&item.name]),
+                "{meter}.{}: shown {value}, simulator serves {}",
+                item.name,
+                truth[&item.name]
+            );
+        }
+    }
+}
