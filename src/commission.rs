@@ -19,10 +19,18 @@ use crate::sources::modbus::link::{Link, Reply};
 use crate::sources::modbus::plan::{DevicePlan, PlanLimits};
 use crate::sources::scheduler::Protocol as _;
 
-/// What `read` found: the text to print, and whether every point was read.
+/// What `read` found: the text to print, and how many of the device's points it read.
 pub struct Reading {
     pub text: String,
-    pub complete: bool,
+    pub read: usize,
+    pub points: usize,
+}
+
+impl Reading {
+    /// Every point was read.
+    pub fn complete(&self) -> bool {
+        self.read == self.points
+    }
 }
 
 /// Modbus exception codes by name, as a device manual names them.
@@ -97,26 +105,32 @@ pub async fn read(config: &LoadedConfig, device: &str, raw: bool) -> anyhow::Res
         device.profile,
     );
     let started = Instant::now();
-    let complete = if profile.protocol == WireProtocol::Modbus {
+    let (read, points) = if profile.protocol == WireProtocol::Modbus {
         read_modbus(bus, device, profile, raw, &mut text).await
     } else {
         read_meter(bus, device, profile, &mut text).await
     };
-    let _ = writeln!(text, "总用时 {}", millis(started.elapsed()));
-    Ok(Reading { text, complete })
+    let _ = writeln!(
+        text,
+        "读到 {read}/{points} 个点，总用时 {}",
+        millis(started.elapsed())
+    );
+    Ok(Reading { text, read, points })
 }
 
-/// Every point of a Modbus device, read by the plan's requests of its first cycle.
+/// Every point of a Modbus device, read by the plan's requests of its first cycle; (points
+/// read, points).
 async fn read_modbus(
     bus: &BusConfig,
     device: &DeviceConfig,
     profile: &Profile,
     raw: bool,
     text: &mut String,
-) -> bool {
+) -> (usize, usize) {
+    let points = profile.points.len();
     let Some(unit) = device.unit.and_then(|u| u8::try_from(u).ok()) else {
         let _ = writeln!(text, "没有站号（unit）");
-        return false;
+        return (0, points);
     };
     let unit_of = |name: &str| {
         profile
@@ -128,7 +142,7 @@ async fn read_modbus(
     };
     let mut plan = DevicePlan::new(device, profile, PlanLimits::of(bus));
     let mut link = Link::new(bus);
-    let mut complete = true;
+    let mut read = 0;
     for request in plan.requests(0).iter() {
         let asked = Instant::now();
         let answer = link.read(unit, request).await;
@@ -143,7 +157,6 @@ async fn read_modbus(
         let reply = match answer {
             Ok(Ok(reply)) => reply,
             Ok(Err(code)) => {
-                complete = false;
                 let names: Vec<&str> = request
                     .points
                     .iter()
@@ -159,7 +172,7 @@ async fn read_modbus(
             }
             Err(e) => {
                 let _ = writeln!(text, "  通信失败：{e}（检查接线、波特率、站号和地址）");
-                return false;
+                return (read, points);
             }
         };
         if raw {
@@ -189,11 +202,11 @@ async fn read_modbus(
                 ),
             };
             let shown = match value {
-                Ok(v) => format!("{} {}", value_text(&v), unit_of(&point.name)),
-                Err(e) => {
-                    complete = false;
-                    format!("无法解码：{e}")
+                Ok(v) => {
+                    read += 1;
+                    format!("{} {}", value_text(&v), unit_of(&point.name))
                 }
+                Err(e) => format!("无法解码：{e}"),
             };
             let _ = writeln!(
                 text,
@@ -205,19 +218,20 @@ async fn read_modbus(
             );
         }
     }
-    complete
+    (read, points)
 }
 
-/// Every reading of a meter, asked as one poll asks it.
+/// Every reading of a meter, asked as one poll asks it; (readings read, readings).
 async fn read_meter(
     bus: &BusConfig,
     device: &DeviceConfig,
     profile: &Profile,
     text: &mut String,
-) -> bool {
+) -> (usize, usize) {
+    let points = profile.readings.len();
     let Some(mut plan) = crate::sources::meters::bus::plan(device, profile) else {
         let _ = writeln!(text, "没有可用的表地址（meter_address）");
-        return false;
+        return (0, points);
     };
     let mut meters = MeterBus::new(bus);
     let outcome = meters.poll(&mut plan, &device.id, 0).await;
@@ -254,9 +268,7 @@ async fn read_meter(
             failure.reason
         );
     }
-    outcome.link_failure.is_none()
-        && outcome.refusals == 0
-        && fields.len() == profile.readings.len()
+    (fields.len(), points)
 }
 
 fn reply_text(reply: &Reply) -> String {
@@ -268,4 +280,66 @@ fn reply_text(reply: &Reply) -> String {
             .join(" "),
         Reply::Bits(bits) => bits.iter().map(|b| if *b { '1' } else { '0' }).collect(),
     }
+}
+
+/// `check-config --connect`: every bus opened and every device read once, the buses side by
+/// side; one line per device (✓ or ✗, points read, the first problem), and whether all were
+/// read completely.
+pub async fn connect_all(config: &LoadedConfig) -> (String, bool) {
+    let config = Arc::new(config.clone());
+    let mut buses = tokio::task::JoinSet::new();
+    for (index, bus) in config.gateway.bus.iter().enumerate() {
+        let config = Arc::clone(&config);
+        let bus = bus.id.clone();
+        buses.spawn(async move {
+            let mut lines = String::new();
+            let mut complete = true;
+            for device in config.gateway.device.iter().filter(|d| d.bus == bus) {
+                let line = match read(&config, &device.id, false).await {
+                    Ok(reading) => {
+                        complete &= reading.complete();
+                        // The gravest problem first: the line, a refusal, then a value.
+                        let problem = ["通信失败", "没有", "异常", "无法解码", "未读到"]
+                            .iter()
+                            .find_map(|word| {
+                                reading
+                                    .text
+                                    .lines()
+                                    .map(str::trim)
+                                    .find(|l| l.contains(word))
+                            })
+                            .map(|l| format!("：{l}"))
+                            .unwrap_or_default();
+                        let mark = if reading.complete() { "✓" } else { "✗" };
+                        format!(
+                            "  {mark} {:<14} {}/{} 个点{problem}",
+                            device.id, reading.read, reading.points
+                        )
+                    }
+                    Err(e) => {
+                        complete = false;
+                        format!("  ✗ {:<14} {e}", device.id)
+                    }
+                };
+                lines.push_str(&line);
+                lines.push('\n');
+            }
+            (index, bus, lines, complete)
+        });
+    }
+    let mut results = Vec::new();
+    while let Some(joined) = buses.join_next().await {
+        if let Ok(result) = joined {
+            results.push(result);
+        }
+    }
+    results.sort_by_key(|(index, ..)| *index);
+    let mut text = String::new();
+    let mut all = results.len() == config.gateway.bus.len();
+    for (_, bus, lines, complete) in results {
+        all &= complete;
+        let _ = writeln!(text, "总线 {bus}：");
+        text.push_str(&lines);
+    }
+    (text, all)
 }

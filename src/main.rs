@@ -38,6 +38,9 @@ enum Command {
         /// 配置文件
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
+        /// 再打开每条总线，把每台设备读一次（现场调试）
+        #[arg(long)]
+        connect: bool,
     },
     /// 列出每条总线每个轮询周期的 Modbus 请求（站号、功能码、起始地址、数量、对应的点）和预计占用总线的时间
     Plan {
@@ -204,10 +207,27 @@ fn main() -> ExitCode {
     let Cli { command } = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     init_logging();
     match command {
-        Command::CheckConfig { config } => match commands::check_config(&config) {
+        Command::CheckConfig { config, connect } => match commands::check_config(&config) {
             Ok(summary) => {
                 println!("{summary}");
-                ExitCode::SUCCESS
+                if !connect {
+                    return ExitCode::SUCCESS;
+                }
+                let checked = retrofit_gateway::config::load_config(&config)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|config| {
+                        let rt = tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()?;
+                        Ok(rt.block_on(retrofit_gateway::commission::connect_all(&config)))
+                    });
+                match checked {
+                    Ok((text, all)) => {
+                        print!("{text}");
+                        ExitCode::from(if all { 0 } else { 1 })
+                    }
+                    Err(e) => exit_with(Err(e)),
+                }
             }
             Err(e) => {
                 eprintln!("{e}");
@@ -257,7 +277,7 @@ fn main() -> ExitCode {
             match reading {
                 Ok(reading) => {
                     print!("{}", reading.text);
-                    ExitCode::from(if reading.complete { 0 } else { 1 })
+                    ExitCode::from(if reading.complete() { 0 } else { 1 })
                 }
                 Err(e) => exit_with(Err(e)),
             }

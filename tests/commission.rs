@@ -24,7 +24,7 @@ async fn read_shows_every_point_with_its_value_unit_and_registers() {
     let truth = site.community.truth("booster-1").expect("simulated");
     let reading = read(&site.config, "booster-1", true).await.expect("reads");
     let text = &reading.text;
-    assert!(reading.complete, "{text}");
+    assert!(reading.complete(), "{text}");
     assert!(text.contains("站号 1 功能码 3 起始 0"), "{text}");
     assert!(text.contains("原始回复："), "{text}");
     let profile = site
@@ -69,7 +69,7 @@ async fn read_names_a_refusal_and_a_silent_device_and_does_not_call_them_complet
     site.community
         .unmap("booster-1", Table::Holding, 0x0C..0x10);
     let refused = read(&site.config, "booster-1", false).await.expect("reads");
-    assert!(!refused.complete);
+    assert!(!refused.complete());
     assert!(
         refused.text.contains("异常 02（非法数据地址"),
         "{}",
@@ -86,7 +86,7 @@ async fn read_names_a_refusal_and_a_silent_device_and_does_not_call_them_complet
     let silent = read(&site.config, "prv-outlet", false)
         .await
         .expect("reads");
-    assert!(!silent.complete);
+    assert!(!silent.complete());
     assert!(silent.text.contains("通信失败"), "{}", silent.text);
 
     let unknown = read(&site.config, "booster-9", false).await;
@@ -101,7 +101,7 @@ async fn read_asks_a_meter_as_a_poll_does() {
     for meter in ["meter-01", "heat-01", "water-01", "heat-primary"] {
         let truth = site.community.truth(meter).expect("simulated");
         let reading = read(&site.config, meter, false).await.expect("reads");
-        assert!(reading.complete, "{meter}: {}", reading.text);
+        assert!(reading.complete(), "{meter}: {}", reading.text);
         let device = site
             .config
             .gateway
@@ -121,4 +121,33 @@ async fn read_asks_a_meter_as_a_poll_does() {
             );
         }
     }
+}
+
+/// `check-config --connect`: every bus opened, every device read once, one line each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connecting_reads_every_device_once_and_marks_the_one_that_fails() {
+    let site = example_site().await;
+    let (text, all) = retrofit_gateway::commission::connect_all(&site.config).await;
+    assert!(all, "{text}");
+    for device in site.device_ids() {
+        assert!(
+            text.lines()
+                .any(|l| l.trim_start().starts_with(&format!("✓ {device} "))),
+            "{device}: {text}"
+        );
+    }
+    for bus in &site.config.gateway.bus {
+        assert!(text.contains(&format!("总线 {}：", bus.id)), "{text}");
+    }
+
+    site.community
+        .inject(Fault::on(FaultKind::Silent, "heat-03"));
+    let (text, all) = retrofit_gateway::commission::connect_all(&site.config).await;
+    assert!(!all);
+    let line = text
+        .lines()
+        .find(|l| l.contains("heat-03"))
+        .expect("a line for heat-03");
+    assert!(line.contains("✗") && line.contains("通信失败"), "{line}");
+    assert_eq!(text.matches('✗').count(), 1, "{text}");
 }
