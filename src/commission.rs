@@ -343,3 +343,119 @@ pub async fn connect_all(config: &LoadedConfig) -> (String, bool) {
     }
     (text, all)
 }
+
+/// Unit ids from `1-247`, `1,2,10-20` and the like (each 1–247, the range Modbus assigns).
+pub fn parse_units(text: &str) -> Result<Vec<u8>, String> {
+    let mut units = std::collections::BTreeSet::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (low, high) = part.split_once('-').unwrap_or((part, part));
+        let parse = |n: &str| {
+            n.trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|u| (1..=247).contains(u))
+                .ok_or_else(|| format!("{n:?} is not a unit id (expected 1 to 247)"))
+        };
+        let (low, high) = (parse(low)?, parse(high)?);
+        if low > high {
+            return Err(format!("{part:?} runs backwards (expected low-high)"));
+        }
+        units.extend(low..=high);
+    }
+    if units.is_empty() {
+        return Err("no unit id (expected a list such as 1-247 or 1,2,10-20)".into());
+    }
+    Ok(units.into_iter().collect())
+}
+
+/// What answered a scan.
+pub struct Scan {
+    pub text: String,
+    /// The unit ids that answered (with data or an exception).
+    pub answered: Vec<u8>,
+}
+
+/// `scan`: asks each unit id of `units` on Modbus bus `bus` for holding register 0 and lists
+/// those that answer (with data or an exception: either way a device is there), next to the
+/// devices the config puts there.
+pub async fn scan(
+    config: &LoadedConfig,
+    bus: &str,
+    units: &[u8],
+    timeout: Option<Duration>,
+) -> anyhow::Result<Scan> {
+    let Some(bus) = config.gateway.bus.iter().find(|b| b.id == bus) else {
+        let known: Vec<&str> = config.gateway.bus.iter().map(|b| b.id.as_str()).collect();
+        anyhow::bail!("没有总线 {bus:?}（配置里的总线：{}）", known.join(", "));
+    };
+    let on_bus: Vec<&DeviceConfig> = config
+        .gateway
+        .device
+        .iter()
+        .filter(|d| d.bus == bus.id)
+        .collect();
+    if on_bus
+        .iter()
+        .filter_map(|d| config.profile_of(d))
+        .any(|p| p.protocol != WireProtocol::Modbus)
+    {
+        anyhow::bail!(
+            "总线 {} 是表计线（DL/T 645、CJ/T 188、M-Bus）：scan 目前只扫 Modbus 站号",
+            bus.id
+        );
+    }
+    let configured = |unit: u8| {
+        on_bus
+            .iter()
+            .find(|d| d.unit == Some(u16::from(unit)))
+            .map(|d| d.id.as_str())
+    };
+    let probe = crate::sources::modbus::plan::ReadRequest {
+        function: crate::config::Function::ReadHoldingRegisters,
+        start: 0,
+        count: 1,
+        points: Vec::new(),
+    };
+    let mut probing = bus.clone();
+    if let Some(timeout) = timeout {
+        probing.timeout = crate::config::ConfigDuration(timeout);
+    }
+    let mut link = Link::new(&probing);
+    let mut text = String::new();
+    let mut answered = Vec::new();
+    let started = Instant::now();
+    for &unit in units {
+        let answer = link.read(unit, &probe).await;
+        let what = match &answer {
+            Ok(Ok(_)) => Some("有应答".to_string()),
+            Ok(Err(code)) => Some(format!("有应答（{}）", exception_name(*code))),
+            Err(crate::sources::modbus::link::LinkError::Connect(reason)) => {
+                anyhow::bail!("打不开总线 {}：{reason}", bus.id)
+            }
+            Err(crate::sources::modbus::link::LinkError::Timeout(_)) => None,
+            Err(e) => Some(format!(
+                "回复无法解析：{e}（波特率、校验位不对，或多台设备同一站号？）"
+            )),
+        };
+        match (what, configured(unit)) {
+            (Some(what), device) => {
+                answered.push(unit);
+                let device = device.map_or("未配置".to_string(), |d| format!("配置：{d}"));
+                let _ = writeln!(text, "站号 {unit:>3}  {what}  {device}");
+            }
+            (None, Some(device)) => {
+                let _ = writeln!(text, "站号 {unit:>3}  无应答  配置：{device}");
+            }
+            (None, None) => {}
+        }
+    }
+    let _ = writeln!(
+        text,
+        "总线 {}：扫描 {} 个站号，{} 个有应答，用时 {}",
+        bus.id,
+        units.len(),
+        answered.len(),
+        millis(started.elapsed())
+    );
+    Ok(Scan { text, answered })
+}

@@ -59,6 +59,20 @@ enum Command {
         #[arg(long)]
         raw: bool,
     },
+    /// 调试：在一条 Modbus 总线上逐个站号询问，列出有应答的站号和配置里的设备
+    Scan {
+        /// 配置文件
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+        /// 总线编号（配置里的 id）
+        bus: String,
+        /// 要问的站号，如 1-247、1,2,10-20
+        #[arg(long, value_name = "LIST", default_value = "1-247")]
+        units: String,
+        /// 每个站号等多久（默认用总线的 timeout）
+        #[arg(long, value_name = "DURATION", value_parser = duration)]
+        timeout: Option<Duration>,
+    },
     /// 演示：模拟小区和网关在同一进程里运行，不需要任何外部服务；打印读数、注入的故障和报警
     Demo {
         /// 配置文件（默认用程序内置的演示配置）
@@ -213,14 +227,9 @@ fn main() -> ExitCode {
                 if !connect {
                     return ExitCode::SUCCESS;
                 }
-                let checked = retrofit_gateway::config::load_config(&config)
-                    .map_err(anyhow::Error::from)
-                    .and_then(|config| {
-                        let rt = tokio::runtime::Builder::new_current_thread()
-                            .enable_all()
-                            .build()?;
-                        Ok(rt.block_on(retrofit_gateway::commission::connect_all(&config)))
-                    });
+                let checked = commissioning(&config, |config| async move {
+                    Ok(retrofit_gateway::commission::connect_all(&config).await)
+                });
                 match checked {
                     Ok((text, all)) => {
                         print!("{text}");
@@ -260,24 +269,37 @@ fn main() -> ExitCode {
             device,
             raw,
         } => {
-            let config = match retrofit_gateway::config::load_config(&config) {
-                Ok(config) => config,
-                Err(e) => {
-                    eprintln!("{e}");
-                    return ExitCode::from(1);
-                }
-            };
-            let reading = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(anyhow::Error::from)
-                .and_then(|rt| {
-                    rt.block_on(retrofit_gateway::commission::read(&config, &device, raw))
-                });
+            let reading = commissioning(&config, |config| async move {
+                retrofit_gateway::commission::read(&config, &device, raw).await
+            });
             match reading {
                 Ok(reading) => {
                     print!("{}", reading.text);
                     ExitCode::from(if reading.complete() { 0 } else { 1 })
+                }
+                Err(e) => exit_with(Err(e)),
+            }
+        }
+        Command::Scan {
+            config,
+            bus,
+            units,
+            timeout,
+        } => {
+            let units = match retrofit_gateway::commission::parse_units(&units) {
+                Ok(units) => units,
+                Err(e) => {
+                    eprintln!("retrofit-gateway: --units: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let scanned = commissioning(&config, |config| async move {
+                retrofit_gateway::commission::scan(&config, &bus, &units, timeout).await
+            });
+            match scanned {
+                Ok(scan) => {
+                    print!("{}", scan.text);
+                    ExitCode::SUCCESS
                 }
                 Err(e) => exit_with(Err(e)),
             }
@@ -341,6 +363,21 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// A commissioning command: `path`'s config loaded, then `command` run on a one-thread runtime.
+fn commissioning<T, F>(
+    path: &std::path::Path,
+    command: impl FnOnce(retrofit_gateway::config::LoadedConfig) -> F,
+) -> anyhow::Result<T>
+where
+    F: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let config = retrofit_gateway::config::load_config(path)?;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(command(config))
 }
 
 /// The daemon's runtime: one thread unless the config asks for more (`[gateway]

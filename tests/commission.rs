@@ -151,3 +151,53 @@ async fn connecting_reads_every_device_once_and_marks_the_one_that_fails() {
     assert!(line.contains("✗") && line.contains("通信失败"), "{line}");
     assert_eq!(text.matches('✗').count(), 1, "{text}");
 }
+
+/// `scan`: on the substation's RS-485 line (behind a serial server) the units that answer are
+/// exactly the configured ones; a configured unit that went silent is listed as such; a meter
+/// line is refused with a reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scan_finds_the_units_that_answer_on_a_modbus_line() {
+    use retrofit_gateway::commission::{parse_units, scan};
+    let site = example_site().await;
+    let units = parse_units("1-45").expect("units");
+    let timeout = Some(std::time::Duration::from_millis(100));
+    let found = scan(&site.config, "substation", &units, timeout)
+        .await
+        .expect("scans");
+    let configured: Vec<u8> = site
+        .config
+        .gateway
+        .device
+        .iter()
+        .filter(|d| d.bus == "substation")
+        .filter_map(|d| d.unit.and_then(|u| u8::try_from(u).ok()))
+        .collect();
+    let mut expected = configured.clone();
+    expected.sort_unstable();
+    assert_eq!(found.answered, expected, "{}", found.text);
+    assert!(found.text.contains("配置：tx1-meter"), "{}", found.text);
+
+    site.community
+        .inject(Fault::on(FaultKind::Silent, "tx2-temp"));
+    let found = scan(&site.config, "substation", &units, timeout)
+        .await
+        .expect("scans");
+    assert_eq!(found.answered.len(), expected.len() - 1, "{}", found.text);
+    assert!(
+        found
+            .text
+            .lines()
+            .any(|l| l.contains("无应答") && l.contains("tx2-temp")),
+        "{}",
+        found.text
+    );
+
+    let meters = scan(&site.config, "stairwell", &units, timeout).await;
+    assert!(meters
+        .err()
+        .expect("a meter line")
+        .to_string()
+        .contains("表计线"));
+    assert!(parse_units("0-3").is_err() && parse_units("9-2").is_err());
+    assert_eq!(parse_units("1,3-4").expect("a list"), vec![1, 3, 4]);
+}
