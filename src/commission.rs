@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio_modbus::ExceptionCode;
 
-use crate::config::{BusConfig, DeviceConfig, LoadedConfig, Profile, WireProtocol};
+use crate::config::{BusConfig, DeviceConfig, LoadedConfig, MeterType, Profile, WireProtocol};
 use crate::model::Value;
 use crate::sources::meters::bus::MeterBus;
 use crate::sources::modbus::link::{Link, Reply};
@@ -344,7 +344,8 @@ pub async fn connect_all(config: &LoadedConfig) -> (String, bool) {
     (text, all)
 }
 
-/// Unit ids from `1-247`, `1,2,10-20` and the like (each 1–247, the range Modbus assigns).
+/// Unit ids from `1-247`, `1,2,10-20` and the like (each 1–250: Modbus assigns 1–247, M-Bus
+/// primary addresses run to 250).
 pub fn parse_units(text: &str) -> Result<Vec<u8>, String> {
     let mut units = std::collections::BTreeSet::new();
     for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -353,8 +354,8 @@ pub fn parse_units(text: &str) -> Result<Vec<u8>, String> {
             n.trim()
                 .parse::<u8>()
                 .ok()
-                .filter(|u| (1..=247).contains(u))
-                .ok_or_else(|| format!("{n:?} is not a unit id (expected 1 to 247)"))
+                .filter(|u| (1..=250).contains(u))
+                .ok_or_else(|| format!("{n:?} is not a unit id (expected 1 to 250)"))
         };
         let (low, high) = (parse(low)?, parse(high)?);
         if low > high {
@@ -371,8 +372,10 @@ pub fn parse_units(text: &str) -> Result<Vec<u8>, String> {
 /// What answered a scan.
 pub struct Scan {
     pub text: String,
-    /// The unit ids that answered (with data or an exception).
+    /// The unit ids that answered (with data or an exception); on a meter line, none.
     pub answered: Vec<u8>,
+    /// On a meter line, the addresses found, as the config writes them.
+    pub meters: Vec<String>,
 }
 
 /// `scan`: asks each unit id of `units` on Modbus bus `bus` for holding register 0 and lists
@@ -394,15 +397,19 @@ pub async fn scan(
         .iter()
         .filter(|d| d.bus == bus.id)
         .collect();
-    if on_bus
-        .iter()
-        .filter_map(|d| config.profile_of(d))
-        .any(|p| p.protocol != WireProtocol::Modbus)
-    {
-        anyhow::bail!(
-            "总线 {} 是表计线（DL/T 645、CJ/T 188、M-Bus）：scan 目前只扫 Modbus 站号",
-            bus.id
-        );
+    let mut probing = bus.clone();
+    if let Some(timeout) = timeout {
+        probing.timeout = crate::config::ConfigDuration(timeout);
+    }
+    let mut protocols: Vec<(WireProtocol, Option<MeterType>)> = Vec::new();
+    for profile in on_bus.iter().filter_map(|d| config.profile_of(d)) {
+        let kind = (profile.protocol, profile.meter_type);
+        if profile.protocol != WireProtocol::Modbus && !protocols.contains(&kind) {
+            protocols.push(kind);
+        }
+    }
+    if !protocols.is_empty() {
+        return scan_meters(&probing, &on_bus, &protocols, units).await;
     }
     let configured = |unit: u8| {
         on_bus
@@ -416,10 +423,6 @@ pub async fn scan(
         count: 1,
         points: Vec::new(),
     };
-    let mut probing = bus.clone();
-    if let Some(timeout) = timeout {
-        probing.timeout = crate::config::ConfigDuration(timeout);
-    }
     let mut link = Link::new(&probing);
     let mut text = String::new();
     let mut answered = Vec::new();
@@ -457,5 +460,73 @@ pub async fn scan(
         answered.len(),
         millis(started.elapsed())
     );
-    Ok(Scan { text, answered })
+    Ok(Scan {
+        text,
+        answered,
+        meters: Vec::new(),
+    })
+}
+
+/// A meter line: each protocol its devices speak searched in turn (DL/T 645 and CJ/T 188 by
+/// wildcard address, M-Bus over the primary addresses `units`).
+async fn scan_meters(
+    bus: &BusConfig,
+    on_bus: &[&DeviceConfig],
+    protocols: &[(WireProtocol, Option<MeterType>)],
+    units: &[u8],
+) -> anyhow::Result<Scan> {
+    use crate::sources::meters::search;
+    let mut line = MeterBus::new(bus);
+    let mut text = String::new();
+    let mut meters = Vec::new();
+    let started = Instant::now();
+    for (protocol, meter_type) in protocols {
+        let (name, found) = match (protocol, meter_type) {
+            (WireProtocol::Dlt645, _) => ("DL/T 645", search::dlt645(&mut line).await),
+            (WireProtocol::Cjt188, Some(MeterType::Water)) => (
+                "CJ/T 188 水表",
+                search::cjt188(&mut line, crate::sources::meters::cjt188::COLD_WATER_METER).await,
+            ),
+            (WireProtocol::Cjt188, _) => (
+                "CJ/T 188 热量表",
+                search::cjt188(&mut line, crate::sources::meters::cjt188::HEAT_METER).await,
+            ),
+            (WireProtocol::Mbus, _) => ("M-Bus 一次地址", search::mbus(&mut line, units).await),
+            (WireProtocol::Modbus, _) => continue,
+        };
+        let found = found.map_err(|reason| anyhow::anyhow!("打不开总线 {}：{reason}", bus.id))?;
+        let _ = writeln!(text, "{name}：发出 {} 个请求", found.requests);
+        let configured = |address: &str| {
+            on_bus
+                .iter()
+                .find(|d| d.meter_address.as_deref() == Some(address))
+                .map_or("未配置".to_string(), |d| format!("配置：{}", d.id))
+        };
+        for address in &found.meters {
+            let _ = writeln!(text, "  表地址 {address}  有应答  {}", configured(address));
+        }
+        for address in &found.collisions {
+            let _ = writeln!(text, "  表地址 {address}  多块表同一地址，回复相互冲突");
+        }
+        meters.extend(found.meters);
+    }
+    for device in on_bus {
+        if let Some(address) = &device.meter_address {
+            if !meters.contains(address) {
+                let _ = writeln!(text, "  表地址 {address}  没有找到  配置：{}", device.id);
+            }
+        }
+    }
+    let _ = writeln!(
+        text,
+        "总线 {}：找到 {} 块表，用时 {}",
+        bus.id,
+        meters.len(),
+        millis(started.elapsed())
+    );
+    Ok(Scan {
+        text,
+        answered: Vec::new(),
+        meters,
+    })
 }

@@ -192,12 +192,58 @@ async fn scan_finds_the_units_that_answer_on_a_modbus_line() {
         found.text
     );
 
-    let meters = scan(&site.config, "stairwell", &units, timeout).await;
-    assert!(meters
-        .err()
-        .expect("a meter line")
-        .to_string()
-        .contains("表计线"));
     assert!(parse_units("0-3").is_err() && parse_units("9-2").is_err());
     assert_eq!(parse_units("1,3-4").expect("a list"), vec![1, 3, 4]);
+}
+
+/// `scan` on meter lines finds every meter's address with the standards' wildcard reads (the
+/// CJ/T 188 heat meters share all but two bytes of their addresses, so the search narrows
+/// twice) and the M-Bus meter at its primary address; a household meter that went silent is
+/// listed as not found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scan_finds_the_meters_on_a_meter_line_by_their_addresses() {
+    use retrofit_gateway::commission::{parse_units, scan};
+    let site = example_site().await;
+    let timeout = Some(std::time::Duration::from_millis(100));
+    let configured = |bus: &str| {
+        let mut addresses: Vec<String> = site
+            .config
+            .gateway
+            .device
+            .iter()
+            .filter(|d| d.bus == bus)
+            .filter_map(|d| d.meter_address.clone())
+            .collect();
+        addresses.sort();
+        addresses
+    };
+    let units = parse_units("1-3").expect("units");
+    let found = scan(&site.config, "heat-meters", &units, timeout)
+        .await
+        .expect("scans");
+    let mut meters = found.meters.clone();
+    meters.sort();
+    assert_eq!(meters, configured("heat-meters"), "{}", found.text);
+    assert!(!found.text.contains("没有找到"), "{}", found.text);
+
+    site.community
+        .inject(Fault::on(FaultKind::Silent, "meter-04"));
+    let found = scan(&site.config, "stairwell", &units, timeout)
+        .await
+        .expect("scans");
+    let expected: Vec<String> = configured("stairwell")
+        .into_iter()
+        .filter(|a| a != "000000110104")
+        .collect();
+    let mut meters = found.meters.clone();
+    meters.sort();
+    assert_eq!(meters, expected, "{}", found.text);
+    assert!(
+        found
+            .text
+            .lines()
+            .any(|l| l.contains("没有找到") && l.contains("meter-04")),
+        "{}",
+        found.text
+    );
 }

@@ -9,6 +9,11 @@
 //! Line faults on a meter id: `silent` (no reply), `exception` (the protocol's error reply; an
 //! M-Bus meter has none and stays silent), `slow_replies`, `bad_checksum`, `garbled` (noise
 //! without a start byte).
+//!
+//! Addresses may carry wildcards: a DL/T 645 or CJ/T 188 address byte `AA` matches any (the
+//! abbreviated addressing both standards allow), so every meter it matches answers at once, and
+//! on a shared line replies that overlap arrive damaged: when more than one meter answers, the
+//! line carries the first reply with a broken checksum.
 
 pub mod heat;
 pub mod household;
@@ -90,7 +95,7 @@ impl SimMeter {
     fn answer(&self, world: &World, request: &Request, refuse: bool) -> Option<Vec<u8>> {
         match (self, request) {
             (SimMeter::Household(meter), Request::Dlt645 { address, di })
-                if *address == meter.address =>
+                if matches_wildcard(address, &meter.address) =>
             {
                 let frame = if refuse {
                     household::refusal(meter)
@@ -106,7 +111,9 @@ impl SimMeter {
                     address,
                     ser,
                 },
-            ) if *address == meter.address => water::reply(world, meter, *ser, refuse),
+            ) if matches_wildcard(address, &meter.address) => {
+                water::reply(world, meter, *ser, refuse)
+            }
             (
                 SimMeter::Heat(meter),
                 Request::Cjt188 {
@@ -114,9 +121,15 @@ impl SimMeter {
                     address,
                     ser,
                 },
-            ) if meter.address == HeatMeterAddress::Cjt188(*address) => {
+            ) => {
+                let HeatMeterAddress::Cjt188(own) = meter.address else {
+                    return None;
+                };
+                if !matches_wildcard(address, &own) {
+                    return None;
+                }
                 let values = heat::values(world, meter)?;
-                Some(heat::cjt188_reply(&values, *address, *ser, refuse))
+                Some(heat::cjt188_reply(&values, own, *ser, refuse))
             }
             (SimMeter::Heat(meter), Request::Mbus { address })
                 if meter.address == HeatMeterAddress::Mbus(*address) && !refuse =>
@@ -207,6 +220,11 @@ fn parse(pending: &[u8]) -> Option<(Request, usize)> {
     }
 }
 
+/// Whether a requested address matches a meter's: byte by byte, `AA` matching any.
+fn matches_wildcard(requested: &[u8], own: &[u8]) -> bool {
+    requested.len() == own.len() && requested.iter().zip(own).all(|(r, o)| *r == 0xAA || r == o)
+}
+
 /// Field name → value pairs as a map.
 fn named(fields: &[(&str, f64)]) -> BTreeMap<String, f64> {
     fields.iter().map(|(k, v)| (k.to_string(), *v)).collect()
@@ -236,17 +254,28 @@ where
         pending.extend_from_slice(&buffer[..n]);
         while let Some((request, used)) = parse(&pending) {
             pending.drain(..used);
-            let answer = {
+            let mut answers: Vec<(Behaviour, Vec<u8>)> = {
                 let world = lock(&world);
-                meters.iter().find_map(|meter| {
-                    let behaviour = world.behaviour(meter.id());
-                    let refuse = behaviour == Behaviour::Exception;
-                    Some((behaviour, meter.answer(&world, &request, refuse)?))
-                })
+                meters
+                    .iter()
+                    .filter_map(|meter| {
+                        let behaviour = world.behaviour(meter.id());
+                        let refuse = behaviour == Behaviour::Exception;
+                        Some((behaviour, meter.answer(&world, &request, refuse)?))
+                    })
+                    .filter(|(behaviour, _)| *behaviour != Behaviour::Silent)
+                    .collect()
             };
-            let Some((behaviour, mut bytes)) = answer else {
+            if answers.is_empty() {
                 continue; // nobody has that address
-            };
+            }
+            let collided = answers.len() > 1;
+            let (behaviour, mut bytes) = answers.swap_remove(0);
+            if collided {
+                // Replies on top of each other: what arrives fails its checksum.
+                let at = bytes.len() - 2;
+                bytes[at] = bytes[at].wrapping_add(1);
+            }
             match behaviour {
                 Behaviour::Silent => continue,
                 Behaviour::BadChecksum => {

@@ -156,7 +156,7 @@ impl MeterBus {
 }
 
 /// Why a transaction gave no usable frame.
-enum Failure {
+pub(super) enum Failure {
     /// The meter answered with an error reply (its byte).
     Refused(u8),
     /// The link failed; the poll ends.
@@ -222,7 +222,11 @@ impl Protocol for MeterBus {
 impl MeterBus {
     /// One request and its reply, honouring the bus-wide reconnect backoff and the quiet time
     /// between frames. Any failure but an error reply drops the connection.
-    async fn exchange<T>(&mut self, request: &[u8], decode: Decoder<T>) -> Result<T, Failure> {
+    pub(super) async fn exchange<T>(
+        &mut self,
+        request: &[u8],
+        decode: Decoder<T>,
+    ) -> Result<T, Failure> {
         if let Some(quiet) = self.quiet_since {
             crate::sources::wait_until(quiet + self.gap).await;
         }
