@@ -239,3 +239,29 @@ fn every_dashboard_query_reads_what_the_gateway_writes() {
         assert!(measurements_seen.contains(kind), "no panel shows {kind}");
     }
 }
+
+/// The centre's "gateway silent" alert reads a field every gateway writes once a minute, from
+/// the provisioned data source, and fires past 5 minutes.
+#[test]
+fn the_gateway_silent_alert_reads_what_every_gateway_writes() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/central/grafana/provisioning");
+    let alert =
+        std::fs::read_to_string(root.join("alerting/gateway-silent.yaml")).expect("the alert rule");
+    let datasources =
+        std::fs::read_to_string(root.join("datasources/influxdb.yaml")).expect("data source");
+    let writes = written();
+    let measurement = quoted_after(&alert, "r._measurement == ");
+    assert_eq!(measurement, [retrofit_gateway::model::GATEWAY_MEASUREMENT]);
+    for field in quoted_after(&alert, "r._field == ") {
+        assert!(writes[measurement[0]].contains(field), "{field}");
+    }
+    assert!(
+        datasources.contains("uid: rgw-influxdb") && alert.contains("datasourceUid: rgw-influxdb")
+    );
+    assert!(alert.contains("params: [300]"), "5 minutes");
+    // One minute apart: five missed samples before it fires.
+    assert_eq!(
+        retrofit_gateway::commands::SELF_MONITORING_EVERY,
+        std::time::Duration::from_secs(60)
+    );
+}

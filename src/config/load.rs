@@ -274,7 +274,12 @@ fn deserialize<T: DeserializeOwned>(
         let mut problem = describe_serde_error(&e.into_inner());
         // The config crate reports some missing keys itself, with their full path.
         if let Some(full) = problem.strip_prefix("missing configuration field ") {
-            path = full.trim_matches('"').to_string();
+            // It writes `device[4]site.storeys`: the dot after an index is put back.
+            path = full
+                .trim_matches('"')
+                .replace("]", "].")
+                .replace("].[", "][");
+            path = path.trim_end_matches('.').replace("]..", "].");
             problem = "is required but missing".to_string();
         }
         // serde reports a missing key at its parent; name the key itself.
