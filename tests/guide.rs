@@ -91,3 +91,43 @@ fn the_alarm_guide_says_what_the_rule_packs_say() {
         );
     }
 }
+
+/// The configuration examples of `docs/zh/configure.md`, put together with the two buses and
+/// the upstream meter they refer to, load and validate as one config.
+#[test]
+fn the_guides_configuration_examples_are_a_valid_config() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let page = std::fs::read_to_string(root.join("docs/zh/configure.md")).expect("the page");
+    let mut text: String = page
+        .split("```toml\n")
+        .skip(1)
+        .filter_map(|block| block.split("```").next())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let dir = tempfile::tempdir().expect("temp dir");
+    text = text.replace(
+        "data_dir = \"/var/lib/retrofit-gateway\"",
+        &format!(
+            "data_dir = {:?}\nprofile_dir = {:?}",
+            dir.path().join("data"),
+            root.join("config/profiles")
+        ),
+    );
+    let rules = root.join("config/rules");
+    text.push_str(&format!(
+        "\n[[bus]]\nid = \"prv-chamber\"\ntransport = \"tcp\"\naddress = \"192.0.2.22:502\"\n\
+         [[bus]]\nid = \"heat-meters\"\ntransport = \"rtu_over_tcp\"\naddress = \"192.0.2.26:4001\"\nbaud = 2400\nparity = \"even\"\n\
+         [[device]]\nid = \"hv-meter\"\nbus = \"substation\"\nunit = 11\nprofile = \"acrel-dtsd1352\"\ninterval = \"2s\"\n\
+         [alarms]\nrule_packs = [{:?}, {:?}, {:?}, {:?}, {:?}]\n",
+        rules.join("water.toml"),
+        rules.join("power.toml"),
+        rules.join("heating.toml"),
+        rules.join("gas.toml"),
+        rules.join("gateway.toml"),
+    ));
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(&config, text).expect("written");
+    let loaded = load(&config, EnvOverlay::None).unwrap_or_else(|e| panic!("{e}"));
+    assert!(loaded.gateway.device.len() >= 8);
+    assert!(loaded.gateway.mqtt_source.is_some());
+}
