@@ -109,6 +109,10 @@ pub fn plan_report(config: &LoadedConfig) -> String {
             bus.timeout
         );
         let mut busy_per_second = 0.0f64;
+        // What the running gateway learned from refused reads (adaptive reads) applies here too.
+        let kept = crate::sources::modbus::adapt::LessonFile::read(
+            &crate::sources::modbus::adapt::lesson_path(&config.gateway.gateway.data_dir, &bus.id),
+        );
         for device in config.gateway.device.iter().filter(|d| d.bus == bus.id) {
             let Some(profile) = config.profile_of(device) else {
                 continue;
@@ -136,6 +140,7 @@ pub fn plan_report(config: &LoadedConfig) -> String {
                 continue;
             }
             let mut plan = DevicePlan::new(device, profile, PlanLimits::of(bus));
+            plan.lessons = kept.lessons(&device.id, &plan.points);
             let shapes = plan.cycle_shapes(PLAN_CYCLES_LISTED);
             let period = plan.period.min(PLAN_CYCLES_LISTED);
             total_points += plan.points.len();
@@ -149,6 +154,12 @@ pub fn plan_report(config: &LoadedConfig) -> String {
                 device.interval,
                 plan.points.len()
             );
+            if let Some(adapted) = plan.lessons.summary(&plan.points) {
+                let _ = writeln!(
+                    out,
+                    "    adapted to the device's refusals (exception 2), until re-probed: {adapted}"
+                );
+            }
             let mut device_busy = 0.0;
             for (count, requests) in &shapes {
                 let _ = writeln!(out, "    in {count} of {period} cycles:");

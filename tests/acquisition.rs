@@ -158,7 +158,11 @@ async fn a_device_with_holes_in_its_register_map_keeps_reporting_every_other_poi
         .unmap("booster-1", Table::Holding, 0x0C..0x10);
     site.community
         .unmap("booster-1", Table::Holding, 0x22..0x24);
-    let (gateway, mut rx) = start_gateway(&site.config);
+    // Its own data directory: the lessons are kept there.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = site.config.clone();
+    config.gateway.gateway.data_dir = dir.path().to_path_buf();
+    let (gateway, mut rx) = start_gateway(&config);
     let first = common::until_each_device_reported(&mut rx, &["booster-1"], WARM_UP_BOUND).await;
     let learned = gateway.status.snapshot()["booster-1"].clone();
     let window = collect_for(&mut rx, WINDOW).await;
@@ -220,4 +224,38 @@ async fn a_device_with_holes_in_its_register_map_keeps_reporting_every_other_poi
         adapted.contains("runtime_pump2_h（寄存器 34）"),
         "{adapted}"
     );
+
+    // Kept on the card: `plan` shows the learned plan, and a restart starts with it (no
+    // refused read at all, every point but the refused one in its first poll).
+    let kept = dir.path().join("modbus/lessons-pump-room.json");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !kept.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {}",
+            kept.display()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let plan = retrofit_gateway::commands::plan_report(&config);
+    let booster = plan
+        .split("  booster-1 ")
+        .nth(1)
+        .and_then(|rest| rest.split("\n  break-tank").next())
+        .expect("booster-1 in the plan");
+    assert!(
+        booster.contains("adapted") && booster.contains("12–15"),
+        "{plan}"
+    );
+    let (again, mut rx) = start_gateway(&config);
+    let first = common::until_each_device_reported(&mut rx, &["booster-1"], WARM_UP_BOUND).await;
+    let restarted = again.status.snapshot()["booster-1"].clone();
+    again.stop(Duration::from_secs(4)).await;
+    assert_eq!(restarted.exceptions, 0, "{restarted:?}");
+    let sample = first
+        .iter()
+        .find(|s| &*s.device == "booster-1")
+        .expect("a sample");
+    let names: BTreeSet<String> = sample.fields.iter().map(|f| f.name.to_string()).collect();
+    assert_eq!(names, expected, "the first poll after a restart");
 }

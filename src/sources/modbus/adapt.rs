@@ -207,3 +207,114 @@ fn covering(points: &[PlannedPoint], function: Function, served: &[usize]) -> Re
         points: served.to_vec(),
     }
 }
+
+/// Lessons kept across restarts, one file per bus (`data_dir/modbus/lessons-<bus>.json`, only
+/// its bus task writes it): by device id, the barriers as (function code, start, end), the
+/// refused points by name, and when they were learned (Unix seconds), so that a restart
+/// neither forgets them nor keeps them past [`REPROBE_AFTER`].
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
+pub struct LessonFile {
+    pub devices: std::collections::BTreeMap<String, Kept>,
+}
+
+/// One device's lessons as kept on the card.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Kept {
+    pub learned_unix_s: i64,
+    pub barriers: Vec<(u8, u16, u16)>,
+    pub refused: Vec<String>,
+}
+
+/// Where a bus keeps its lessons.
+pub fn lesson_path(data_dir: &std::path::Path, bus: &str) -> std::path::PathBuf {
+    let name: String = bus
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    data_dir.join("modbus").join(format!("lessons-{name}.json"))
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+impl LessonFile {
+    /// The file at `path`; empty when it is missing or unreadable (logged: the lessons are
+    /// learned again at the first refused read).
+    pub fn read(path: &std::path::Path) -> LessonFile {
+        match std::fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                tracing::warn!(path = %path.display(), error = %e, "Unreadable adaptive-read lessons; learning them again");
+                LessonFile::default()
+            }),
+            Err(_) => LessonFile::default(),
+        }
+    }
+
+    /// `device`'s kept lessons as [`Lessons`] over `points`, unless they are past
+    /// [`REPROBE_AFTER`].
+    pub fn lessons(&self, device: &str, points: &[PlannedPoint]) -> Lessons {
+        let mut lessons = Lessons::default();
+        let Some(kept) = self.devices.get(device) else {
+            return lessons;
+        };
+        let age = Duration::from_secs(u64::try_from(unix_now() - kept.learned_unix_s).unwrap_or(0));
+        if age >= REPROBE_AFTER {
+            return lessons;
+        }
+        for &(code, start, end) in &kept.barriers {
+            if let Some(function) = Function::from_code(code) {
+                lessons.barriers.insert(Barrier {
+                    function,
+                    start,
+                    end,
+                });
+            }
+        }
+        lessons.refused.extend(
+            kept.refused
+                .iter()
+                .filter_map(|name| points.iter().position(|p| *p.name == **name)),
+        );
+        if !lessons.is_empty() {
+            lessons.since = Instant::now().checked_sub(age);
+            lessons.reported = (lessons.barriers.clone(), lessons.refused.clone());
+        }
+        lessons
+    }
+
+    /// Replaces `device`'s entry with `lessons` (removes it when there are none).
+    pub fn keep(&mut self, device: &str, lessons: &Lessons, points: &[PlannedPoint]) {
+        if lessons.is_empty() {
+            self.devices.remove(device);
+            return;
+        }
+        let age = lessons
+            .since
+            .map_or(0, |since| since.elapsed().as_secs() as i64);
+        self.devices.insert(
+            device.to_string(),
+            Kept {
+                learned_unix_s: unix_now() - age,
+                barriers: lessons
+                    .barriers
+                    .iter()
+                    .map(|b| (b.function.code(), b.start, b.end))
+                    .collect(),
+                refused: lessons
+                    .refused
+                    .iter()
+                    .filter_map(|&p| points.get(p).map(|p| p.name.to_string()))
+                    .collect(),
+            },
+        );
+    }
+}

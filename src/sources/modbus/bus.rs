@@ -31,6 +31,9 @@ pub struct ModbusBus {
     gate: ConnectGate,
     /// Where what a device's plan learned is shown.
     status: Arc<StatusBoard>,
+    /// What the bus's devices taught their plans, kept on the card.
+    kept: adapt::LessonFile,
+    kept_at: std::path::PathBuf,
 }
 
 /// The task that polls a Modbus bus.
@@ -40,17 +43,26 @@ pub fn scheduler(
     samples: mpsc::Sender<Sample>,
     status: Arc<StatusBoard>,
 ) -> Scheduler<ModbusBus> {
+    let kept_at = adapt::lesson_path(&config.gateway.gateway.data_dir, &bus.id);
+    let kept = adapt::LessonFile::read(&kept_at);
+    let mut shared = SharedPoints::default();
+    let (known, shown) = (kept.clone(), Arc::clone(&status));
+    let plan = move |device: &DeviceConfig, profile: &Profile| {
+        let mut plan = shared.plan(device, profile, PlanLimits::of(bus));
+        plan.lessons = known.lessons(&device.id, &plan.points);
+        let summary = plan.lessons.summary(&plan.points);
+        shown.update(&device.id, |s| s.adapted = summary);
+        Some(ModbusDevice {
+            unit: u8::try_from(device.unit?).ok()?,
+            plan,
+        })
+    };
     let protocol = ModbusBus {
         link: Link::new(bus),
         gate: ConnectGate::new(&bus.id, bus.max_backoff.get()),
         status: Arc::clone(&status),
-    };
-    let mut shared = SharedPoints::default();
-    let plan = |device: &DeviceConfig, profile: &Profile| {
-        Some(ModbusDevice {
-            unit: u8::try_from(device.unit?).ok()?,
-            plan: shared.plan(device, profile, PlanLimits::of(bus)),
-        })
+        kept,
+        kept_at,
     };
     Scheduler::new(config, bus, protocol, plan, (samples, status))
 }
@@ -62,6 +74,7 @@ impl Protocol for ModbusBus {
         if device.plan.lessons.expire(tokio::time::Instant::now()) {
             device.plan.replan();
             self.status.update(id, |s| s.adapted = None);
+            self.keep(device, id);
         }
         let requests = device.plan.requests(cycle);
         let mut outcome = PollOutcome::default();
@@ -162,7 +175,30 @@ impl ModbusBus {
         }
         let summary = device.plan.lessons.summary(&device.plan.points);
         self.status.update(id, |s| s.adapted = summary);
+        self.keep(device, id);
         Ok(())
+    }
+
+    /// Writes the bus's lessons with `device`'s as they are now, on a blocking thread (rare:
+    /// when a device teaches something, and when its lessons expire).
+    fn keep(&mut self, device: &ModbusDevice, id: &str) {
+        self.kept
+            .keep(id, &device.plan.lessons, &device.plan.points);
+        let Ok(bytes) = serde_json::to_vec_pretty(&self.kept) else {
+            return;
+        };
+        let path = self.kept_at.clone();
+        tokio::task::spawn_blocking(move || {
+            let written = path
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|()| {
+                    crate::buffer::disk::replace_file(&crate::buffer::disk::OsDisk, &path, &bytes)
+                });
+            if let Err(e) = written {
+                tracing::warn!(path = %path.display(), error = %e, "Cannot keep the adaptive-read lessons; they are learned again after a restart");
+            }
+        });
     }
 
     /// One transaction, honouring the bus-wide reconnect backoff.
