@@ -131,3 +131,41 @@ fn the_guides_configuration_examples_are_a_valid_config() {
     assert!(loaded.gateway.device.len() >= 8);
     assert!(loaded.gateway.mqtt_source.is_some());
 }
+
+/// Every relative link of the README and of `docs/` (the README was cut into `docs/`, and the
+/// guide links its pages and pictures) names a file that exists.
+#[test]
+fn every_relative_link_in_the_documentation_resolves() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut pages = vec![root.join("README.md")];
+    for dir in ["docs", "docs/zh"] {
+        for entry in std::fs::read_dir(root.join(dir)).expect("docs") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "md") {
+                pages.push(path);
+            }
+        }
+    }
+    let mut links = 0;
+    for page in &pages {
+        let text = std::fs::read_to_string(page).expect("readable");
+        for target in text
+            .split("](")
+            .skip(1)
+            .filter_map(|rest| rest.split(')').next())
+        {
+            if target.starts_with("http") || target.starts_with('#') {
+                continue;
+            }
+            let file = target.split('#').next().unwrap_or(target);
+            let resolved = page.parent().expect("a directory").join(file);
+            assert!(
+                resolved.exists(),
+                "{}: {target} does not exist",
+                page.display()
+            );
+            links += 1;
+        }
+    }
+    assert!(links > 10, "{links} links");
+}
