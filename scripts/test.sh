@@ -128,6 +128,9 @@ export RGW_TEST_SERVICES=1
 echo "== no import circle between the top-level modules of src/"
 python3 scripts/module-cycles.py
 
+echo "== the InfluxQL dashboards are what scripts/influxql-dashboards.py makes of the Flux ones"
+python3 scripts/influxql-dashboards.py --check
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -178,3 +178,90 @@ async fn an_outage_of_the_server_leaves_no_gap_in_any_series() {
         }
     }
 }
+
+/// The InfluxQL dashboards (`deploy/central/grafana/dashboards-influxql/`, made by
+/// `scripts/influxql-dashboards.py`) run on InfluxDB 1.x as Grafana sends them: every query is
+/// accepted and, over one point of each measurement it reads (with the tags it filters on),
+/// returns data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_influxql_dashboard_query_runs_on_influxdb_1_and_finds_its_data() {
+    let Some(url) = service_url("RGW_TEST_INFLUXDB1_URL") else {
+        return;
+    };
+    let db = "rgw_dashboards";
+    influxql(&url, db, &format!("CREATE DATABASE {db}")).await;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("deploy/central/grafana/dashboards-influxql");
+    let mut queries = Vec::new();
+    for entry in std::fs::read_dir(&root).expect("the InfluxQL dashboards") {
+        let text = std::fs::read_to_string(entry.expect("entry").path()).expect("readable");
+        let dashboard: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        for panel in dashboard["panels"].as_array().expect("panels") {
+            for target in panel["targets"].as_array().expect("targets") {
+                queries.push(target["query"].as_str().expect("a query").to_string());
+            }
+        }
+    }
+    assert!(queries.len() >= 39, "{} queries", queries.len());
+    // One point per query: its measurement, the fields it selects, the tags it filters on.
+    let now_ns = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos();
+    let mut lines = String::new();
+    for query in &queries {
+        let (select, rest) = query.split_once(" FROM \"").expect("a FROM");
+        let measurement = rest.split('"').next().expect("a measurement");
+        let mut tags = vec![
+            ("site".to_string(), "s".to_string()),
+            ("device".to_string(), "d".to_string()),
+            ("subject".to_string(), "x".to_string()),
+            ("rule".to_string(), "r".to_string()),
+            ("severity".to_string(), "warn".to_string()),
+        ];
+        for filter in rest.split(" AND \"").skip(1) {
+            if let Some((key, value)) = filter.split_once("\" = '") {
+                tags.push((
+                    key.to_string(),
+                    value.split('\'').next().unwrap_or("").to_string(),
+                ));
+            }
+        }
+        let fields: Vec<String> = select
+            .split('"')
+            .skip(1)
+            .step_by(2)
+            .filter(|f| !["device", "rule", "severity"].contains(f))
+            .map(|f| format!("{f}=1"))
+            .collect();
+        let tags: Vec<String> = tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        lines.push_str(&format!(
+            "{measurement},{} {} {now_ns}\n",
+            tags.join(","),
+            fields.join(",")
+        ));
+    }
+    let written = common::services::http()
+        .post(format!("{url}/write?db={db}"))
+        .body(lines)
+        .send()
+        .await
+        .expect("InfluxDB answers");
+    assert!(written.status().is_success(), "{:?}", written.text().await);
+    for query in &queries {
+        let sent = query
+            .replace("$timeFilter", "time > now() - 1h")
+            .replace("$site", ".*")
+            .replace("$__interval", "1m");
+        let answer = influxql(&url, db, &sent).await;
+        let result = &answer["results"][0];
+        assert!(result.get("error").is_none(), "{sent}: {answer}");
+        // A moving average over 14 days needs 14 days of points; one point gives none.
+        if !sent.contains("moving_average") {
+            assert!(
+                result["series"].as_array().is_some_and(|s| !s.is_empty()),
+                "{sent}: no data in {answer}"
+            );
+        }
+    }
+}
