@@ -95,11 +95,7 @@ pub fn plan_report(config: &LoadedConfig) -> String {
             ),
             None => "no serial line".to_string(),
         };
-        let endpoint = bus
-            .address
-            .clone()
-            .or_else(|| bus.device.as_ref().map(|d| d.display().to_string()))
-            .unwrap_or_default();
+        let endpoint = bus.endpoint();
         let _ = writeln!(
             out,
             "bus {} ({} {endpoint}, {line}, inter-frame gap {:.2} ms, timeout {})",

@@ -98,10 +98,7 @@ pub async fn read(config: &LoadedConfig, device: &str, raw: bool) -> anyhow::Res
             .unwrap_or_default(),
         bus.id,
         bus.transport.name(),
-        bus.address
-            .clone()
-            .or_else(|| bus.device.as_ref().map(|d| d.display().to_string()))
-            .unwrap_or_default(),
+        bus.endpoint(),
         device.profile,
     );
     let started = Instant::now();

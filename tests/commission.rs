@@ -246,4 +246,15 @@ async fn scan_finds_the_meters_on_a_meter_line_by_their_addresses() {
         "{}",
         found.text
     );
+
+    // A line that cannot be opened ends the search at once, with the reason.
+    let mut closed = site.config.clone();
+    for bus in &mut closed.gateway.bus {
+        if bus.id == "stairwell" {
+            bus.address = Some("127.0.0.1:1".into());
+        }
+    }
+    let refused = scan(&closed, "stairwell", &units, timeout).await;
+    let message = refused.err().expect("no line").to_string();
+    assert!(message.contains("打不开总线 stairwell"), "{message}");
 }

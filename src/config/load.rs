@@ -275,11 +275,7 @@ fn deserialize<T: DeserializeOwned>(
         // The config crate reports some missing keys itself, with their full path.
         if let Some(full) = problem.strip_prefix("missing configuration field ") {
             // It writes `device[4]site.storeys`: the dot after an index is put back.
-            path = full
-                .trim_matches('"')
-                .replace("]", "].")
-                .replace("].[", "][");
-            path = path.trim_end_matches('.').replace("]..", "].");
+            path = dot_after_index(full.trim_matches('"'));
             problem = "is required but missing".to_string();
         }
         // serde reports a missing key at its parent; name the key itself.
@@ -294,6 +290,21 @@ fn deserialize<T: DeserializeOwned>(
         }
         issue(path, problem)
     })
+}
+
+/// `device[4]site.storeys` as `device[4].site.storeys`: a dot between an index and the key
+/// that follows it.
+fn dot_after_index(path: &str) -> String {
+    let mut dotted = String::with_capacity(path.len() + 4);
+    let mut after_index = false;
+    for c in path.chars() {
+        if after_index && c != '.' && c != '[' {
+            dotted.push('.');
+        }
+        after_index = c == ']';
+        dotted.push(c);
+    }
+    dotted
 }
 
 /// One line out of the TOML parser's multi-line report: where, and what.
@@ -335,4 +346,20 @@ fn describe_serde_error(error: &config::ConfigError) -> String {
         return format!("{what} (expected {expected})");
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dot_after_index;
+
+    #[test]
+    fn a_key_after_an_index_gets_its_dot() {
+        assert_eq!(
+            dot_after_index("device[4]site.storeys"),
+            "device[4].site.storeys"
+        );
+        assert_eq!(dot_after_index("device[4].site"), "device[4].site");
+        assert_eq!(dot_after_index("a[1][2]b"), "a[1][2].b");
+        assert_eq!(dot_after_index("gateway.id"), "gateway.id");
+    }
 }

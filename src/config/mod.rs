@@ -682,6 +682,16 @@ pub struct BusConfig {
     pub max_backoff: ConfigDuration,
 }
 
+impl BusConfig {
+    /// Where the bus is reached: the `host:port` of a serial server or DTU, or the serial port.
+    pub fn endpoint(&self) -> String {
+        self.address
+            .clone()
+            .or_else(|| self.device.as_ref().map(|d| d.display().to_string()))
+            .unwrap_or_default()
+    }
+}
+
 fn default_data_bits() -> u8 {
     8
 }

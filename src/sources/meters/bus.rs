@@ -252,6 +252,11 @@ impl MeterBus {
         }
     }
 
+    /// Whether the last connect failed (the bus is backing off): the line itself is out of reach.
+    pub(super) fn unreachable(&self) -> bool {
+        self.gate.closed().is_some()
+    }
+
     async fn connect(&mut self) -> Result<Box<dyn Line>, LinkFailure> {
         if let Some(reason) = self.gate.closed() {
             return Err(link_failure(reason));

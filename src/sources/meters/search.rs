@@ -52,9 +52,7 @@ async fn probe<T>(
         Ok(frame) => Ok(Probe::One(address_of(&frame))),
         Err(Failure::Refused(_)) => Ok(Probe::Refused),
         Err(Failure::Link(failure)) if failure.timeout => Ok(Probe::Nobody),
-        Err(Failure::Link(failure)) if failure.reason.starts_with("cannot connect") => {
-            Err(failure.reason)
-        }
+        Err(Failure::Link(failure)) if line.unreachable() => Err(failure.reason),
         Err(Failure::Link(_)) => Ok(Probe::Several),
     }
 }
